@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KWF := $(VENV)/bin/kwf
+
+.PHONY: install jars lint test test-unit test-integration run broker-stop bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The official Apache Kafka broker jars, resolved through Maven once into .kwf/jars.
+jars: install
+	$(PY) -c "from pathlib import Path; from streams.broker import resolve_jars; print(resolve_jars(Path('.kwf').resolve()))"
+
+lint: install
+	$(VENV)/bin/ruff check engine streams tests bench examples
+	$(VENV)/bin/mypy engine streams
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+# The broker fixture uses KWF_BOOTSTRAP_SERVERS when set, else a Docker Kafka container
+# when a Docker engine answers, else starts (and afterwards stops) a local broker.
+test-integration: install jars
+	$(PY) -m pytest -q tests/integration
+
+test: lint test-unit test-integration
+
+run: install jars
+	$(KWF) broker start
+	$(KWF) run --app examples.app:runtime
+
+broker-stop: install
+	$(KWF) broker stop
+
+bench: install jars
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .kwf

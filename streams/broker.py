@@ -1,0 +1,389 @@
+"""A local single-node Apache Kafka broker (KRaft) for machines without Docker.
+
+The official broker jars come from Maven Central through Maven (the pom beside this
+module), are copied once into a cache folder and reused after. The broker runs as one
+combined broker+controller on 127.0.0.1 with its data, configuration, log and PID file
+under ``<home>/broker`` (``home`` defaults to ``$KWF_HOME`` or ``./.kwf``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+KAFKA_VERSION = "4.1.1"
+POM = Path(__file__).with_name("broker_jars") / "pom.xml"
+# One broker on a 2-core machine: a bounded heap keeps room for the runtime and tests.
+DEFAULT_HEAP = "768m"
+# Cold JVM start plus KRaft election takes ~5-10 s here; a minute means something is wrong.
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be set up, started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """Where one local broker keeps its files and which ports it listens on."""
+
+    home: Path
+    port: int = 9092
+    controller_port: int | None = None
+    heap: str = DEFAULT_HEAP
+    # Tests run their own broker beside a developer's, in a folder of its own.
+    folder_name: str = "broker"
+
+    @classmethod
+    def from_env(cls, port: int | None = None, home: Path | None = None) -> LocalBroker:
+        """Build from ``KWF_HOME`` / ``KWF_BROKER_PORT``, overridden by the arguments."""
+        base = home or Path(os.environ.get("KWF_HOME", ".kwf"))
+        chosen = port or int(os.environ.get("KWF_BROKER_PORT", "9092"))
+        return cls(home=base.resolve(), port=chosen)
+
+    @property
+    def folder(self) -> Path:
+        return self.home / self.folder_name
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "broker.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / "broker.pid"
+
+    @property
+    def jars_dir(self) -> Path:
+        return jars_dir(self.home)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ctrl_port(self) -> int:
+        return self.controller_port or self.port + 1
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> str:
+        """Start the broker unless it already answers; return the bootstrap address."""
+        if self.answers():
+            return self.bootstrap
+        java = find_java()
+        jars = resolve_jars(self.home)
+        for port in (self.port, self.ctrl_port):
+            if not port_is_free(port):
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is taken by another process; stop it or pick "
+                    f"another port (kwf broker start --port N, or KWF_BROKER_PORT)"
+                )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        self._format_storage(java, jars, config)
+        log = open(self.log_file, "ab")
+        cmd = [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            f"-Dlog4j2.configurationFile={self._write_log_config()}",
+            "-cp",
+            str(jars / "*"),
+            "kafka.Kafka",
+            str(config),
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(
+                    f"the broker exited with code {proc.returncode} during start-up.\n"
+                    f"{self._diagnosis()}\nLast lines of {self.log_file}:\n{self.log_tail()}"
+                )
+            if self.answers(timeout=1.0):
+                return self.bootstrap
+            time.sleep(0.3)
+        proc.kill()
+        raise BrokerError(
+            f"the broker did not answer on {self.bootstrap} within {timeout:.0f} s.\n"
+            f"Last lines of {self.log_file}:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker by its recorded PID and wait for it; False if none was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.2)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def pid(self) -> int | None:
+        """The PID of a running broker started from this folder, if any."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        """True when a broker answers a metadata request on this port."""
+        return broker_answers(self.bootstrap, timeout)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log yet)"
+
+    def _diagnosis(self) -> str:
+        tail = self.log_tail(200)
+        if "Address already in use" in tail:
+            return "A port is taken: stop the other process or choose another port."
+        if "meta.properties" in tail or "cluster.id" in tail or "Invalid cluster" in tail:
+            return (
+                f"The storage under {self.data_dir} looks corrupt or from another cluster: "
+                f"delete {self.folder} (kwf broker start --reset) and start again."
+            )
+        return "See the log below."
+
+    def _write_config(self) -> Path:
+        config = self.folder / "server.properties"
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.ctrl_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.ctrl_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.data_dir}",
+                    # One node: every internal topic has one replica.
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=8",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=8",
+                    "default.replication.factor=1",
+                    "min.insync.replicas=1",
+                    # Tests and first runs should not wait 3 s for the first rebalance.
+                    "group.initial.rebalance.delay.ms=0",
+                    # Lets processors use short session timeouts so a killed one is noticed fast.
+                    "group.min.session.timeout.ms=1000",
+                    # Topics are created on purpose, with their configs, never by a typo.
+                    "auto.create.topics.enable=false",
+                    "num.partitions=8",
+                    "log.retention.check.interval.ms=60000",
+                    "",
+                ]
+            )
+        )
+        return config
+
+    def _write_log_config(self) -> Path:
+        path = self.folder / "log4j2.properties"
+        path.write_text(
+            "\n".join(
+                [
+                    "appender.out.type=Console",
+                    "appender.out.name=STDOUT",
+                    "appender.out.layout.type=PatternLayout",
+                    "appender.out.layout.pattern=[%d] %p %m (%c)%n",
+                    "rootLogger.level=INFO",
+                    "rootLogger.appenderRef.out.ref=STDOUT",
+                    # The request and state-change loggers are very chatty at INFO.
+                    "logger.kafka.name=kafka",
+                    "logger.kafka.level=WARN",
+                    "logger.apache.name=org.apache.kafka",
+                    "logger.apache.level=WARN",
+                    "logger.server.name=kafka.server.KafkaRaftServer",
+                    "logger.server.level=INFO",
+                    "",
+                ]
+            )
+        )
+        return path
+
+    def _format_storage(self, java: str, jars: Path, config: Path) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        # A KRaft cluster ID is 16 random bytes in URL-safe base64 without padding.
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [java, "-cp", str(jars / "*"), "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(config)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(
+                f"formatting KRaft storage under {self.data_dir} failed:\n{result.stdout}{result.stderr}\n"
+                f"Delete {self.folder} (kwf broker start --reset) and try again."
+            )
+
+
+def jars_dir(home: Path) -> Path:
+    return home / "jars" / f"kafka-{KAFKA_VERSION}"
+
+
+def resolve_jars(home: Path) -> Path:
+    """Copy the broker jars and their runtime dependencies into the cache once."""
+    target = jars_dir(home)
+    done = target / ".complete"
+    if done.exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is not on PATH; install it (apt-get install maven) to fetch the broker jars")
+    target.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
+        raise BrokerError(
+            f"Maven could not resolve org.apache.kafka:kafka_2.13:{KAFKA_VERSION} from {POM}.\n{tail}\n"
+            "Check that Maven reaches its repository (proxy settings in ~/.m2/settings.xml)."
+        )
+    done.write_text(KAFKA_VERSION)
+    return target
+
+
+def find_java() -> str:
+    """A Java 17+ executable: $JAVA_HOME/bin/java first, then PATH."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+    found = shutil.which("java")
+    if found:
+        candidates.append(found)
+    for java in candidates:
+        try:
+            out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+        except OSError:
+            continue
+        match = re.search(r'version "(\d+)', out)
+        if match and int(match.group(1)) >= 17:
+            return java
+    raise BrokerError(
+        "no Java 17 or newer found (JAVA_HOME or PATH); Kafka 4 needs it: apt-get install openjdk-17-jre-headless"
+    )
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 are both free (broker and controller)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < 65000 and port_is_free(port + 1):
+            return port
+    raise BrokerError("found no two free adjacent ports on 127.0.0.1")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); look at its state where /proc exists.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request within ``timeout``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 1000,
+                         "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=timeout).brokers)
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streams.broker start|stop|status`` (also ``kwf broker``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kwf broker", description="Run a local Apache Kafka broker (KRaft).")
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--port", type=int, default=None, help="listener port (default 9092 or KWF_BROKER_PORT)")
+    parser.add_argument("--home", type=Path, default=None, help="folder for jars and data (default .kwf)")
+    parser.add_argument("--reset", action="store_true", help="delete the broker's data before starting")
+    args = parser.parse_args(argv)
+    broker = LocalBroker.from_env(port=args.port, home=args.home)
+    try:
+        if args.action == "start":
+            if args.reset:
+                broker.stop()
+                shutil.rmtree(broker.folder, ignore_errors=True)
+            began = time.monotonic()
+            address = broker.start()
+            print(address)
+            print(f"broker ready in {time.monotonic() - began:.1f} s", file=sys.stderr)
+            return 0
+        if args.action == "stop":
+            print("stopped" if broker.stop() else "no broker was running")
+            return 0
+        if broker.answers():
+            print(f"running on {broker.bootstrap} (pid {broker.pid()})")
+            return 0
+        print(f"no broker answers on {broker.bootstrap}")
+        return 1
+    except BrokerError as err:
+        print(f"kwf broker {args.action}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

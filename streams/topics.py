@@ -1,0 +1,97 @@
+"""Create and verify topics with AdminClient.
+
+A topic set is a list of ``TopicSpec``; topics that share keys (co-partitioned) must
+have the same partition count, or records of one key would land in different
+partitions. Missing topics are created; existing ones are checked, never altered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+DAY_MS = 24 * 3600 * 1000
+# Topic creation on a busy single broker can take a few seconds per batch.
+ADMIN_TIMEOUT_S = 30.0
+
+
+class TopicError(RuntimeError):
+    """Topics are missing, mismatched or could not be created; the message names them."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name, partition count and topic-level configs.
+
+    Attributes:
+        co_partitioned: Topics with this flag must all have the same partition count.
+    """
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    replication_factor: int = 1
+    co_partitioned: bool = True
+
+
+def ensure_topics(admin: AdminClient, specs: Sequence[TopicSpec]) -> None:
+    """Create the topics that are missing and verify the partition counts of the rest.
+
+    Raises:
+        TopicError: creation failed, or co-partitioned topics disagree on their partition count.
+    """
+    existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in missing],
+            operation_timeout=ADMIN_TIMEOUT_S,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=ADMIN_TIMEOUT_S)
+            except KafkaException as err:
+                # Another process may have created it a moment ago: that is fine.
+                if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise TopicError(f"could not create topic {name}: {err.args[0].str()}") from err
+        existing = wait_for_metadata(admin, [s.name for s in specs])
+    verify_partition_counts(specs, {name: len(meta.partitions) for name, meta in existing.items()})
+
+
+def wait_for_metadata(admin: AdminClient, names: Sequence[str]) -> dict:
+    """Metadata once every named topic shows up with all its partitions led.
+
+    A fresh topic reaches the broker's metadata cache a moment after CreateTopics answers.
+    """
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while True:
+        topics = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+        ready = all(
+            n in topics and topics[n].partitions and all(p.leader >= 0 for p in topics[n].partitions.values())
+            for n in names
+        )
+        if ready or time.monotonic() > deadline:
+            return topics
+        time.sleep(0.1)
+
+
+def verify_partition_counts(specs: Sequence[TopicSpec], actual: dict[str, int]) -> None:
+    """Check that co-partitioned topics agree; a plain function so it is easy to test."""
+    group = [s for s in specs if s.co_partitioned]
+    if not group:
+        return
+    first = group[0]
+    for spec in group:
+        count = actual.get(spec.name)
+        if count is None:
+            raise TopicError(f"topic {spec.name} does not exist")
+        if count != actual[first.name]:
+            raise TopicError(
+                f"topics {first.name} ({actual[first.name]} partitions) and {spec.name} ({count} partitions) "
+                "must have the same partition count: records of one key must land in the same partition "
+                "of both. Recreate one of them, or use a new topic prefix."
+            )

@@ -1,0 +1,74 @@
+"""The real Kafka broker every integration test talks to, and per-test topic prefixes.
+
+Order of choice: ``KWF_BOOTSTRAP_SERVERS`` when set; else a Kafka container through
+testcontainers when a Docker engine answers; else a local broker started from the
+official jars (streams/broker.py) for this test session. No broker is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from streams.broker import LocalBroker, broker_answers, free_port_pair
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a running broker for the whole test session."""
+    configured = os.environ.get("KWF_BOOTSTRAP_SERVERS")
+    if configured:
+        if not broker_answers(configured, timeout=10):
+            pytest.fail(f"KWF_BOOTSTRAP_SERVERS={configured} is set but no broker answers there")
+        yield configured
+        return
+    if docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    home = Path(os.environ.get("KWF_HOME", REPO / ".kwf")).resolve()
+    broker = LocalBroker(home=home, port=free_port_pair(), folder_name="test-broker")
+    broker.stop()
+    shutil.rmtree(broker.folder, ignore_errors=True)
+    bootstrap = broker.start()
+    os.environ["KWF_BOOTSTRAP_SERVERS"] = bootstrap  # subprocesses started by tests inherit it
+    try:
+        yield bootstrap
+    finally:
+        os.environ.pop("KWF_BOOTSTRAP_SERVERS", None)
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh topic prefix per test, so tests never see each other's records."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception:
+                pass  # cleanup only; the next test uses another prefix anyway
