@@ -56,7 +56,7 @@ def coerce(value: Any, annotation: Any) -> Any:
         TypeError: The value lacks a field the dataclass requires.
         ValueError: A pydantic model rejects the value.
     """
-    if value is None or annotation is None or annotation is inspect.Parameter.empty:
+    if value is None or annotation is None or annotation is inspect.Parameter.empty or annotation is Any:
         return value
     origin = typing.get_origin(annotation)
     if origin is typing.Union or origin is types.UnionType:
@@ -65,7 +65,12 @@ def coerce(value: Any, annotation: Any) -> Any:
     if origin is list and isinstance(value, list):
         args = typing.get_args(annotation)
         return [coerce(item, args[0]) for item in value] if args else value
-    if not isinstance(annotation, type) or isinstance(value, annotation):
+    if not isinstance(annotation, type):
+        return value
+    try:
+        if isinstance(value, annotation):
+            return value
+    except TypeError:  # special forms that refuse isinstance checks
         return value
     mapping = _as_mapping(value)
     if mapping is None:

@@ -1,0 +1,135 @@
+"""Running one activity: decode its input, call the user's function, capture result or failure."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from engine import payload
+from engine.errors import ActivityNotRegistered, failure_from_exception
+from engine.history import FailureDetails
+from engine.registry import Registered, Registry
+
+
+class WorkflowActivityContext:
+    """What an activity sees of the workflow that called it.
+
+    Args:
+        instance_id: The calling workflow instance.
+        task_id: The task ID of this call within that instance.
+    """
+
+    __slots__ = ("_instance_id", "_task_id")
+
+    def __init__(self, instance_id: str, task_id: int) -> None:
+        self._instance_id = instance_id
+        self._task_id = task_id
+
+    @property
+    def workflow_id(self) -> str:
+        """The ID of the calling workflow instance."""
+        return self._instance_id
+
+    @property
+    def instance_id(self) -> str:
+        """The ID of the calling workflow instance (same as ``workflow_id``)."""
+        return self._instance_id
+
+    @property
+    def task_id(self) -> int:
+        """The task ID of this call, unique within the instance's execution."""
+        return self._task_id
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityOutcome:
+    """How an activity ended: a result (JSON text or None) or a failure.
+
+    Attributes:
+        result: The activity's return value as JSON text; None for None.
+        failure: Why it failed; None when it succeeded.
+    """
+
+    result: str | None = None
+    failure: FailureDetails | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the activity returned without raising."""
+        return self.failure is None
+
+
+def run_activity(
+    registry: Registry, name: str, input_json: str | None, *, instance_id: str, task_id: int
+) -> ActivityOutcome:
+    """Run an activity in the calling thread; an ``async def`` activity runs on a fresh event loop.
+
+    Never raises for a failing activity: the exception becomes the outcome's failure.
+
+    Args:
+        registry: Where the activity is looked up.
+        name: The activity's registered name.
+        input_json: Its input as JSON text.
+        instance_id: The calling workflow instance.
+        task_id: The task ID of the call.
+    """
+    entry = registry.get_activity(name)
+    if entry is None:
+        return _not_registered(name)
+    try:
+        result = _call(entry, input_json, instance_id, task_id)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return ActivityOutcome(result=payload.encode(result))
+    except Exception as err:
+        return ActivityOutcome(failure=failure_from_exception(err))
+
+
+async def async_run_activity(
+    registry: Registry, name: str, input_json: str | None, *, instance_id: str, task_id: int
+) -> ActivityOutcome:
+    """Run an activity from an event loop: ``async def`` ones are awaited, others run in a thread.
+
+    Args:
+        registry: Where the activity is looked up.
+        name: The activity's registered name.
+        input_json: Its input as JSON text.
+        instance_id: The calling workflow instance.
+        task_id: The task ID of the call.
+    """
+    entry = registry.get_activity(name)
+    if entry is None:
+        return _not_registered(name)
+    try:
+        if inspect.iscoroutinefunction(entry.fn):
+            result = await _call(entry, input_json, instance_id, task_id)
+        else:
+            # A blocking activity must not stall the loop's other activities.
+            result = await asyncio.to_thread(_call, entry, input_json, instance_id, task_id)
+            if inspect.isawaitable(result):
+                result = await result
+        return ActivityOutcome(result=payload.encode(result))
+    except Exception as err:
+        return ActivityOutcome(failure=failure_from_exception(err))
+
+
+def _call(entry: Registered, input_json: str | None, instance_id: str, task_id: int) -> Any:
+    value = payload.coerce(payload.decode(input_json), entry.input_type)
+    return entry.call(WorkflowActivityContext(instance_id, task_id), value)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _not_registered(name: str) -> ActivityOutcome:
+    return ActivityOutcome(
+        failure=failure_from_exception(
+            ActivityNotRegistered(
+                f"activity {name!r} is not registered; register it (@runtime.activity or register_activity) "
+                "in every process that runs activity workers"
+            )
+        )
+    )

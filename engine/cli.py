@@ -1,0 +1,217 @@
+"""``kwf``: the local broker, the runtime, and commands on instances."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from engine.config import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kwf`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["broker"]:
+        from streams.broker import main as broker_main
+
+        return broker_main(args[1:])
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    if not getattr(ns, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=getattr(logging, ns.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(ns.handler(ns) or 0)
+    except (ValueError, TimeoutError, RuntimeError) as err:
+        print(f"kwf {ns.command}: {err}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kwf", description="Durable workflows on Apache Kafka.")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("broker", help="start|stop|status a local Kafka broker (kwf broker --help)")
+
+    run = sub.add_parser("run", help="run a WorkflowRuntime's processes (and the HTTP API)")
+    run.add_argument("--app", required=True, help="MODULE:ATTR naming a WorkflowRuntime")
+    run.add_argument("--role", default="all", choices=["all", "orchestrator", "worker"])
+    http = run.add_mutually_exclusive_group()
+    http.add_argument("--http-port", type=int, default=3500)
+    http.add_argument("--no-http", action="store_true")
+    run.add_argument("--http-host", default="127.0.0.1")
+    run.set_defaults(handler=cmd_run)
+
+    start = sub.add_parser("start", help="start a workflow instance")
+    start.add_argument("name")
+    start.add_argument("--input", default=None, help="JSON input")
+    start.add_argument("--id", default=None, help="instance ID (generated if absent)")
+    start.set_defaults(handler=cmd_start)
+
+    status = sub.add_parser("status", help="show an instance's status")
+    status.add_argument("id")
+    status.set_defaults(handler=cmd_status)
+
+    raise_ = sub.add_parser("raise", help="raise an external event to an instance")
+    raise_.add_argument("id")
+    raise_.add_argument("event")
+    raise_.add_argument("--data", default=None, help="JSON event data")
+    raise_.set_defaults(handler=cmd_raise)
+
+    for verb, help_text in [("terminate", "terminate an instance"), ("suspend", "suspend an instance"),
+                            ("resume", "resume a suspended instance"), ("purge", "remove an ended instance")]:
+        cmd = sub.add_parser(verb, help=help_text)
+        cmd.add_argument("id")
+        if verb == "terminate":
+            cmd.add_argument("--output", default=None, help="JSON output to record")
+        cmd.set_defaults(handler=cmd_manage)
+
+    list_ = sub.add_parser("list", help="list instances")
+    list_.add_argument("--status", default=None, help="e.g. RUNNING, COMPLETED, FAILED")
+    list_.add_argument("--name", default=None, help="workflow name")
+    list_.set_defaults(handler=cmd_list)
+
+    history = sub.add_parser("history", help="show an instance's history as a timeline")
+    history.add_argument("id")
+    history.add_argument("--all", action="store_true", help="every execution, not only the latest")
+    history.set_defaults(handler=cmd_history)
+    return parser
+
+
+def load_app(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"--app wants MODULE:ATTR, got {spec!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    runtime = load_app(ns.app)
+    runtime.role = ns.role
+    stop = {"now": False}
+
+    def on_signal(signum: int, _: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime.start()
+    server = None
+    if not ns.no_http:
+        from engine.http_api import serve_in_thread
+
+        server = serve_in_thread(runtime, ns.http_host, ns.http_port)
+        print(f"HTTP API on http://{ns.http_host}:{ns.http_port}", file=sys.stderr)
+    print(f"runtime ready ({ns.role}); workflows: {', '.join(runtime.registry.workflow_names()) or 'none'}",
+          file=sys.stderr)
+    try:
+        import time
+
+        while not stop["now"] and runtime.failure is None:
+            time.sleep(0.2)
+    finally:
+        if server is not None:
+            server.should_exit = True
+        runtime.shutdown()
+    return 1 if runtime.failure is not None else 0
+
+
+def _client() -> Any:
+    from engine.client import WorkflowClient
+
+    return WorkflowClient(settings=Settings.from_env())
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} is not valid JSON: {err}") from err
+
+
+def cmd_start(ns: argparse.Namespace) -> int:
+    instance_id = _client().schedule_new_workflow(ns.name, input=_json_arg(ns.input, "--input"), instance_id=ns.id)
+    print(instance_id)
+    return 0
+
+
+def _state_json(state: Any) -> dict[str, Any]:
+    return {
+        "instanceID": state.instance_id, "workflowName": state.name, "runtimeStatus": state.runtime_status.name,
+        "createdAt": state.created_at.isoformat(), "lastUpdatedAt": state.last_updated_at.isoformat(),
+        "input": state.serialized_input, "output": state.serialized_output,
+        "customStatus": state.serialized_custom_status,
+        "failure": None if state.failure_details is None else {
+            "type": state.failure_details.error_type, "message": state.failure_details.message},
+    }
+
+
+def cmd_status(ns: argparse.Namespace) -> int:
+    state = _client().get_workflow_state(ns.id)
+    if state is None:
+        print(f"no instance {ns.id}", file=sys.stderr)
+        return 1
+    print(json.dumps(_state_json(state), indent=2))
+    return 0
+
+
+def cmd_raise(ns: argparse.Namespace) -> int:
+    _client().raise_workflow_event(ns.id, ns.event, data=_json_arg(ns.data, "--data"))
+    return 0
+
+
+def cmd_manage(ns: argparse.Namespace) -> int:
+    client = _client()
+    if ns.command == "terminate":
+        client.terminate_workflow(ns.id, output=_json_arg(ns.output, "--output"))
+    elif ns.command == "suspend":
+        client.pause_workflow(ns.id)
+    elif ns.command == "resume":
+        client.resume_workflow(ns.id)
+    else:
+        client.purge_workflow(ns.id)
+    state = client.get_workflow_state(ns.id)
+    print(f"{ns.id}: {state.runtime_status.name if state else 'purged'}")
+    return 0
+
+
+def cmd_list(ns: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.history import WorkflowStatus
+
+    status = None if ns.status is None else WorkflowStatus[ns.status.upper()]
+    table = Table("instance", "workflow", "status", "created", "updated")
+    for state in _client().list_workflows(status=status, name=ns.name):
+        table.add_row(state.instance_id, state.name, state.runtime_status.name,
+                      state.created_at.isoformat(timespec="seconds"), state.last_updated_at.isoformat(timespec="seconds"))
+    Console().print(table)
+    return 0
+
+
+def cmd_history(ns: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from engine.history_reader import read_history
+    from engine.timeline import render_timeline
+
+    events = read_history(Settings.from_env(), ns.id, all_executions=ns.all)
+    if not events:
+        print(f"no history for {ns.id}", file=sys.stderr)
+        return 1
+    Console().print(render_timeline(events))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

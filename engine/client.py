@@ -1,0 +1,294 @@
+"""The workflow client: start, query, raise events to and manage instances.
+
+Commands are ``HistoryEvent`` records produced to ``kwf.inbox`` keyed by instance ID;
+reads come from a ``StatusView`` of ``kwf.status``. Each management call waits (bounded)
+until the view shows its effect, so a read right after it sees the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Producer
+
+from engine import payload
+from engine.codec import StatusRecord, encode_event
+from engine.config import Settings
+from engine.history import (
+    EventRaised,
+    ExecutionResumed,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionTerminated,
+    FailureDetails,
+    HistoryEvent,
+    PurgeRequested,
+    WorkflowStatus,
+    validate_instance_id,
+)
+from engine.instance_state import ENDED
+from engine.orchestrator import now_utc
+from engine.registry import name_of
+from engine.status_view import StatusView
+from engine.topics import INBOX
+
+# How long a management call waits to see its effect before saying so.
+DEFAULT_ACK_TIMEOUT_S = 30.0
+# Delivery of one command to the broker; beyond this the broker is unreachable.
+DELIVERY_TIMEOUT_S = 30.0
+_EVENT_NAME_MAX = 256
+
+
+class InstanceExists(Exception):
+    """A start named an instance ID that is still running; wait for it to end or purge it."""
+
+
+class PayloadTooLarge(ValueError):
+    """An input, event or output is larger than ``KWF_MAX_PAYLOAD_BYTES``."""
+
+
+@dataclass(frozen=True)
+class WorkflowFailureDetails:
+    """Why an instance failed (dapr.ext.workflow's ``FailureDetails``)."""
+
+    message: str
+    error_type: str
+    stack_trace: str | None
+
+    @classmethod
+    def of(cls, failure: FailureDetails) -> WorkflowFailureDetails:
+        return cls(failure.message, failure.type, failure.stack_trace)
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    """A snapshot of one instance, as dapr.ext.workflow's ``WorkflowState``."""
+
+    instance_id: str
+    name: str
+    runtime_status: WorkflowStatus
+    created_at: datetime
+    last_updated_at: datetime
+    serialized_input: str | None
+    serialized_output: str | None
+    serialized_custom_status: str | None
+    failure_details: WorkflowFailureDetails | None
+
+    @classmethod
+    def of(cls, status: StatusRecord, fetch_payloads: bool = True) -> WorkflowState:
+        return cls(
+            instance_id=status.instance_id,
+            name=status.name,
+            runtime_status=status.runtime_status,
+            created_at=status.created_at,
+            last_updated_at=status.last_updated_at,
+            serialized_input=status.input if fetch_payloads else None,
+            serialized_output=status.output if fetch_payloads else None,
+            serialized_custom_status=status.custom_status if fetch_payloads else None,
+            failure_details=None if status.failure is None else WorkflowFailureDetails.of(status.failure),
+        )
+
+
+class WorkflowClient:
+    """Starts and manages workflow instances (alias ``DaprWorkflowClient``).
+
+    ``WorkflowClient()`` reads the same ``KWF_*`` configuration as ``WorkflowRuntime()``,
+    so both reach the same runtime. Dapr's ``host``/``port`` arguments are accepted and
+    ignored: there is no sidecar.
+    """
+
+    def __init__(self, host: str | None = None, port: str | None = None, *, settings: Settings | None = None,
+                 **_: Any) -> None:
+        self.settings = settings or Settings.from_env()
+        self._producer = Producer(self.settings.producer())
+        self._inbox = self.settings.topic(INBOX)
+        self._view: StatusView | None = None
+        self._delivery_errors: list[str] = []
+
+    @property
+    def view(self) -> StatusView:
+        if self._view is None:
+            self._view = StatusView.shared(self.settings)
+        return self._view
+
+    # -- starting ------------------------------------------------------------------------
+
+    def schedule_new_workflow(self, workflow: Callable[..., Any] | str, *, input: Any = None,
+                              instance_id: str | None = None, start_at: datetime | None = None,
+                              reuse_id_policy: Any = None) -> str:
+        """Start an instance and return its ID once the runtime has accepted it.
+
+        Raises:
+            InstanceExists: ``instance_id`` names an instance that has not ended.
+            PayloadTooLarge: the input is over ``KWF_MAX_PAYLOAD_BYTES``.
+            TimeoutError: no runtime accepted the start in time.
+        """
+        instance_id = instance_id or uuid.uuid4().hex
+        execution_id = self._send_start(workflow, input, instance_id, start_at)
+        self.view.wait_for(instance_id, lambda s: s is not None and s.execution_id == execution_id,
+                           DEFAULT_ACK_TIMEOUT_S)
+        return instance_id
+
+    def schedule_new_workflows(self, workflow: Callable[..., Any] | str,
+                               inputs: Iterable[tuple[str, Any]]) -> list[str]:
+        """Start many instances without waiting for each to be accepted (bulk, for throughput).
+
+        Args:
+            workflow: The workflow function or its registered name.
+            inputs: ``(instance_id, input)`` pairs.
+
+        Returns:
+            The instance IDs, once every start is on the broker. Query them afterwards with
+            ``wait_for_workflow_start``; a running ID is refused by the runtime and logged.
+        """
+        ids = []
+        for instance_id, value in inputs:
+            self._send_start(workflow, value, instance_id, None, check=False, flush=False)
+            ids.append(instance_id)
+        self._flush()
+        return ids
+
+    def _send_start(self, workflow: Callable[..., Any] | str, value: Any, instance_id: str,
+                    start_at: datetime | None, check: bool = True, flush: bool = True) -> str:
+        validate_instance_id(instance_id)
+        if check:
+            current = self.view.get(instance_id)
+            if current is not None and current.runtime_status not in ENDED:
+                raise InstanceExists(
+                    f"instance {instance_id} already exists and is {current.runtime_status.name}; "
+                    "terminate it or wait for it to end, or pick another ID"
+                )
+        execution_id = uuid.uuid4().hex
+        scheduled = None if start_at is None else (start_at if start_at.tzinfo else start_at.replace(tzinfo=UTC))
+        start = ExecutionStarted(name_of(workflow), self._encode(value, "input"), None, scheduled)
+        self._produce(HistoryEvent(instance_id, execution_id, -1, now_utc(), start), flush=flush)
+        return execution_id
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_workflow_state(self, instance_id: str, *, fetch_payloads: bool = True) -> WorkflowState | None:
+        """The instance's latest state, or None if no such instance exists."""
+        status = self.view.get(instance_id)
+        return None if status is None else WorkflowState.of(status, fetch_payloads)
+
+    def wait_for_workflow_start(self, instance_id: str, *, fetch_payloads: bool = False,
+                                timeout_in_seconds: float = 0) -> WorkflowState | None:
+        """Wait until the instance runs (or has ended); 0 waits forever.
+
+        Raises:
+            TimeoutError: the time ran out first.
+        """
+        status = self.view.wait_for(
+            instance_id, lambda s: s is not None and s.runtime_status is not WorkflowStatus.PENDING,
+            timeout_in_seconds or None)
+        return None if status is None else WorkflowState.of(status, fetch_payloads)
+
+    def wait_for_workflow_completion(self, instance_id: str, *, fetch_payloads: bool = True,
+                                     timeout_in_seconds: float = 0) -> WorkflowState | None:
+        """Wait until the instance has ended (COMPLETED, FAILED or TERMINATED); 0 waits forever.
+
+        Raises:
+            TimeoutError: the time ran out first.
+        """
+        status = self.view.wait_for(instance_id, lambda s: s is not None and s.runtime_status in ENDED,
+                                    timeout_in_seconds or None)
+        return None if status is None else WorkflowState.of(status, fetch_payloads)
+
+    def list_workflows(self, *, status: WorkflowStatus | None = None, name: str | None = None) -> list[WorkflowState]:
+        """Every known instance, optionally filtered by status and workflow name."""
+        return [WorkflowState.of(s) for s in self.view.records()
+                if (status is None or s.runtime_status is status) and (name is None or s.name == name)]
+
+    # -- managing ------------------------------------------------------------------------
+
+    def raise_workflow_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
+        """Send an external event; names compare case-insensitively. Unknown instances drop it."""
+        validate_instance_id(instance_id)
+        validate_event_name(event_name)
+        self._command(instance_id, EventRaised(event_name, self._encode(data, "event data")))
+
+    def terminate_workflow(self, instance_id: str, *, output: Any = None, recursive: bool = True) -> None:
+        """Terminate the instance (and its children unless ``recursive=False``) and wait for it."""
+        self._command(instance_id, ExecutionTerminated(None, self._encode(output, "output"), recursive))
+        self.view.wait_for(instance_id, lambda s: s is None or s.runtime_status in ENDED, DEFAULT_ACK_TIMEOUT_S)
+
+    def pause_workflow(self, instance_id: str) -> None:
+        """Suspend the instance; events that arrive meanwhile are kept for its resume."""
+        self._command(instance_id, ExecutionSuspended(None))
+        self.view.wait_for(instance_id, lambda s: s is None or s.runtime_status in {WorkflowStatus.SUSPENDED, *ENDED},
+                           DEFAULT_ACK_TIMEOUT_S)
+
+    def resume_workflow(self, instance_id: str) -> None:
+        """Resume a suspended instance."""
+        self._command(instance_id, ExecutionResumed(None))
+        self.view.wait_for(instance_id, lambda s: s is None or s.runtime_status is not WorkflowStatus.SUSPENDED,
+                           DEFAULT_ACK_TIMEOUT_S)
+
+    def purge_workflow(self, instance_id: str, *, recursive: bool = True) -> None:
+        """Remove an ended instance and its history; its ID can then be started again."""
+        current = self.view.get(instance_id)
+        if current is not None and current.runtime_status not in ENDED:
+            raise ValueError(f"instance {instance_id} is {current.runtime_status.name}: only ended instances "
+                             "can be purged; terminate it first")
+        self._command(instance_id, PurgeRequested())
+        self.view.wait_for(instance_id, lambda s: s is None, DEFAULT_ACK_TIMEOUT_S)
+
+    def close(self) -> None:
+        self._flush()
+
+    def __enter__(self) -> WorkflowClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _command(self, instance_id: str, event: Any) -> None:
+        validate_instance_id(instance_id)
+        self._produce(HistoryEvent(instance_id, "", -1, now_utc(), event))
+
+    def _encode(self, value: Any, what: str) -> str | None:
+        text = payload.encode(value)
+        size = 0 if text is None else len(text.encode())
+        if size > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(f"the {what} is {size} bytes of JSON; the limit is "
+                                  f"{self.settings.max_payload_bytes} bytes (KWF_MAX_PAYLOAD_BYTES)")
+        return text
+
+    def _produce(self, event: HistoryEvent, flush: bool = True) -> None:
+        while True:
+            try:
+                self._producer.produce(self._inbox, key=event.instance_id.encode(), value=encode_event(event),
+                                       on_delivery=self._delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.05)
+        if flush:
+            self._flush()
+
+    def _delivered(self, err: Any, _: Any) -> None:
+        if err is not None:
+            self._delivery_errors.append(str(err))
+
+    def _flush(self) -> None:
+        if self._producer.flush(DELIVERY_TIMEOUT_S) > 0:
+            raise TimeoutError(f"commands not delivered to {self.settings.bootstrap_servers} within "
+                               f"{DELIVERY_TIMEOUT_S:.0f} s; is the broker running?")
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise RuntimeError(f"the broker refused {len(errors)} command(s): {errors[0]}")
+
+
+def validate_event_name(name: str) -> str:
+    """Event names: 1-256 characters, no control characters."""
+    if not isinstance(name, str) or not 0 < len(name) <= _EVENT_NAME_MAX or any(ord(c) < 32 for c in name):
+        raise ValueError(f"invalid event name {name!r}: use 1 to {_EVENT_NAME_MAX} printable characters")
+    return name
+
+
+DaprWorkflowClient = WorkflowClient

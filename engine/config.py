@@ -1,0 +1,86 @@
+"""Runtime configuration: every ``KWF_*`` variable, each also a constructor argument."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from streams.kafka_config import client_settings
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the runtime finds Kafka, names its topics and keeps its state.
+
+    Attributes:
+        bootstrap_servers: ``KWF_BOOTSTRAP_SERVERS``.
+        topic_prefix: ``KWF_TOPIC_PREFIX``; topics are ``{prefix}.inbox`` and so on.
+        partitions: ``KWF_PARTITIONS``, for topics this runtime creates.
+        state_dir: ``KWF_STATE_DIR``, the RocksDB stores.
+        process_id: ``KWF_PROCESS_ID``, the stable identity behind transactional IDs.
+        api_token: ``KWF_API_TOKEN``; when set the HTTP API wants it in ``dapr-api-token``.
+        max_payload_bytes: ``KWF_MAX_PAYLOAD_BYTES``, the largest input, output or event payload.
+        kafka: Extra librdkafka settings from ``KWF_KAFKA_*``.
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "kwf"
+    partitions: int = 8
+    state_dir: Path = Path(".kwf/state")
+    process_id: str = ""
+    api_token: str | None = None
+    max_payload_bytes: int = MIB
+    kafka: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read ``KWF_*`` from the environment; keyword arguments that are not None win."""
+        env = os.environ
+        base = client_settings()
+        kafka = {k: v for k, v in base.items() if k != "bootstrap.servers"}
+        settings = cls(
+            bootstrap_servers=base["bootstrap.servers"],
+            topic_prefix=env.get("KWF_TOPIC_PREFIX", "kwf"),
+            partitions=int(env.get("KWF_PARTITIONS", "8")),
+            state_dir=Path(env.get("KWF_STATE_DIR", ".kwf/state")),
+            process_id=env.get("KWF_PROCESS_ID", ""),
+            api_token=env.get("KWF_API_TOKEN") or None,
+            max_payload_bytes=int(env.get("KWF_MAX_PAYLOAD_BYTES", str(MIB))),
+            kafka=kafka,
+        )
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if not settings.process_id:
+            settings = replace(settings, process_id=default_process_id(settings.state_dir))
+        return settings
+
+    def client(self) -> dict[str, str]:
+        """Base librdkafka settings for every client of this runtime."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+
+    def producer(self) -> dict[str, str]:
+        """Settings for a plain (non-transactional) producer: idempotent, Java-compatible partitioning."""
+        return {
+            **self.client(),
+            "enable.idempotence": "true",
+            # Same partition as Kafka's Java producer for the same key (murmur2).
+            "partitioner": "murmur2_random",
+            # Small batches: workflow steps are latency-bound, not throughput-bound.
+            "linger.ms": "2",
+            # KWF_KAFKA_* settings win over the defaults above.
+            **self.kafka,
+        }
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+
+def default_process_id(state_dir: Path) -> str:
+    """Host name plus a short hash of the state folder: stable across restarts of one process."""
+    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"

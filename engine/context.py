@@ -1,0 +1,148 @@
+"""The context object a workflow function receives: the only door from workflow code to the world."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from engine import payload
+from engine.history import utc, validate_instance_id
+from engine.registry import name_of
+from engine.retry import RetryPolicy
+from engine.tasks import Task
+
+if TYPE_CHECKING:
+    from engine.replay import WorkflowRun
+
+
+class WorkflowContext:
+    """What a workflow sees of its instance, and how it asks for durable work.
+
+    Workflow code must be deterministic: it may only learn about the world through the
+    tasks it yields and the properties here, which replay identically. Every call below
+    records a step in the instance's history.
+    """
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: WorkflowRun) -> None:
+        self._run = run
+
+    @property
+    def instance_id(self) -> str:
+        """The ID of the workflow instance."""
+        return self._run.instance_id
+
+    @property
+    def workflow_name(self) -> str:
+        """The registered name of the running workflow."""
+        return self._run.workflow_name
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the code re-runs steps already in history (e.g. skip logging then)."""
+        return self._run.is_replaying
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        """The timestamp of the history event being processed: the same on every replay.
+
+        Use it instead of ``datetime.now()``, which would differ on replay.
+        """
+        return self._run.current_time
+
+    def call_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Task:
+        """Schedule an activity; yield the returned task to wait for its result.
+
+        Args:
+            activity: The activity function or its registered name.
+            input: A JSON-encodable value (dataclasses and pydantic models too).
+            retry_policy: How to retry the activity if it fails.
+
+        Returns:
+            A task whose result is the activity's return value; it fails with TaskFailedError.
+        """
+        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy)
+
+    def call_child_workflow(
+        self,
+        workflow: Callable[..., Any] | str,
+        *,
+        input: Any = None,
+        instance_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Task:
+        """Start a child workflow; yield the returned task to wait for its output.
+
+        Args:
+            workflow: The workflow function or its registered name.
+            input: A JSON-encodable value.
+            instance_id: The child's instance ID; default ``"{this instance}:{task ID}"``.
+            retry_policy: How to retry the child if it fails.
+
+        Returns:
+            A task whose result is the child's output; it fails with TaskFailedError.
+
+        Raises:
+            ValueError: ``instance_id`` is not 1-128 letters, digits, ``-``, ``_``, ``.``, ``:``.
+        """
+        if instance_id is not None:
+            validate_instance_id(instance_id)
+        return self._run.schedule_child(name_of(workflow), payload.encode(input), instance_id, retry_policy)
+
+    def create_timer(self, fire_at: datetime | timedelta) -> Task:
+        """A durable timer, due at a moment or after a delay from ``current_utc_datetime``.
+
+        Args:
+            fire_at: An absolute time (naive means UTC) or a delay.
+        """
+        if isinstance(fire_at, timedelta):
+            due = self._run.current_time + fire_at
+        elif isinstance(fire_at, datetime):
+            due = utc(fire_at)
+        else:
+            raise TypeError(f"create_timer takes a datetime or a timedelta, got {type(fire_at).__name__}")
+        return self._run.schedule_timer(due)
+
+    def wait_for_external_event(self, name: str, *, timeout: timedelta | None = None) -> Task:
+        """Wait for an event raised to this instance; names compare case-insensitively.
+
+        Events raised before the wait are kept in order and handed to waits in order.
+
+        Args:
+            name: The event name.
+            timeout: Give up after this long; the task then fails with TimeoutError.
+
+        Returns:
+            A task whose result is the event's data.
+        """
+        if timeout is not None and not isinstance(timeout, timedelta):
+            raise TypeError(f"timeout must be a timedelta, got {type(timeout).__name__}")
+        return self._run.wait_for_event(name, timeout)
+
+    def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
+        """Restart this workflow from the beginning with new input and a fresh history.
+
+        Call it without ``yield``, then return. The current execution ends as
+        CONTINUED_AS_NEW once the function returns or yields again.
+
+        Args:
+            new_input: The input of the next execution.
+            save_events: Carry events raised but not yet waited for into the next execution.
+        """
+        self._run.request_continue_as_new(payload.encode(new_input), save_events)
+
+    def set_custom_status(self, status: Any) -> None:
+        """Publish a JSON-encodable value as the instance's custom status."""
+        self._run.set_custom_status(payload.encode(status))
+
+
+DaprWorkflowContext = WorkflowContext
+"""The ``dapr.ext.workflow`` name of WorkflowContext."""

@@ -1,0 +1,66 @@
+"""Read one instance's history straight from ``kwf.history``.
+
+The instance's records all sit in one partition (murmur2 of its ID); this scans that
+partition (read_committed) and keeps the instance's events of its latest execution.
+It costs a read of the partition, which is fine for a person looking at one instance.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from engine.codec import decode_event
+from engine.config import Settings
+from engine.history import ExecutionStarted, HistoryEvent, PurgeRequested
+from engine.partitioner import partition_for
+from engine.topics import HISTORY
+
+# Records fetched per call while scanning.
+SCAN_BATCH = 5000
+
+
+def read_history(settings: Settings, instance_id: str, *, all_executions: bool = False,
+                 timeout: float = 30.0) -> list[HistoryEvent]:
+    """The instance's history events in order: the latest execution, or every one."""
+    topic = settings.topic(HISTORY)
+    key = instance_id.encode()
+    consumer = Consumer({
+        **settings.client(),
+        "group.id": f"kwf-history-reader-{uuid.uuid4().hex}",
+        "enable.auto.commit": "false",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": "true",
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic}: {meta.error}")
+        partition = partition_for(key, len(meta.partitions))
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        if high <= low:
+            return []
+        consumer.assign([TopicPartition(topic, partition, low)])
+        events: list[HistoryEvent] = []
+        while True:
+            messages = consumer.consume(SCAN_BATCH, timeout=1.0)
+            done = False
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    done = done or error.code() == KafkaError._PARTITION_EOF
+                    continue
+                if message.key() != key:
+                    continue
+                event = decode_event(message.value())
+                if isinstance(event.event, PurgeRequested):
+                    events = []
+                    continue
+                if isinstance(event.event, ExecutionStarted) and not all_executions:
+                    events = []
+                events.append(event)
+            if done:
+                return events
+    finally:
+        consumer.close()

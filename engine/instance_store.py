@@ -1,0 +1,204 @@
+"""The orchestrator's per-partition RocksDB layout.
+
+Keys (instance IDs never contain NUL, so it separates key parts):
+
+* ``i/{instance}``                      -> InstanceState (JSON)
+* ``h/{instance}\\0{sequence:010}``      -> one history event, the bytes of ``kwf.history``
+* ``o/{instance}\\0{id:+011}``           -> an open task, child or timer (OpenItem)
+* ``t/{fire_at_ms:013}\\0{instance}\\0{timer_id}`` -> the timer index, ordered by due time
+
+A history append is one put, so a 10,000-event history is never rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+from engine.codec import decode_event
+from engine.history import HistoryEvent, PurgeRequested
+from engine.instance_state import Change, InstanceState, OpenItem, fold
+from streams.store import PartitionStore, StoreBatch
+
+SEP = b"\x00"
+# Reading a due-timer slice in bounded chunks keeps one punctuation short.
+TIMER_SCAN_LIMIT = 1000
+
+
+def state_key(instance_id: str) -> bytes:
+    return b"i/" + instance_id.encode()
+
+
+def history_prefix(instance_id: str) -> bytes:
+    return b"h/" + instance_id.encode() + SEP
+
+
+def history_key(instance_id: str, sequence: int) -> bytes:
+    return history_prefix(instance_id) + b"%010d" % sequence
+
+
+def open_prefix(instance_id: str) -> bytes:
+    return b"o/" + instance_id.encode() + SEP
+
+
+def open_key(instance_id: str, item_id: int) -> bytes:
+    return open_prefix(instance_id) + b"%+011d" % item_id
+
+
+def timer_key(fire_at_ms: int, instance_id: str, timer_id: int) -> bytes:
+    return b"t/%013d" % fire_at_ms + SEP + instance_id.encode() + SEP + str(timer_id).encode()
+
+
+def parse_timer_key(key: bytes) -> tuple[int, str, int]:
+    stamp, instance, timer = key[2:].split(SEP)
+    return int(stamp), instance.decode(), int(timer)
+
+
+class InstanceStore:
+    """Reads and folds instance state for one partition.
+
+    ``apply`` folds committed history events into a store batch. What the batch changed
+    but RocksDB does not hold yet (states and open items) is kept in an overlay, so a
+    later event of the same instance in the same batch sees it (restore folds many
+    transactions into one batch); ``written`` clears the overlay.
+    """
+
+    def __init__(self, store: PartitionStore) -> None:
+        self.store = store
+        self._states: dict[str, InstanceState | None] = {}
+        self._open: dict[str, dict[int, OpenItem | None]] = {}
+        self._open_cleared: set[str] = set()  # the store's open items of these are void
+
+    def state(self, instance_id: str) -> InstanceState | None:
+        if instance_id in self._states:
+            return self._states[instance_id]
+        raw = self.store.get(state_key(instance_id))
+        return None if raw is None else InstanceState.from_bytes(raw)
+
+    def open_item(self, instance_id: str, item_id: int) -> OpenItem | None:
+        overlay = self._open.get(instance_id, {})
+        if item_id in overlay:
+            return overlay[item_id]
+        if instance_id in self._open_cleared:
+            return None
+        raw = self.store.get(open_key(instance_id, item_id))
+        return None if raw is None else OpenItem.from_bytes(raw)
+
+    def open_items(self, instance_id: str) -> dict[int, OpenItem]:
+        items: dict[int, OpenItem] = {}
+        if instance_id not in self._open_cleared:
+            prefix = open_prefix(instance_id)
+            for key, raw in self.store.scan_prefix(prefix):
+                items[int(key[len(prefix):])] = OpenItem.from_bytes(raw)
+        for item_id, item in self._open.get(instance_id, {}).items():
+            if item is None:
+                items.pop(item_id, None)
+            else:
+                items[item_id] = item
+        return items
+
+    def history(self, state: InstanceState) -> LazyHistory:
+        return LazyHistory(self.store, state.instance_id, state.next_sequence)
+
+    def due_timers(self, now_ms: int) -> list[tuple[int, str, int]]:
+        end = b"t/%013d" % (now_ms + 1)
+        return [parse_timer_key(k) for k, _ in self.store.scan_range(b"t/", end, limit=TIMER_SCAN_LIMIT)]
+
+    def apply(self, batch: StoreBatch, event: HistoryEvent, raw: bytes) -> None:
+        """Fold one committed history event into ``batch``."""
+        instance_id = event.instance_id
+        before = self.state(instance_id)
+        if isinstance(event.event, PurgeRequested):
+            self._forget(batch, instance_id, history=True)
+            batch.delete(state_key(instance_id))
+            self._states[instance_id] = None
+            return
+        change: Change = fold(before, event)
+        if change.state is None:
+            return  # an event for an instance this partition does not hold: nothing to fold
+        if change.new_execution and before is not None:
+            self._forget(batch, instance_id, history=True)
+        batch.put(history_key(instance_id, event.sequence), raw)
+        if change.close_all:
+            self._forget(batch, instance_id, history=False)
+        overlay = self._open.setdefault(instance_id, {})
+        for item_id in change.closed:
+            item = self.open_item(instance_id, item_id)
+            if item is not None and item.fire_at_ms is not None:
+                batch.delete(timer_key(item.fire_at_ms, instance_id, item_id))
+            batch.delete(open_key(instance_id, item_id))
+            overlay[item_id] = None
+        for item_id, item in change.opened:
+            batch.put(open_key(instance_id, item_id), item.to_bytes())
+            if item.fire_at_ms is not None:
+                batch.put(timer_key(item.fire_at_ms, instance_id, item_id), b"")
+            overlay[item_id] = item
+        batch.put(state_key(instance_id), change.state.to_bytes())
+        self._states[instance_id] = change.state
+
+    def written(self) -> None:
+        """The batch reached RocksDB: reads can go to the store again."""
+        self._states.clear()
+        self._open.clear()
+        self._open_cleared.clear()
+
+    def _forget(self, batch: StoreBatch, instance_id: str, *, history: bool) -> None:
+        for item_id, item in self.open_items(instance_id).items():
+            if item.fire_at_ms is not None:
+                batch.delete(timer_key(item.fire_at_ms, instance_id, item_id))
+        prefix = open_prefix(instance_id)
+        # Range deletes also cover puts made earlier in this same batch.
+        batch.delete_range(prefix, prefix[:-1] + b"\x01")
+        self._open[instance_id] = {}
+        self._open_cleared.add(instance_id)
+        if history:
+            prefix = history_prefix(instance_id)
+            batch.delete_range(prefix, prefix[:-1] + b"\x01")
+
+
+class LazyHistory(Sequence[HistoryEvent]):
+    """An execution's history read from the store only where it is looked at.
+
+    The executor touches the first and last events and the length on a cache hit, and
+    reads everything only on a miss, so a step of a cached instance costs O(1) reads.
+    """
+
+    def __init__(self, store: PartitionStore, instance_id: str, length: int) -> None:
+        self._store = store
+        self._instance_id = instance_id
+        self._length = length
+        self._all: list[HistoryEvent] | None = None
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> HistoryEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[HistoryEvent]: ...
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._load()[index]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        if self._all is not None:
+            return self._all[index]
+        raw = self._store.get(history_key(self._instance_id, index))
+        if raw is None:
+            return self._load()[index]
+        return decode_event(raw)
+
+    def __iter__(self) -> Iterator[HistoryEvent]:
+        return iter(self._load())
+
+    def _load(self) -> list[HistoryEvent]:
+        if self._all is None:
+            prefix = history_prefix(self._instance_id)
+            self._all = [decode_event(raw) for _, raw in self.store_scan(prefix)]
+            self._length = len(self._all)
+        return self._all
+
+    def store_scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.scan_prefix(prefix)

@@ -1,0 +1,379 @@
+"""The orchestrator: inbox events in, accepted history, activity tasks and statuses out.
+
+A ``streams`` handler. Per partition batch it groups the inbox records by instance,
+accepts or rejects each proposed event, runs the executor over the accepted ones and
+emits, in the batch's one transaction: history events (the changelog, folded into the
+RocksDB store after the commit), activity tasks, child starts, parent notifications and
+the instance's new status. Durable timers are history too: punctuation reads the due
+ones from the store's time index and fires them through the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
+from engine.config import Settings
+from engine.executor import Executor
+from engine.history import (
+    ChildWorkflowCompleted,
+    ChildWorkflowFailed,
+    ChildWorkflowScheduled,
+    EventRaised,
+    ExecutionCompleted,
+    ExecutionResumed,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionTerminated,
+    FailureDetails,
+    HistoryEvent,
+    ParentInstance,
+    PurgeRequested,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TimerFired,
+    WorkflowStatus,
+    validate_instance_id,
+)
+from engine.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
+from engine.instance_store import InstanceStore
+from engine.partitioner import partition_for
+from engine.registry import Registry
+from engine.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
+from streams.processor import ProcessorConfig
+from streams.store import PartitionStore, StoreBatch
+
+log = logging.getLogger("engine.orchestrator")
+
+# A workflow that continues as new without ever waiting would spin forever in one step.
+MAX_CONTINUATIONS_PER_STEP = 1000
+RESULTS = (TaskCompleted, TaskFailed, ChildWorkflowCompleted, ChildWorkflowFailed)
+
+
+def now_utc() -> datetime:
+    """Wall-clock time at millisecond precision, the precision history keeps."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass
+class _Transaction:
+    """What this transaction changed that the store does not show until it commits."""
+
+    states: dict[str, InstanceState | None] = field(default_factory=dict)
+    closed: set[tuple[str, int]] = field(default_factory=set)
+
+
+class Orchestrator:
+    """The handler of the orchestrator processor (see ``streams.processor.Handler``).
+
+    Args:
+        settings: Topics and identity.
+        registry: The workflows this runtime can run.
+        partitions: The partition count of the inbox, for checking where records belong.
+        cache_size: Live workflow runs kept between steps (bounds memory by count).
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, partitions: int, *, cache_size: int = 10_000) -> None:
+        self.settings = settings
+        self.partitions = partitions
+        self.executor = Executor(registry, cache_size=cache_size)
+        self.inbox = settings.topic(INBOX)
+        self.history_topic = settings.topic(HISTORY)
+        self.activities = settings.topic(ACTIVITIES)
+        self.status = settings.topic(STATUS)
+        # Keyed by the store object: a revoked partition's store is closed and dropped.
+        self._stores: weakref.WeakKeyDictionary[PartitionStore, InstanceStore] = weakref.WeakKeyDictionary()
+        self._txn = _Transaction()
+
+    def processor_config(self, group_suffix: str = "orchestrator") -> ProcessorConfig:
+        return ProcessorConfig(
+            group_id=f"{self.settings.topic_prefix}.{group_suffix}",
+            input_topic=self.inbox,
+            changelog_topic=self.history_topic,
+            dlq_topic=self.settings.topic(DLQ),
+            state_dir=self.settings.state_dir / "orchestrator",
+            process_id=self.settings.process_id,
+            client={**self.settings.client(), "partitioner": "murmur2_random"},
+        )
+
+    # -- the streams handler ------------------------------------------------------------
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> HistoryEvent:
+        event = decode_event(value)
+        validate_instance_id(event.instance_id)
+        if key is not None and key != event.instance_id.encode():
+            raise ValueError(f"record key {key!r} is not the instance ID {event.instance_id!r}")
+        return event
+
+    def process(self, batch: Any) -> None:
+        store = self._store(batch.store)
+        by_instance: dict[str, list[HistoryEvent]] = {}
+        for record in batch.records:
+            event: HistoryEvent = record.value
+            owner = partition_for(event.instance_id.encode(), self.partitions)
+            if owner != batch.partition:
+                # Produced with another partitioner: hand it to the partition that owns it.
+                batch.emit(self.inbox, event.instance_id.encode(), encode_event(event), partition=owner)
+                continue
+            by_instance.setdefault(event.instance_id, []).append(event)
+        now = now_utc()
+        for instance_id, events in by_instance.items():
+            self._step(batch, store, instance_id, events, now)
+
+    def punctuate(self, batch: Any, now_ms: int) -> None:
+        store = self._store(batch.store)
+        due: dict[str, list[HistoryEvent]] = {}
+        for fire_ms, instance_id, timer_id in store.due_timers(now_ms):
+            if (instance_id, timer_id) in self._txn.closed:
+                continue
+            fired = TimerFired(timer_id, from_ms(fire_ms))
+            due.setdefault(instance_id, []).append(HistoryEvent(instance_id, "", -1, from_ms(fire_ms), fired))
+        now = now_utc()
+        for instance_id, events in due.items():
+            self._step(batch, store, instance_id, events, now)
+
+    def apply_changelog(
+        self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None, decoded: Any
+    ) -> None:
+        if value is None:
+            return
+        event = decoded if decoded is not None else decode_event(value)
+        self._store(store).apply(store_batch, event, value)
+
+    def on_store_written(self, store: PartitionStore) -> None:
+        self._store(store).written()
+
+    def on_transaction_end(self, committed: bool) -> None:
+        if not committed:
+            # The executor's live runs may have advanced past what history holds; each is
+            # checked against the history length on its next step and replayed if stale.
+            log.info("transaction aborted; its batch will be processed again")
+        self._txn = _Transaction()
+
+    def on_partition_ready(self, partition: int, store: PartitionStore) -> None:
+        self._store(store).written()
+
+    def on_partition_revoked(self, partition: int) -> None:
+        # Live runs of that partition's instances age out of the executor's LRU; a
+        # partition that comes back is checked against history before any reuse.
+        self._txn = _Transaction()
+
+    # -- one instance, one step ----------------------------------------------------------
+
+    def _store(self, store: PartitionStore) -> InstanceStore:
+        found = self._stores.get(store)
+        if found is None:
+            found = self._stores[store] = InstanceStore(store)
+        return found
+
+    def _state(self, store: InstanceStore, instance_id: str) -> InstanceState | None:
+        if instance_id in self._txn.states:
+            return self._txn.states[instance_id]
+        return store.state(instance_id)
+
+    def _step(
+        self, batch: Any, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime
+    ) -> None:
+        state = self._state(store, instance_id)
+        pending: list[HistoryEvent] = []
+        status = None if state is None else state.status
+        for event in proposed:
+            payload = event.event
+            if isinstance(payload, ExecutionStarted):
+                if state is not None and not state.ended and status is not WorkflowStatus.CONTINUED_AS_NEW:
+                    log.warning("refused a start of %s: instance is %s", instance_id, status.name if status else "?")
+                    continue
+                state = self._run(batch, store, state, pending, now)
+                pending = []
+                state = self._start(batch, store, instance_id, state, event, now)
+                status = state.status if state else None
+                continue
+            if isinstance(payload, PurgeRequested):
+                state = self._run(batch, store, state, pending, now)
+                pending = []
+                if state is None or not state.ended:
+                    log.warning("refused a purge of %s: only ended instances can be purged", instance_id)
+                    continue
+                self._emit_history(batch, [HistoryEvent(instance_id, state.execution_id, state.next_sequence, now,
+                                                        payload)])
+                batch.emit(self.status, instance_id.encode(), None)
+                self.executor.evict(instance_id)
+                self._txn.states[instance_id] = state = status = None
+                continue
+            if state is None or state.ended:
+                log.info("dropped %s for %s: the instance is %s", type(payload).__name__, instance_id,
+                         "unknown" if state is None else state.status.name)
+                continue
+            reason = self._refusal(store, state, status, event)
+            if reason is not None:
+                log.info("dropped %s for %s: %s", type(payload).__name__, instance_id, reason)
+                continue
+            if isinstance(payload, ExecutionSuspended):
+                status = WorkflowStatus.SUSPENDED
+            elif isinstance(payload, ExecutionResumed):
+                status = WorkflowStatus.RUNNING
+            elif isinstance(payload, ExecutionTerminated) and payload.recurse:
+                self._terminate_children(batch, store, state, payload, now)
+            if isinstance(payload, RESULTS | TimerFired):
+                self._txn.closed.add((instance_id, payload.timer_id if isinstance(payload, TimerFired)
+                                      else payload.task_id))
+            pending.append(HistoryEvent(instance_id, state.execution_id, -1, now, payload))
+        self._run(batch, store, state, pending, now)
+
+    def _refusal(self, store: InstanceStore, state: InstanceState, status: WorkflowStatus | None,
+                 event: HistoryEvent) -> str | None:
+        """Why a proposed event is not accepted, or None to accept it."""
+        payload = event.event
+        if isinstance(payload, RESULTS | TimerFired):
+            if event.execution_id and event.execution_id != state.execution_id:
+                return "it belongs to an earlier execution"
+            item_id = payload.timer_id if isinstance(payload, TimerFired) else payload.task_id
+            if (state.instance_id, item_id) in self._txn.closed:
+                return f"task {item_id} already finished"
+            item = store.open_item(state.instance_id, item_id)
+            expected = "timer" if isinstance(payload, TimerFired) else (
+                "child" if isinstance(payload, ChildWorkflowCompleted | ChildWorkflowFailed) else "task")
+            if item is None or item.kind != expected:
+                return f"no open {expected} {item_id} (a duplicate or stray result)"
+            return None
+        if isinstance(payload, ExecutionSuspended):
+            return None if status is WorkflowStatus.RUNNING else f"it is {status.name if status else '?'}"
+        if isinstance(payload, ExecutionResumed):
+            return None if status is WorkflowStatus.SUSPENDED else "it is not suspended"
+        if isinstance(payload, EventRaised | ExecutionTerminated):
+            return None
+        return f"{type(payload).__name__} is not a command"
+
+    def _start(self, batch: Any, store: InstanceStore, instance_id: str, previous: InstanceState | None,
+               event: HistoryEvent, now: datetime) -> InstanceState | None:
+        if previous is not None:
+            self.executor.evict(instance_id)
+        execution_id = event.execution_id or uuid.uuid4().hex
+        started = HistoryEvent(instance_id, execution_id, 0, now, event.event)
+        state = fold(None, started).state
+        assert state is not None
+        if state.status is WorkflowStatus.PENDING:
+            self._emit_history(batch, [started])
+            self._emit_status(batch, state)
+            self._txn.states[instance_id] = state
+            return state
+        return self._execute(batch, store, None, [], [started], now)
+
+    def _run(self, batch: Any, store: InstanceStore, state: InstanceState | None, pending: list[HistoryEvent],
+             now: datetime) -> InstanceState | None:
+        if state is None or not pending:
+            return state
+        numbered = [HistoryEvent(e.instance_id, state.execution_id, state.next_sequence + i, now, e.event)
+                    for i, e in enumerate(pending)]
+        if state.status is WorkflowStatus.PENDING:
+            return self._run_pending(batch, store, state, numbered, now)
+        return self._execute(batch, store, state, store.history(state), numbered, now)
+
+    def _run_pending(self, batch: Any, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
+                     now: datetime) -> InstanceState | None:
+        """Events for an instance whose start is deferred: history only, until it starts."""
+        fired = any(isinstance(e.event, TimerFired) and e.event.timer_id == START_TIMER_ID for e in events)
+        terminated = next((e.event for e in events if isinstance(e.event, ExecutionTerminated)), None)
+        if terminated is not None:
+            end = ExecutionCompleted(WorkflowStatus.TERMINATED, terminated.output, None)
+            events = [*events, HistoryEvent(state.instance_id, state.execution_id,
+                                             state.next_sequence + len(events), now, end)]
+            return self._commit(batch, state, events)
+        stored = list(store.history(state))
+        after = self._commit(batch, state, events)
+        if not fired or after is None:
+            return after
+        # The start is due: the executor sees the whole execution so far as its first step.
+        return self._execute(batch, store, after, [], [*stored, *events], now, emitted=True)
+
+    def _execute(self, batch: Any, store: InstanceStore, state: InstanceState | None,
+                 history: Sequence[HistoryEvent], events: list[HistoryEvent], now: datetime,
+                 emitted: bool = False) -> InstanceState | None:
+        """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
+        instance_id = events[0].instance_id
+        for _ in range(MAX_CONTINUATIONS_PER_STEP):
+            result = self.executor.execute(instance_id, history, events)
+            base = events[-1].sequence + 1
+            execution_id = events[0].execution_id
+            actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(result.actions)]
+            state = self._commit(batch, state, actions if emitted else [*events, *actions])
+            self._side_effects(batch, state, actions, now)
+            if result.continued_as_new is None or state is None:
+                return state
+            # Continue as new: the next execution starts in this same step.
+            self.executor.evict(instance_id)
+            new_id = uuid.uuid4().hex
+            carried = result.continued_as_new
+            start = ExecutionStarted(state.name, carried.input, state.parent, None)
+            events = [HistoryEvent(instance_id, new_id, 0, now, start)]
+            events += [HistoryEvent(instance_id, new_id, i + 1, now, e)
+                       for i, e in enumerate(carried.carried_events)]
+            history, state, emitted = [], None, False
+        raise RuntimeError(f"{instance_id} continued as new {MAX_CONTINUATIONS_PER_STEP} times without waiting")
+
+    def _commit(self, batch: Any, state: InstanceState | None, events: Iterable[HistoryEvent]) -> InstanceState | None:
+        """Emit events to history and the resulting status; return the state after them."""
+        events = list(events)
+        for event in events:
+            state = fold(state, event).state
+        self._emit_history(batch, events)
+        if state is not None:
+            self._emit_status(batch, state)
+            self._txn.states[state.instance_id] = state
+        return state
+
+    def _side_effects(self, batch: Any, state: InstanceState | None, actions: list[HistoryEvent],
+                      now: datetime) -> None:
+        if state is None:
+            return
+        for event in actions:
+            payload = event.event
+            if isinstance(payload, TaskScheduled):
+                task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
+                                    payload.input, state.name, now)
+                batch.emit(self.activities, task.key, encode_task(task))
+            elif isinstance(payload, ChildWorkflowScheduled):
+                parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
+                start = ExecutionStarted(payload.name, payload.input, parent, None)
+                self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start))
+            elif isinstance(payload, ExecutionCompleted):
+                self._notify_parent(batch, state, payload, now)
+
+    def _notify_parent(self, batch: Any, state: InstanceState, done: ExecutionCompleted, now: datetime) -> None:
+        parent = state.parent
+        if parent is None or done.status is WorkflowStatus.CONTINUED_AS_NEW:
+            return
+        result: Any
+        if done.status is WorkflowStatus.COMPLETED:
+            result = ChildWorkflowCompleted(parent.task_id, done.output)
+        else:
+            failure = done.failure or FailureDetails(
+                "WorkflowTerminated", f"child workflow {state.instance_id} was terminated")
+            result = ChildWorkflowFailed(parent.task_id, failure)
+        self._send(batch, parent.instance_id, HistoryEvent(parent.instance_id, parent.execution_id, -1, now, result))
+
+    def _terminate_children(self, batch: Any, store: InstanceStore, state: InstanceState,
+                            terminated: ExecutionTerminated, now: datetime) -> None:
+        for item in store.open_items(state.instance_id).values():
+            if item.kind == "child" and item.child_instance_id:
+                stop = ExecutionTerminated(f"parent {state.instance_id} was terminated", None, True)
+                self._send(batch, item.child_instance_id, HistoryEvent(item.child_instance_id, "", -1, now, stop))
+
+    def _send(self, batch: Any, instance_id: str, event: HistoryEvent) -> None:
+        key = instance_id.encode()
+        batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions))
+
+    def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
+        for event in events:
+            batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
+
+    def _emit_status(self, batch: Any, state: InstanceState) -> None:
+        batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))

@@ -1,0 +1,139 @@
+"""``WorkflowRuntime``: registers workflows and activities and runs their processes.
+
+``start()`` creates the topics, then runs the orchestrator processor and an activity
+worker on threads of this process and returns once both hold their partitions (and
+the orchestrator has restored its state). Several processes started the same way share
+the work through the consumer groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka.admin import AdminClient
+
+from engine.config import Settings
+from engine.orchestrator import Orchestrator
+from engine.registry import Registry
+from engine.topics import INBOX, ensure_workflow_topics
+from engine.worker import ActivityWorker
+from streams.processor import Processor
+
+log = logging.getLogger("engine.runtime")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Joining a group, restoring state and the first rebalance take a few seconds on a cold broker.
+START_TIMEOUT_S = 120.0
+ROLES = ("all", "orchestrator", "worker")
+
+
+class WorkflowRuntime:
+    """Hosts workflows and activities (dapr.ext.workflow's ``WorkflowRuntime``).
+
+    Args:
+        settings: Configuration; by default read from ``KWF_*`` (the same source
+            ``WorkflowClient()`` uses).
+        role: ``all`` (orchestrator and worker), ``orchestrator`` or ``worker``.
+        cache_size: Live workflow runs the orchestrator keeps in memory.
+        max_concurrent_activities: Activity tasks running at once in this process.
+        Dapr's constructor arguments (host, port, logger options...) are accepted and ignored.
+    """
+
+    def __init__(self, host: str | None = None, port: str | None = None, *, settings: Settings | None = None,
+                 role: str = "all", cache_size: int = 10_000, max_concurrent_activities: int = 10_000,
+                 registry: Registry | None = None, **_: Any) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        self.settings = settings or Settings.from_env()
+        self.registry = registry or Registry()
+        self.role = role
+        self.cache_size = cache_size
+        self.max_concurrent_activities = max_concurrent_activities
+        self._threads: list[threading.Thread] = []
+        self._processor: Processor | None = None
+        self._worker: ActivityWorker | None = None
+        self._failure: BaseException | None = None
+
+    # -- registration (delegates to the registry) ----------------------------------------
+
+    def workflow(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        return self.registry.workflow(fn, name=name)
+
+    def activity(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        return self.registry.activity(fn, name=name)
+
+    def register_workflow(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+        self.registry.register_workflow(fn, name=name)
+
+    def register_activity(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+        self.registry.register_activity(fn, name=name)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Create topics, start the processes of this role; return once they are ready."""
+        ensure_workflow_topics(self.settings)
+        inbox = self.settings.topic(INBOX)
+        partitions = len(AdminClient(self.settings.client()).list_topics(inbox, timeout=30).topics[inbox].partitions)
+        waits: list[threading.Event] = []
+        if self.role in ("all", "orchestrator"):
+            orchestrator = Orchestrator(self.settings, self.registry, partitions, cache_size=self.cache_size)
+            self._processor = Processor(orchestrator.processor_config(), orchestrator)
+            self._spawn("kwf-orchestrator", self._processor.run)
+            waits.append(self._processor.ready)
+        if self.role in ("all", "worker"):
+            self._worker = ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities)
+            self._spawn("kwf-worker", self._worker.run)
+            waits.append(self._worker.ready)
+        deadline = time.monotonic() + timeout
+        for event in waits:
+            while not event.wait(0.1):
+                if self._failure is not None:
+                    raise RuntimeError(f"the runtime failed to start: {self._failure}") from self._failure
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the runtime was not ready within {timeout:.0f} s "
+                                       f"(broker {self.settings.bootstrap_servers})")
+
+    def shutdown(self) -> None:
+        """Stop the processes cleanly: open transactions are finished, stores closed."""
+        if self._processor is not None:
+            self._processor.stop()
+        if self._worker is not None:
+            self._worker.stop()
+        for thread in self._threads:
+            thread.join(30)
+        self._threads.clear()
+
+    def wait(self) -> None:
+        """Block until a process of the runtime stops (used by ``kwf run``)."""
+        while all(t.is_alive() for t in self._threads):
+            time.sleep(0.2)
+        if self._failure is not None:
+            raise RuntimeError(f"the runtime stopped: {self._failure}") from self._failure
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as err:
+                log.exception("%s stopped", name)
+                self._failure = err
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def __enter__(self) -> WorkflowRuntime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

@@ -1,0 +1,28 @@
+"""The runtime's topics (DESIGN section 3)."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient
+
+from engine.config import Settings
+from streams.topics import DAY_MS, TopicSpec, ensure_topics
+
+INBOX, HISTORY, ACTIVITIES, STATUS, DLQ = "inbox", "history", "activities", "status", "dlq"
+
+
+def workflow_topics(settings: Settings) -> list[TopicSpec]:
+    """Inbox, history and status share keys (instance IDs), so they are co-partitioned."""
+    n = settings.partitions
+    return [
+        TopicSpec(settings.topic(INBOX), n, {"retention.ms": str(7 * DAY_MS)}),
+        # The history is the truth: kept forever.
+        TopicSpec(settings.topic(HISTORY), n, {"retention.ms": "-1", "retention.bytes": "-1"}),
+        TopicSpec(settings.topic(STATUS), n, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic(ACTIVITIES), n, {"retention.ms": str(7 * DAY_MS)}, co_partitioned=False),
+        TopicSpec(settings.topic(DLQ), n, {"retention.ms": str(30 * DAY_MS)}, co_partitioned=False),
+    ]
+
+
+def ensure_workflow_topics(settings: Settings) -> None:
+    """Create the runtime's topics where missing; verify the co-partitioned ones agree."""
+    ensure_topics(AdminClient(settings.client()), workflow_topics(settings))

@@ -1,0 +1,244 @@
+"""Activity workers: run the tasks of ``kwf.activities`` and send results to the inbox.
+
+At-least-once: an offset is committed only once every task at or below it has had its
+result delivered to the inbox, so a crash re-delivers the unfinished ones; the
+orchestrator drops the duplicate results. All Kafka calls happen on the poll thread;
+activities run on one asyncio loop (``async def`` awaited there, plain functions in a
+bounded thread pool), so thousands of waiting async activities cost no threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from engine.activities import ActivityOutcome, async_run_activity
+from engine.codec import ActivityTask, decode_task, encode_event
+from engine.config import Settings
+from engine.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFailed
+from engine.orchestrator import now_utc
+from engine.registry import Registry
+from engine.topics import ACTIVITIES, DLQ, INBOX
+
+log = logging.getLogger("engine.worker")
+
+# Tasks fetched per poll: enough to keep the pool busy, small enough to stay responsive.
+POLL_BATCH = 500
+# Commit finished offsets at most this often: each commit is a broker round trip.
+COMMIT_INTERVAL_S = 0.2
+
+
+@dataclass
+class PartitionOffsets:
+    """Offsets of one partition in the order received; the committable one is contiguous."""
+
+    pending: deque[int] = field(default_factory=deque)
+    done: set[int] = field(default_factory=set)
+    committable: int | None = None
+
+    def add(self, offset: int) -> None:
+        self.pending.append(offset)
+
+    def finish(self, offset: int) -> None:
+        self.done.add(offset)
+        while self.pending and self.pending[0] in self.done:
+            head = self.pending.popleft()
+            self.done.discard(head)
+            self.committable = head + 1
+
+
+class ActivityWorker:
+    """Consumes activity tasks and runs them with the activities of ``registry``.
+
+    Args:
+        settings: Where Kafka is, topic names.
+        registry: The activities this worker can run.
+        max_in_flight: Tasks running or queued at once; polling pauses beyond it.
+        threads: Threads for plain (blocking) activities.
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, *, max_in_flight: int = 10_000,
+                 threads: int = 32) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.max_in_flight = max_in_flight
+        self.threads = threads
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._finished: queue.SimpleQueue[tuple[Message, ActivityTask | None, ActivityOutcome]] = queue.SimpleQueue()
+        self._offsets: dict[int, PartitionOffsets] = {}
+        self._in_flight = 0
+        self._paused = False
+        self.inbox = settings.topic(INBOX)
+        self.topic = settings.topic(ACTIVITIES)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Poll, run and report until ``stop()``; blocking."""
+        loop = asyncio.new_event_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="kwf-activity"))
+        loop_thread = threading.Thread(target=loop.run_forever, name="kwf-activity-loop", daemon=True)
+        loop_thread.start()
+        consumer = Consumer({
+            **self.settings.client(),
+            "group.id": f"{self.settings.topic_prefix}.workers",
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+            # Tasks are written in transactions by the orchestrator: see only committed ones.
+            "isolation.level": "read_committed",
+            # A killed worker's tasks move to another within seconds.
+            "session.timeout.ms": "6000",
+            "heartbeat.interval.ms": "1000",
+            # Fresh tasks should not wait for a fetch to fill up.
+            "fetch.wait.max.ms": "10",
+        })
+        producer = Producer(self.settings.producer())
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        last_commit = 0.0
+        try:
+            while not self._stop.is_set():
+                self._flow_control(consumer)
+                messages = [] if self._paused else consumer.consume(POLL_BATCH, timeout=0.05)
+                if self._paused:
+                    consumer.poll(0.05)  # keeps the group membership and callbacks alive
+                for message in messages:
+                    self._start(loop, producer, message)
+                self._report(producer)
+                producer.poll(0)
+                now = loop.time()
+                if now - last_commit >= COMMIT_INTERVAL_S:
+                    self._commit(consumer)
+                    last_commit = now
+        finally:
+            producer.flush(10)
+            self._report(producer)
+            producer.flush(10)
+            self._commit(consumer, asynchronous=False)
+            consumer.close()
+            loop.call_soon_threadsafe(loop.stop)
+            loop_thread.join(5)
+
+    # -- the poll thread -----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._offsets.setdefault(tp.partition, PartitionOffsets())
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit(consumer, asynchronous=False)
+        for tp in partitions:
+            # Results of tasks still running are sent anyway; the new owner re-runs them.
+            self._offsets.pop(tp.partition, None)
+
+    def _flow_control(self, consumer: Consumer) -> None:
+        if not self._paused and self._in_flight >= self.max_in_flight:
+            consumer.pause(consumer.assignment())
+            self._paused = True
+        elif self._paused and self._in_flight <= self.max_in_flight // 2:
+            consumer.resume(consumer.assignment())
+            self._paused = False
+
+    def _start(self, loop: asyncio.AbstractEventLoop, producer: Producer, message: Message) -> None:
+        if message.error() is not None:
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error: %s", message.error())
+            return
+        self._offsets.setdefault(message.partition(), PartitionOffsets()).add(message.offset())
+        self._in_flight += 1
+        try:
+            task = decode_task(message.value())
+        except Exception as err:
+            self._to_dead_letters(producer, message, err)
+            self._finished.put((message, None, ActivityOutcome()))
+            return
+        future = asyncio.run_coroutine_threadsafe(
+            async_run_activity(self.registry, task.name, task.input, instance_id=task.instance_id,
+                               task_id=task.task_id),
+            loop,
+        )
+        future.add_done_callback(lambda f, m=message, t=task: self._finished.put((m, t, _outcome(f))))
+
+    def _report(self, producer: Producer) -> None:
+        while True:
+            try:
+                message, task, outcome = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            if task is None:
+                self._done(message)
+                continue
+            event = HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), self._result(task, outcome))
+            producer.produce(
+                self.inbox, key=task.instance_id.encode(), value=encode_event(event),
+                on_delivery=self._delivered_callback(message),
+            )
+
+    def _result(self, task: ActivityTask, outcome: ActivityOutcome) -> Any:
+        if outcome.failure is not None:
+            return TaskFailed(task.task_id, outcome.failure)
+        size = len(outcome.result.encode()) if outcome.result else 0
+        if size > self.settings.max_payload_bytes:
+            return TaskFailed(task.task_id, FailureDetails(
+                "PayloadTooLarge",
+                f"activity {task.name!r} returned {size} bytes of JSON; the limit is "
+                f"{self.settings.max_payload_bytes} (KWF_MAX_PAYLOAD_BYTES)",
+            ))
+        return TaskCompleted(task.task_id, outcome.result)
+
+    def _delivered_callback(self, message: Message) -> Callable[[Any, Message], None]:
+        def delivered(err: Any, _: Message) -> None:
+            if err is not None:
+                # Not committed: the task runs again after a restart or rebalance.
+                log.error("could not deliver the result of %s: %s", message.key(), err)
+                self._in_flight -= 1
+                return
+            self._done(message)
+
+        return delivered
+
+    def _done(self, message: Message) -> None:
+        self._in_flight -= 1
+        offsets = self._offsets.get(message.partition())
+        if offsets is not None:
+            offsets.finish(message.offset())
+
+    def _commit(self, consumer: Consumer, asynchronous: bool = True) -> None:
+        ready = []
+        for partition, offsets in self._offsets.items():
+            if offsets.committable is not None:
+                ready.append(TopicPartition(self.topic, partition, offsets.committable))
+                offsets.committable = None
+        if ready:
+            try:
+                consumer.commit(offsets=ready, asynchronous=asynchronous)
+            except Exception as err:  # a rebalance under way: the next commit carries it
+                log.info("offset commit deferred: %s", err)
+
+    def _to_dead_letters(self, producer: Producer, message: Message, err: Exception) -> None:
+        log.error("undecodable activity task at %s[%d]@%d: %s", message.topic(), message.partition(),
+                  message.offset(), err)
+        producer.produce(self.settings.topic(DLQ), key=message.key(), value=message.value(), headers=[
+            ("error", str(err).encode()), ("source.topic", message.topic().encode()),
+            ("source.partition", str(message.partition()).encode()),
+            ("source.offset", str(message.offset()).encode()),
+        ])
+
+
+def _outcome(future: Any) -> ActivityOutcome:
+    try:
+        return future.result()
+    except BaseException as err:  # the runner catches activity errors; this is a bug guard
+        return ActivityOutcome(failure=FailureDetails(type(err).__name__, str(err)))

@@ -1,0 +1,77 @@
+"""Restore planning: whether a store needs restoring, from where to where, and when it is done."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.restore import RestorePlan, plan_restore, restore_done
+
+
+def test_empty_store_reads_the_whole_log() -> None:
+    assert plan_restore(applied=None, low=0, high=120) == RestorePlan(start=0, end=120)
+
+
+def test_empty_store_and_empty_log_need_nothing() -> None:
+    assert plan_restore(applied=None, low=0, high=0) is None
+
+
+def test_store_resumes_after_its_applied_offset() -> None:
+    assert plan_restore(applied=99, low=0, high=120) == RestorePlan(start=100, end=120)
+
+
+def test_store_at_the_last_record_still_reads_the_commit_marker_range() -> None:
+    # Record 10 then its commit marker at 11: high watermark 12. The position moves past the
+    # marker without delivering anything, which is what restore_done checks.
+    assert plan_restore(applied=10, low=0, high=12) == RestorePlan(start=11, end=12)
+
+
+def test_store_up_to_date_needs_nothing() -> None:
+    assert plan_restore(applied=11, low=0, high=12) is None
+
+
+def test_store_ahead_of_the_log_is_wiped() -> None:
+    # The changelog topic was recreated: the store describes records that no longer exist.
+    assert plan_restore(applied=500, low=0, high=40) == RestorePlan(start=0, end=40, wipe=True)
+    assert plan_restore(applied=3, low=0, high=0) == RestorePlan(start=0, end=0, wipe=True)
+
+
+def test_store_behind_the_log_start_is_wiped() -> None:
+    # Records 6..49 were deleted by retention before this store applied them.
+    assert plan_restore(applied=5, low=50, high=80) == RestorePlan(start=50, end=80, wipe=True)
+
+
+def test_store_right_before_the_log_start_just_continues() -> None:
+    assert plan_restore(applied=49, low=50, high=80) == RestorePlan(start=50, end=80)
+
+
+def test_empty_store_after_retention_starts_at_the_log_start() -> None:
+    assert plan_restore(applied=None, low=50, high=80) == RestorePlan(start=50, end=80)
+
+
+def test_restore_done_compares_with_the_captured_end() -> None:
+    assert not restore_done(None, 10)
+    assert not restore_done(-1001, 10)  # librdkafka's "no position yet"
+    assert not restore_done(9, 10)
+    assert restore_done(10, 10)
+    assert restore_done(14, 10)  # records that arrived after the restore began
+    assert restore_done(0, 0)
+
+
+@given(
+    applied=st.none() | st.integers(min_value=0, max_value=1000),
+    low=st.integers(min_value=0, max_value=1000),
+    length=st.integers(min_value=0, max_value=1000),
+)
+def test_a_plan_always_covers_what_the_store_lacks(applied: int | None, low: int, length: int) -> None:
+    high = low + length
+    plan = plan_restore(applied, low, high)
+    if plan is None:
+        # Nothing to read: the store has applied everything before the end.
+        next_needed = low if applied is None else applied + 1
+        assert low <= next_needed and next_needed >= high
+        return
+    assert low <= plan.start <= plan.end == high
+    if not plan.wipe:
+        assert plan.start == (low if applied is None else applied + 1)
+        assert plan.start < high
