@@ -194,7 +194,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
     table = Table("instance", "workflow", "status", "created", "updated")
     for state in _client().list_workflows(status=status, name=ns.name):
         table.add_row(state.instance_id, state.name, state.runtime_status.name,
-                      state.created_at.isoformat(timespec="seconds"), state.last_updated_at.isoformat(timespec="seconds"))
+                      state.created_at.isoformat(timespec="seconds"),
+                      state.last_updated_at.isoformat(timespec="seconds"))
     Console().print(table)
     return 0
 

@@ -60,11 +60,14 @@ class InstanceStore:
     ``apply`` folds committed history events into a store batch. What the batch changed
     but RocksDB does not hold yet (states and open items) is kept in an overlay, so a
     later event of the same instance in the same batch sees it (restore folds many
-    transactions into one batch); ``written`` clears the overlay.
+    transactions into one batch). A new batch means the previous one reached RocksDB
+    (the processor writes each batch before it starts the next), so the overlay is
+    dropped then: it never holds more than one batch's instances.
     """
 
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
+        self._batch: StoreBatch | None = None
         self._states: dict[str, InstanceState | None] = {}
         self._open: dict[str, dict[int, OpenItem | None]] = {}
         self._open_cleared: set[str] = set()  # the store's open items of these are void
@@ -106,6 +109,9 @@ class InstanceStore:
 
     def apply(self, batch: StoreBatch, event: HistoryEvent, raw: bytes) -> None:
         """Fold one committed history event into ``batch``."""
+        if batch is not self._batch:
+            self.written()
+            self._batch = batch
         instance_id = event.instance_id
         before = self.state(instance_id)
         if isinstance(event.event, PurgeRequested):

@@ -145,25 +145,18 @@ class Orchestrator:
     ) -> None:
         if value is None:
             return
+        # The transaction committed: from now on the store shows what it changed.
+        self._txn = _Transaction()
         event = decoded if decoded is not None else decode_event(value)
         self._store(store).apply(store_batch, event, value)
-
-    def on_store_written(self, store: PartitionStore) -> None:
-        self._store(store).written()
-
-    def on_transaction_end(self, committed: bool) -> None:
-        if not committed:
-            # The executor's live runs may have advanced past what history holds; each is
-            # checked against the history length on its next step and replayed if stale.
-            log.info("transaction aborted; its batch will be processed again")
-        self._txn = _Transaction()
 
     def on_partition_ready(self, partition: int, store: PartitionStore) -> None:
         self._store(store).written()
 
     def on_partition_revoked(self, partition: int) -> None:
-        # Live runs of that partition's instances age out of the executor's LRU; a
-        # partition that comes back is checked against history before any reuse.
+        # Called on revoke, loss, and an aborted transaction: forget what the transaction
+        # changed. Live runs of the executor that advanced past the history are checked
+        # against its length on their next step and replayed.
         self._txn = _Transaction()
 
     # -- one instance, one step ----------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints one JSON object per result line on stdout, progress on stderr."""

@@ -1,0 +1,273 @@
+"""The Dapr-compatible workflow HTTP API (FastAPI), under ``/v1.0-beta1`` and ``/v1.0``.
+
+Every route answers JSON; errors are ``{"errorCode": "ERR_...", "message": ...}`` with
+400 for bad input, 401 for a missing or wrong ``dapr-api-token``, 404 for an unknown
+instance, 409 for a start of a running ID, 413 for an oversized payload.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from engine.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState, validate_event_name
+from engine.history import WorkflowStatus, validate_instance_id
+from engine.history_reader import read_history
+from engine.timeline import timeline_rows
+
+PREFIXES = ("/v1.0-beta1", "/v1.0")
+COMPONENT = "dapr"
+# The most instances one list page returns.
+MAX_PAGE = 1000
+
+
+class ApiError(Exception):
+    """An error answered as ``{"errorCode", "message"}`` with an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def state_json(state: WorkflowState) -> dict[str, Any]:
+    """A WorkflowState as Dapr's HTTP API shows it."""
+    properties: dict[str, Any] = {
+        "dapr.workflow.input": state.serialized_input,
+        "dapr.workflow.custom_status": state.serialized_custom_status or "",
+    }
+    if state.failure_details is not None:
+        properties["dapr.workflow.failure.error_type"] = state.failure_details.error_type
+        properties["dapr.workflow.failure.error_message"] = state.failure_details.message
+        properties["dapr.workflow.failure.stack_trace"] = state.failure_details.stack_trace or ""
+    elif state.serialized_output is not None:
+        properties["dapr.workflow.output"] = state.serialized_output
+    return {
+        "instanceID": state.instance_id,
+        "workflowName": state.name,
+        "createdAt": rfc3339(state.created_at),
+        "lastUpdatedAt": rfc3339(state.last_updated_at),
+        "runtimeStatus": state.runtime_status.name,
+        "properties": properties,
+    }
+
+
+def create_app(client: WorkflowClient) -> FastAPI:
+    """The API over one client (its settings carry the optional token and payload limit)."""
+    app = FastAPI(title="kafka-workflows", version="0.1.0",
+                  description="Dapr-compatible workflow API over an event-sourced Kafka runtime.")
+    token = client.settings.api_token
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next: Any) -> Any:
+        if token and request.url.path not in ("/healthz",):
+            given = request.headers.get("dapr-api-token", "")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _error(401, "ERR_UNAUTHORIZED", "missing or wrong dapr-api-token header")
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        return _error(err.status, err.code, err.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, "ERR_BAD_REQUEST", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for prefix in PREFIXES:
+        app.include_router(_routes(client), prefix=prefix)
+    return app
+
+
+def _routes(client: WorkflowClient) -> APIRouter:
+    router = APIRouter()
+    base = "/workflows/{component}"
+
+    @router.post(base + "/{name}/start", status_code=202)
+    async def start(component: str, name: str, request: Request,
+                    instanceID: str | None = Query(default=None)) -> dict[str, str]:  # noqa: N803 (Dapr's name)
+        _component(component)
+        if not name or len(name) > 256:
+            raise ApiError(400, "ERR_BAD_REQUEST", "workflow name must be 1 to 256 characters")
+        if instanceID is not None:
+            _instance_id(instanceID)
+        value = await _json_body(request)
+        try:
+            instance_id = await _blocking(client.schedule_new_workflow, name, input=value, instance_id=instanceID)
+        except InstanceExists as err:
+            raise ApiError(409, "ERR_INSTANCE_EXISTS", str(err)) from err
+        except PayloadTooLarge as err:
+            raise ApiError(413, "ERR_PAYLOAD_TOO_LARGE", str(err)) from err
+        except TimeoutError as err:
+            raise ApiError(503, "ERR_RUNTIME_UNAVAILABLE", str(err)) from err
+        return {"instanceID": instance_id}
+
+    @router.get(base)
+    def list_instances(component: str, status: str | None = None, name: str | None = None,
+                       offset: int = Query(default=0, ge=0),
+                       limit: int = Query(default=100, ge=1, le=MAX_PAGE)) -> dict[str, Any]:
+        _component(component)
+        wanted = None
+        if status is not None:
+            try:
+                wanted = WorkflowStatus[status.upper()]
+            except KeyError as err:
+                raise ApiError(400, "ERR_BAD_REQUEST", f"unknown status {status!r}; one of "
+                               f"{', '.join(s.name for s in WorkflowStatus)}") from err
+        states = client.list_workflows(status=wanted, name=name)
+        page = states[offset:offset + limit]
+        more = offset + limit < len(states)
+        return {"workflows": [state_json(s) for s in page], "total": len(states),
+                "nextOffset": offset + limit if more else None}
+
+    @router.get(base + "/{instance_id}")
+    def get_instance(component: str, instance_id: str) -> dict[str, Any]:
+        _component(component)
+        return state_json(_existing(client, instance_id))
+
+    @router.get(base + "/{instance_id}/history")
+    def history(component: str, instance_id: str) -> dict[str, Any]:
+        _component(component)
+        state = _existing(client, instance_id)
+        events = read_history(client.settings, instance_id)
+        return {
+            "instanceID": instance_id,
+            "workflowName": state.name,
+            "runtimeStatus": state.runtime_status.name,
+            "events": [{"sequence": e.sequence, "timestamp": rfc3339(e.timestamp), "type": type(e.event).__name__,
+                        "executionID": e.execution_id, "event": _event_fields(e.event)} for e in events],
+            "timeline": [row.to_json() for row in timeline_rows(events)],
+        }
+
+    @router.post(base + "/{instance_id}/raiseEvent/{event_name}", status_code=202)
+    async def raise_event(component: str, instance_id: str, event_name: str, request: Request) -> None:
+        _component(component)
+        try:
+            validate_event_name(event_name)
+        except ValueError as err:
+            raise ApiError(400, "ERR_BAD_REQUEST", str(err)) from err
+        value = await _json_body(request)
+        _existing(client, instance_id)
+        try:
+            await _blocking(client.raise_workflow_event, instance_id, event_name, data=value)
+        except PayloadTooLarge as err:
+            raise ApiError(413, "ERR_PAYLOAD_TOO_LARGE", str(err)) from err
+
+    @router.post(base + "/{instance_id}/terminate", status_code=202)
+    async def terminate(component: str, instance_id: str, request: Request) -> None:
+        _component(component)
+        value = await _json_body(request)
+        _existing(client, instance_id)
+        await _blocking(client.terminate_workflow, instance_id, output=value)
+
+    @router.post(base + "/{instance_id}/pause", status_code=202)
+    async def pause(component: str, instance_id: str) -> None:
+        _component(component)
+        _existing(client, instance_id)
+        await _blocking(client.pause_workflow, instance_id)
+
+    @router.post(base + "/{instance_id}/resume", status_code=202)
+    async def resume(component: str, instance_id: str) -> None:
+        _component(component)
+        _existing(client, instance_id)
+        await _blocking(client.resume_workflow, instance_id)
+
+    @router.post(base + "/{instance_id}/purge", status_code=202)
+    async def purge(component: str, instance_id: str) -> None:
+        _component(component)
+        _existing(client, instance_id)
+        try:
+            await _blocking(client.purge_workflow, instance_id)
+        except ValueError as err:
+            raise ApiError(409, "ERR_INSTANCE_NOT_ENDED", str(err)) from err
+
+    return router
+
+
+def _component(component: str) -> None:
+    if component != COMPONENT:
+        raise ApiError(400, "ERR_BAD_REQUEST", f"unknown workflow component {component!r}; use {COMPONENT!r}")
+
+
+def _instance_id(instance_id: str) -> str:
+    try:
+        return validate_instance_id(instance_id)
+    except ValueError as err:
+        raise ApiError(400, "ERR_INSTANCE_ID_INVALID", str(err)) from err
+
+
+def _existing(client: WorkflowClient, instance_id: str) -> WorkflowState:
+    state = client.get_workflow_state(_instance_id(instance_id))
+    if state is None:
+        raise ApiError(404, "ERR_INSTANCE_ID_NOT_FOUND", f"no workflow instance with ID {instance_id!r}")
+    return state
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ApiError(400, "ERR_MALFORMED_REQUEST", f"the request body is not valid JSON: {err}") from err
+
+
+async def _blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # Client calls wait for the runtime to acknowledge; keep them off the event loop.
+    import anyio
+
+    return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+
+def _event_fields(event: Any) -> dict[str, Any]:
+    from dataclasses import fields
+
+    out = {}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, datetime):
+            value = rfc3339(value)
+        elif hasattr(value, "__dataclass_fields__"):
+            value = {k: getattr(value, k) for k in value.__dataclass_fields__}
+        elif isinstance(value, WorkflowStatus):
+            value = value.name
+        out[f.name] = value
+    return out
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"errorCode": code, "message": message})
+
+
+def serve_in_thread(runtime: Any, host: str, port: int) -> Any:
+    """Serve the API for ``runtime``'s settings on a daemon thread; returns the uvicorn server."""
+    import uvicorn
+
+    app = create_app(WorkflowClient(settings=runtime.settings))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="kwf-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError(f"the HTTP API could not listen on {host}:{port} (port taken?)")
+    return server

@@ -1,0 +1,124 @@
+"""What a stateful processor's application code implements (``Handler``) and is handed (``Batch``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from streams.store import PartitionStore, StoreBatch
+
+if TYPE_CHECKING:
+    from streams.transaction import TransactionalWriter
+
+Headers = list[tuple[str, bytes | None]]
+ChangelogEntry = tuple[bytes | None, bytes | None, Any]
+
+
+@dataclass(slots=True)
+class Record:
+    """One decoded input record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: Any
+    timestamp_ms: int
+    headers: Headers | None
+
+
+class Batch:
+    """The records of one partition in one transaction, its store, and the ways out.
+
+    Everything emitted goes out in the processor's current Kafka transaction. Changelog
+    records are folded into the store with ``Handler.apply_changelog`` only after that
+    transaction commits, so ``store`` shows the state as of the previous commit while
+    ``process`` runs; a handler that reads its own earlier updates within one batch keeps
+    them itself (or reads through a ``StoreBatch``).
+
+    Attributes:
+        partition: The input partition (also the changelog partition).
+        store: That partition's store.
+        records: The decoded records, in offset order (empty for ``punctuate``).
+    """
+
+    __slots__ = ("partition", "store", "records", "_writer", "_changelog")
+
+    def __init__(
+        self,
+        partition: int,
+        store: PartitionStore,
+        records: list[Record],
+        writer: TransactionalWriter,
+        changelog: list[ChangelogEntry] | None,
+    ) -> None:
+        self.partition = partition
+        self.store = store
+        self.records = records
+        self._writer = writer
+        self._changelog = changelog
+
+    def emit(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        """Send a record in the current transaction (``partition`` None: by key, murmur2)."""
+        self._writer.produce(topic, key, value, partition, headers)
+
+    def emit_changelog(self, key: bytes | None, value: bytes | None, decoded: Any = None) -> None:
+        """Append a record to this partition's changelog in the current transaction.
+
+        After the commit, ``Handler.apply_changelog`` receives it with ``decoded`` as given
+        here, so the handler need not decode its own records again.
+
+        Raises:
+            ValueError: the processor has no changelog topic.
+        """
+        if self._changelog is None:
+            raise ValueError("this processor has no changelog_topic; set one in ProcessorConfig to emit to it")
+        self._changelog.append((key, value, decoded))
+
+
+class Handler(Protocol):
+    """The application part of a processor. Only ``decode``, ``process`` and
+    ``apply_changelog`` are required; the other hooks may be left out.
+    """
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> Any:
+        """Decode one input record. Raising anything sends the record to the dead-letter topic."""
+        ...
+
+    def process(self, batch: Batch) -> None:
+        """Handle the records of one partition. An exception here stops the processor
+        (after aborting the transaction): it is a bug, not a bad record.
+        """
+        ...
+
+    def apply_changelog(
+        self,
+        store_batch: StoreBatch,
+        store: PartitionStore,
+        key: bytes | None,
+        value: bytes | None,
+        decoded: Any | None,
+    ) -> None:
+        """Fold one changelog record into ``store_batch``.
+
+        Called during restore (``decoded`` None) and after each commit for the records this
+        process emitted (``decoded`` as given to ``emit_changelog``). ``store_batch.get``
+        sees the earlier records of the same batch.
+        """
+        ...
+
+    def punctuate(self, batch: Batch, now_ms: int) -> None:
+        """Wall-clock callback per assigned partition (e.g. fire due timers)."""
+
+    def on_partition_ready(self, partition: int, store: PartitionStore) -> None:
+        """The partition's store is restored; its input is processed from now on."""
+
+    def on_partition_revoked(self, partition: int) -> None:
+        """The partition is gone (revoked, lost, or its transaction aborted): drop its caches."""

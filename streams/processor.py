@@ -1,0 +1,438 @@
+"""The exactly-once consume-process-produce loop with per-partition RocksDB state.
+
+One consumer (group member, read_committed) and one transactional producer per process.
+Each loop turn is one Kafka transaction: poll a batch, hand each partition's records to
+the handler, send what it emits plus the consumed offsets (KIP-447), commit. Only after
+the commit are the transaction's changelog records folded into the stores, each store in
+one WriteBatch together with the changelog offset. A crash between commit and store write
+leaves the store behind the changelog, and the next restore catches it up.
+
+Rebalancing is cooperative (``cooperative-sticky``): partitions that stay keep their open
+stores and the handler's caches. Rebalance callbacks only run inside ``consume``, and a
+transaction never spans a ``consume`` call, so when a partition is revoked or lost there
+is no open transaction left to commit or abort: the batch before was committed (or
+aborted) in full. A partition's store is restored from its changelog inside the assign
+callback, before the consumer fetches any input of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streams.handler import Batch, ChangelogEntry, Handler, Headers, Record
+from streams.restore import ChangelogRestorer
+from streams.store import PartitionStore, StoreBatch
+from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
+
+__all__ = [
+    "Batch",
+    "Handler",
+    "Processor",
+    "ProcessorConfig",
+    "ProcessorFenced",
+    "Record",
+    "run_until_signal",
+]
+
+log = logging.getLogger("streams.processor")
+
+# Dead-letter headers: why the record failed and where it came from.
+DLQ_ERROR = "streams.error"
+DLQ_ERROR_TYPE = "streams.error.type"
+DLQ_SOURCE_TOPIC = "streams.source.topic"
+DLQ_SOURCE_PARTITION = "streams.source.partition"
+DLQ_SOURCE_OFFSET = "streams.source.offset"
+# Error texts can be long (schema dumps); the header carries the start of it.
+DLQ_ERROR_MAX_CHARS = 2000
+# Repeated consumer errors (e.g. a missing topic) are logged at most this often.
+ERROR_LOG_INTERVAL_S = 10.0
+
+
+@dataclass
+class ProcessorConfig:
+    """Where a processor reads, writes and keeps state, and how it batches.
+
+    Attributes:
+        group_id: Consumer group; also the first part of the transactional id.
+        input_topic: The topic processed.
+        changelog_topic: Co-partitioned with the input; partition p restores store p. None:
+            stores are local only and ``Batch.emit_changelog`` is unavailable.
+        dlq_topic: Undecodable input records go here with the error in their headers.
+        state_dir: Stores live in ``state_dir / group_id / f"{input_topic}-{partition}"``.
+        process_id: Stable identity of this process. The transactional id is
+            ``f"{group_id}-{process_id}"``: a restarted process with the same id fences its
+            predecessor and aborts its open transaction at once.
+        client: Base librdkafka settings (``streams.kafka_config.client_settings``).
+    """
+
+    group_id: str
+    input_topic: str
+    changelog_topic: str | None
+    dlq_topic: str
+    state_dir: Path
+    process_id: str
+    client: dict[str, str]
+    # Records per transaction: amortizes the commit round trips over many records while one
+    # batch stays small enough that an abort replays little.
+    max_batch_records: int = 500
+    # Longest wait for a batch to fill: the latency added at low load.
+    max_batch_ms: int = 20
+    # Timers (punctuate) need sub-second resolution, not more.
+    punctuate_interval_ms: int = 100
+    # How long a dead member keeps its partitions before the group moves them.
+    session_timeout_ms: int = 6000
+    # How long an open transaction of a crashed process (with a different process_id) can
+    # block read_committed readers of its partitions; Kafka's default.
+    transaction_timeout_ms: int = 60000
+    # Producer batching delay: a few ms lets one batch's records share requests.
+    linger_ms: int = 5
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}-{self.process_id}"
+
+    def store_folder(self, partition: int) -> Path:
+        """The folder of one partition's store."""
+        return self.state_dir / self.group_id / f"{self.input_topic}-{partition}"
+
+    def consumer_settings(self) -> dict[str, Any]:
+        return {
+            **self.client,
+            "group.id": self.group_id,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": self.session_timeout_ms,
+            # Three heartbeats per session, the usual ratio.
+            "heartbeat.interval.ms": max(100, self.session_timeout_ms // 3),
+        }
+
+    def producer_settings(self) -> dict[str, Any]:
+        return {
+            # The Java client's partitioner, so producers in any language agree on partitions.
+            "partitioner": "murmur2_random",
+            "linger.ms": self.linger_ms,
+            **self.client,
+            "transactional.id": self.transactional_id,
+            "transaction.timeout.ms": self.transaction_timeout_ms,
+        }
+
+
+class Processor:
+    """Runs one ``Handler`` exactly-once over ``config.input_topic``.
+
+    Args:
+        config: Topics, state folder, identity and batching.
+        handler: The application code.
+
+    Attributes:
+        ready: Set once the first assignment arrived and all its partitions are restored.
+    """
+
+    def __init__(self, config: ProcessorConfig, handler: Handler) -> None:
+        self.config = config
+        self.handler = handler
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        self._stores: dict[int, PartitionStore] = {}
+        self._assigned: frozenset[int] = frozenset()
+        self._last_punctuate: dict[int, float] = {}
+        self._consumer: Consumer | None = None
+        self._writer: TransactionalWriter | None = None
+        self._restorer: ChangelogRestorer | None = None
+        self._error_logged_at = 0.0
+        self._punctuate = getattr(handler, "punctuate", None)
+        self._on_ready = getattr(handler, "on_partition_ready", None)
+        self._on_revoked = getattr(handler, "on_partition_revoked", None)
+
+    def assigned_partitions(self) -> set[int]:
+        """The partitions this process owns and has restored (a snapshot; thread-safe)."""
+        return set(self._assigned)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its transaction and shut down; returns at once (thread-safe)."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Process until ``stop``; returns after a clean shutdown.
+
+        Raises:
+            ProcessorFenced: another process took over this transactional id, or Kafka
+                reported a fatal error.
+        """
+        config = self.config
+        log.info("processor %s starting on %s (group %s)", config.transactional_id, config.input_topic,
+                 config.group_id)
+        writer = self._writer = TransactionalWriter(config.producer_settings())
+        # Before joining the group: the predecessor's open transaction (same id) is aborted
+        # now, so neither the offset fetch nor the changelog restore waits for its timeout.
+        writer.init()
+        if config.changelog_topic is not None:
+            self._restorer = ChangelogRestorer(config.client, config.changelog_topic)
+        consumer = self._consumer = Consumer(config.consumer_settings())
+        consumer.subscribe(
+            [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        timeout_s = config.max_batch_ms / 1000
+        try:
+            while not self._stopping.is_set():
+                self._turn(consumer.consume(config.max_batch_records, timeout_s))
+        finally:
+            self._shutdown()
+        log.info("processor %s stopped", config.transactional_id)
+
+    # -- one transaction -------------------------------------------------------------
+
+    def _turn(self, messages: list[Message]) -> None:
+        stores = self._stores
+        decode = self.handler.decode
+        records: dict[int, list[Record]] = {}
+        dead: list[tuple[Message, BaseException]] = []
+        span: dict[int, list[int]] = {}  # partition -> [first offset, last offset]
+        for message in messages:
+            if message.error() is not None:
+                self._consumer_error(message.error())
+                continue
+            partition = message.partition()
+            if partition not in stores:
+                continue  # revoked during this consume call: the new owner reads it again
+            offset = message.offset()
+            seen = span.get(partition)
+            if seen is None:
+                span[partition] = [offset, offset]
+            else:
+                seen[1] = offset
+            topic, key, raw = message.topic(), message.key(), message.value()
+            try:
+                value = decode(topic, key, raw)
+            except Exception as err:
+                dead.append((message, err))
+                continue
+            batch = records.get(partition)
+            if batch is None:
+                batch = records[partition] = []
+            batch.append(Record(topic, partition, offset, key, value, message.timestamp()[1], message.headers()))
+        due = self._due_punctuations()
+        if not span and not due:
+            self._writer.poll()  # type: ignore[union-attr]
+            return
+        self._transact(records, dead, span, due)
+
+    def _transact(
+        self,
+        records: dict[int, list[Record]],
+        dead: list[tuple[Message, BaseException]],
+        span: dict[int, list[int]],
+        due: list[int],
+    ) -> None:
+        writer = self._writer
+        consumer = self._consumer
+        assert writer is not None and consumer is not None
+        stores = self._stores
+        config = self.config
+        changelog: dict[int, list[ChangelogEntry]] = {}
+        with_changelog = config.changelog_topic is not None
+        try:
+            if span:
+                writer.begin()
+            for message, err in dead:
+                self._dead_letter(writer, message, err)
+            for partition, batch_records in records.items():
+                entries = changelog.setdefault(partition, []) if with_changelog else None
+                self.handler.process(Batch(partition, stores[partition], batch_records, writer, entries))
+            if due:
+                self._punctuate_partitions(writer, due, changelog if with_changelog else None)
+            if config.changelog_topic is not None:
+                for partition, entries in changelog.items():
+                    if entries:
+                        writer.produce_changelog(config.changelog_topic, partition, entries)
+            if not writer.in_transaction:
+                return  # a punctuation that emitted nothing
+            offsets = [TopicPartition(config.input_topic, p, last + 1) for p, (_, last) in span.items()]
+            writer.commit(offsets, consumer.consumer_group_metadata() if offsets else None)
+        except AbortRequired as err:
+            self._abort(err, span, due)
+            return
+        except BaseException:
+            log.exception("processing failed; aborting the open transaction and stopping")
+            writer.abort_quietly()
+            raise
+        self._apply_committed(changelog, writer.changelog_offsets)
+
+    def _punctuate_partitions(
+        self, writer: TransactionalWriter, due: list[int], changelog: dict[int, list[ChangelogEntry]] | None
+    ) -> None:
+        assert self._punctuate is not None
+        now = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        for partition in due:
+            entries = None if changelog is None else changelog.setdefault(partition, [])
+            self._punctuate(Batch(partition, self._stores[partition], [], writer, entries), now_ms)
+            self._last_punctuate[partition] = now
+
+    def _due_punctuations(self) -> list[int]:
+        if self._punctuate is None:
+            return []
+        now = time.monotonic()
+        interval = self.config.punctuate_interval_ms / 1000
+        return [p for p, last in self._last_punctuate.items() if now - last >= interval]
+
+    def _apply_committed(self, changelog: dict[int, list[ChangelogEntry]], offsets: dict[int, int]) -> None:
+        apply = self.handler.apply_changelog
+        for partition, entries in changelog.items():
+            if not entries:
+                continue
+            store = self._stores[partition]
+            store_batch = store.batch()
+            for key, value, decoded in entries:
+                apply(store_batch, store, key, value, decoded)
+            store.write(store_batch, changelog_offset=offsets[partition])
+
+    def _dead_letter(self, writer: TransactionalWriter, message: Message, err: BaseException) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        log.warning("record %s-%d@%d cannot be decoded (%s); sending it to %s",
+                    topic, partition, offset, type(err).__name__, self.config.dlq_topic)
+        headers: Headers = list(message.headers() or [])
+        headers += [
+            (DLQ_ERROR, str(err)[:DLQ_ERROR_MAX_CHARS].encode()),
+            (DLQ_ERROR_TYPE, type(err).__name__.encode()),
+            (DLQ_SOURCE_TOPIC, str(topic).encode()),
+            (DLQ_SOURCE_PARTITION, str(partition).encode()),
+            (DLQ_SOURCE_OFFSET, str(offset).encode()),
+        ]
+        writer.produce(self.config.dlq_topic, message.key(), message.value(), None, headers)
+
+    def _abort(self, err: AbortRequired, span: dict[int, list[int]], due: list[int]) -> None:
+        """Abort, rewind the batch's partitions to their committed offsets, reset handler caches."""
+        log.warning("transaction aborted (%s); replaying partitions %s from their committed offsets",
+                    err, sorted(span))
+        assert self._writer is not None and self._consumer is not None
+        self._writer.abort()
+        for partition, (first, _) in span.items():
+            if partition not in self._stores:
+                continue
+            try:
+                self._consumer.seek(TopicPartition(self.config.input_topic, partition, first))
+            except KafkaException as seek_err:
+                # A partition that is being revoked has no position to rewind; its new owner
+                # starts from the committed offset anyway.
+                log.info("could not rewind %s-%d: %s", self.config.input_topic, partition, seek_err)
+        # The handler may have cached what the aborted batch did: let it start over.
+        for partition in sorted(set(span) | set(due)):
+            store = self._stores.get(partition)
+            if store is None:
+                continue
+            if self._on_revoked is not None:
+                self._on_revoked(partition)
+            if self._on_ready is not None:
+                self._on_ready(partition, store)
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise ProcessorFenced(
+                f"the consumer of group {self.config.group_id} hit a fatal error: {error.str()}. Restart the processor."
+            )
+        now = time.monotonic()
+        if now - self._error_logged_at > ERROR_LOG_INTERVAL_S:
+            self._error_logged_at = now
+            log.warning("consumer of %s: %s", self.config.input_topic, error.str())
+
+    # -- rebalancing -----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        fresh = sorted(tp.partition for tp in partitions if tp.partition not in self._stores)
+        log.info("assigned %s partitions %s", self.config.input_topic, fresh)
+        opened: dict[int, PartitionStore] = {}
+        try:
+            for partition in fresh:
+                opened[partition] = PartitionStore.open(self.config.store_folder(partition))
+            if self._restorer is not None and opened:
+                self._restorer.restore(opened, self._apply_restored, self._stopping.is_set)
+        except BaseException:
+            for store in opened.values():
+                store.close()
+            raise
+        if self._stopping.is_set():
+            # The restore may be unfinished: keep these partitions out of processing.
+            for store in opened.values():
+                store.close()
+            return
+        now = time.monotonic()
+        for partition, store in opened.items():
+            self._stores[partition] = store
+            self._last_punctuate[partition] = now
+            if self._on_ready is not None:
+                self._on_ready(partition, store)
+        self._assigned = frozenset(self._stores)
+        self.ready.set()
+
+    def _apply_restored(self, batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None) -> None:
+        self.handler.apply_changelog(batch, store, key, value, None)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release([tp.partition for tp in partitions], "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release([tp.partition for tp in partitions], "lost")
+
+    def _release(self, partitions: list[int], why: str) -> None:
+        if partitions:
+            log.info("%s %s partitions %s", why, self.config.input_topic, sorted(partitions))
+        for partition in partitions:
+            store = self._stores.pop(partition, None)
+            self._last_punctuate.pop(partition, None)
+            if store is None:
+                continue
+            if self._on_revoked is not None:
+                try:
+                    self._on_revoked(partition)
+                finally:
+                    store.close()
+            else:
+                store.close()
+        self._assigned = frozenset(self._stores)
+
+    # -- shutdown --------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self._writer is not None:
+            self._writer.abort_quietly()
+        if self._consumer is not None:
+            try:
+                # Leaves the group; the revoke callback closes the stores.
+                self._consumer.close()
+            except Exception as err:
+                log.warning("closing the consumer failed: %s", err)
+            self._consumer = None
+        self._release(list(self._stores), "closed")
+        if self._restorer is not None:
+            self._restorer.close()
+            self._restorer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def run_until_signal(processor: Processor) -> None:
+    """Run ``processor`` until SIGTERM or SIGINT, then stop it gracefully (main thread only)."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping after the current transaction", signal.Signals(signum).name)
+        processor.stop()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        processor.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,241 @@
+"""One transactional producer per processor, and what each transaction error means.
+
+``classify_error`` is the decision, a plain function: retry the call, abort the
+transaction and go on, or stop because this process is fenced or broken.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+log = logging.getLogger("streams.transaction")
+
+# init_transactions waits for the coordinator to abort a predecessor's open transaction;
+# on a busy single broker that takes a few seconds, a minute means something is wrong.
+INIT_TIMEOUT_S = 60.0
+# librdkafka's own retries run inside each call; this bounds one attempt of a commit or abort.
+CALL_TIMEOUT_S = 30.0
+# Pause before retrying a retriable error, so a struggling broker is not hammered.
+RETRY_BACKOFF_S = 0.1
+# A full local queue empties as the broker acknowledges; wait this long per try.
+QUEUE_FULL_WAIT_S = 0.05
+# Flushing on close: outstanding records belong to an aborted or committed transaction anyway.
+CLOSE_FLUSH_S = 5.0
+
+FENCING_CODES = frozenset(
+    {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.INVALID_TRANSACTION_TIMEOUT,
+    }
+)
+
+
+class ProcessorFenced(RuntimeError):
+    """The processor cannot go on: another process with the same transactional id took over,
+    or the producer hit a fatal error. Its open transaction was aborted; restart it (with a
+    process_id of its own if two ran with the same one).
+    """
+
+
+class AbortRequired(Exception):
+    """The current transaction failed and must be aborted; processing can go on after."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(error.str())
+        self.error = error
+
+
+class TxnAction(enum.Enum):
+    RETRY = "retry"
+    ABORT = "abort"
+    FATAL = "fatal"
+
+
+def classify_error(error: KafkaError) -> TxnAction:
+    """What to do after a transactional call failed with ``error``.
+
+    Fatal errors and fencing stop the processor; errors that require an abort (or that
+    librdkafka does not mark at all) abort the transaction, after which the batch is
+    replayed; retriable errors repeat the same call.
+    """
+    if error.fatal() or error.code() in FENCING_CODES:
+        return TxnAction.FATAL
+    if error.txn_requires_abort():
+        return TxnAction.ABORT
+    if error.retriable():
+        return TxnAction.RETRY
+    return TxnAction.ABORT
+
+
+class TransactionalWriter:
+    """A transactional producer that begins lazily and classifies every error.
+
+    Args:
+        settings: Complete producer settings, including ``transactional.id``.
+    """
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.transactional_id = str(settings["transactional.id"])
+        self._producer = Producer(dict(settings))
+        self._open = False
+        # Offset of the last changelog record per partition in the current transaction.
+        self.changelog_offsets: dict[int, int] = {}
+        self._awaiting: set[int] = set()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._open
+
+    def init(self) -> None:
+        """Register the transactional id; aborts a predecessor's open transaction (same id).
+
+        Raises:
+            ProcessorFenced: the producer could not be initialised.
+        """
+        try:
+            self._call(self._producer.init_transactions, INIT_TIMEOUT_S, what="init_transactions")
+        except AbortRequired as err:
+            raise ProcessorFenced(
+                f"init_transactions failed for transactional id {self.transactional_id}: {err}. "
+                "Check that the broker is reachable and allows transactions."
+            ) from err
+
+    def begin(self) -> None:
+        """Begin a transaction unless one is open."""
+        if self._open:
+            return
+        self.changelog_offsets = {}
+        self._awaiting = set()
+        self._call(self._producer.begin_transaction, what="begin_transaction")
+        self._open = True
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        on_delivery: Any = None,
+    ) -> None:
+        """Send one record in the current transaction (begun here if needed)."""
+        if not self._open:
+            self.begin()
+        target = -1 if partition is None else partition
+        while True:
+            try:
+                if on_delivery is None:
+                    self._producer.produce(topic, value, key, target, headers=headers)
+                else:
+                    self._producer.produce(topic, value, key, target, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports until it drains.
+                self._producer.poll(QUEUE_FULL_WAIT_S)
+            except KafkaException as err:
+                self._raise_for(err.args[0], "produce")
+
+    def produce_changelog(self, topic: str, partition: int, entries: list[tuple[Any, Any, Any]]) -> None:
+        """Send changelog records to ``partition``; remember the last one's offset on delivery."""
+        last = len(entries) - 1
+        self._awaiting.add(partition)
+        for index, (key, value, _decoded) in enumerate(entries):
+            if index == last:
+                # One delivery report per partition is enough: offsets within it only grow.
+                self.produce(topic, key, value, partition, on_delivery=self._on_changelog_delivery)
+            else:
+                self.produce(topic, key, value, partition)
+
+    def _on_changelog_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            return  # the commit fails on it and the transaction is aborted
+        self.changelog_offsets[message.partition()] = message.offset()
+        self._awaiting.discard(message.partition())
+
+    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """Add the consumed ``offsets`` (when any) and commit.
+
+        Raises:
+            AbortRequired: the transaction must be aborted; nothing of it is visible.
+            ProcessorFenced: the processor must stop.
+        """
+        if offsets:
+            self._call(
+                self._producer.send_offsets_to_transaction, offsets, group_metadata, CALL_TIMEOUT_S,
+                what="send_offsets_to_transaction",
+            )
+        self._call(self._producer.commit_transaction, CALL_TIMEOUT_S, what="commit_transaction")
+        self._open = False
+        if self._awaiting:
+            # commit_transaction serves delivery reports; a last poll catches a straggler.
+            self._producer.poll(0)
+        if self._awaiting:
+            raise ProcessorFenced(
+                f"committed transaction of {self.transactional_id} but got no delivery report for the "
+                f"changelog records of partitions {sorted(self._awaiting)}; cannot record the applied "
+                "offset. Restart the processor: its stores restore from the changelog."
+            )
+
+    def abort(self) -> None:
+        """Abort the open transaction.
+
+        Raises:
+            ProcessorFenced: the abort itself failed for good.
+        """
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._call(self._producer.abort_transaction, CALL_TIMEOUT_S, what="abort_transaction")
+        except AbortRequired as err:
+            raise ProcessorFenced(
+                f"could not abort the transaction of {self.transactional_id}: {err}. Restart the processor."
+            ) from err
+
+    def abort_quietly(self) -> None:
+        """Abort if a transaction is open, logging instead of raising (on the way out)."""
+        try:
+            self.abort()
+        except Exception as err:
+            log.warning("abort of %s on shutdown failed: %s", self.transactional_id, err)
+
+    def poll(self) -> None:
+        """Serve delivery reports without waiting."""
+        self._producer.poll(0)
+
+    def close(self) -> None:
+        """Abort what is open and flush what is queued."""
+        self.abort_quietly()
+        self._producer.flush(CLOSE_FLUSH_S)
+
+    def _call(self, method: Any, *args: Any, what: str) -> None:
+        deadline = time.monotonic() + INIT_TIMEOUT_S
+        while True:
+            try:
+                method(*args)
+                return
+            except KafkaException as err:
+                error = err.args[0]
+                if classify_error(error) is TxnAction.RETRY and time.monotonic() < deadline:
+                    log.info("%s of %s failed, retrying: %s", what, self.transactional_id, error.str())
+                    time.sleep(RETRY_BACKOFF_S)
+                    continue
+                self._raise_for(error, what)
+
+    def _raise_for(self, error: KafkaError, what: str) -> None:
+        if classify_error(error) is TxnAction.FATAL:
+            raise ProcessorFenced(
+                f"{what} failed for transactional id {self.transactional_id}: {error.str()}. "
+                "Another process with the same group and process_id has taken over (give every "
+                "running process its own process_id), or the producer hit a fatal error; restart it."
+            )
+        raise AbortRequired(error)
