@@ -4,7 +4,16 @@ Use it as ``import engine as wf``; everything public is re-exported here.
 """
 
 from engine.activities import ActivityOutcome, WorkflowActivityContext, async_run_activity, run_activity
+from engine.client import (  # noqa: E402  (after the authoring API: it imports the engine)
+    DaprWorkflowClient,
+    InstanceExists,
+    PayloadTooLarge,
+    WorkflowClient,
+    WorkflowFailureDetails,
+    WorkflowState,
+)
 from engine.context import DaprWorkflowContext, WorkflowContext
+from engine.dapr_client import DaprClient
 from engine.errors import ActivityNotRegistered, NonDeterminismError, TaskFailedError, WorkflowNotRegistered
 from engine.executor import ContinueAsNew, ExecutionResult, Executor
 from engine.history import (
@@ -39,9 +48,19 @@ from engine.history import (
 )
 from engine.registry import Registry, name_of
 from engine.retry import RetryPolicy
+from engine.runtime import WorkflowRuntime
 from engine.tasks import Task, when_all, when_any
 
 __all__ = [
+    # Running and managing workflows
+    "WorkflowRuntime",
+    "WorkflowClient",
+    "DaprWorkflowClient",
+    "WorkflowState",
+    "WorkflowFailureDetails",
+    "InstanceExists",
+    "PayloadTooLarge",
+    "DaprClient",
     # Workflow authoring
     "WorkflowContext",
     "DaprWorkflowContext",

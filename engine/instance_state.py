@@ -158,7 +158,7 @@ def fold(state: InstanceState | None, event: HistoryEvent) -> Change:
             parent_task_id=None if payload.parent is None else payload.parent.task_id,
             parent_name=None if payload.parent is None else payload.parent.name,
         )
-        opened = ()
+        opened: tuple[tuple[int, OpenItem], ...] = ()
         if deferred:
             assert payload.scheduled_start is not None
             opened = ((START_TIMER_ID, OpenItem("timer", fire_at_ms=to_ms(payload.scheduled_start))),)

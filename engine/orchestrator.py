@@ -54,7 +54,7 @@ log = logging.getLogger("engine.orchestrator")
 
 # A workflow that continues as new without ever waiting would spin forever in one step.
 MAX_CONTINUATIONS_PER_STEP = 1000
-RESULTS = (TaskCompleted, TaskFailed, ChildWorkflowCompleted, ChildWorkflowFailed)
+RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
 
 
 def now_utc() -> datetime:

@@ -59,6 +59,7 @@ class TimelineRow:
 def timeline_rows(history: list[HistoryEvent]) -> list[TimelineRow]:
     """Pair each scheduled step with the event that ended it, in scheduling order."""
     rows: list[TimelineRow] = []
+    row: TimelineRow | None
     open_rows: dict[int, TimelineRow] = {}
     # A retry is the same activity with the same input scheduled after it failed.
     failures: dict[tuple[str, str | None], int] = {}
@@ -84,11 +85,11 @@ def timeline_rows(history: list[HistoryEvent]) -> list[TimelineRow]:
             rows.append(row)
         elif isinstance(p, TaskCompleted | ChildWorkflowCompleted | TimerFired):
             key = p.timer_id if isinstance(p, TimerFired) else p.task_id
-            row = open_rows.pop(key, None)
+            row = open_rows.pop(key) if key in open_rows else None
             if row is not None:
                 row.end, row.outcome = at, "fired" if isinstance(p, TimerFired) else "completed"
         elif isinstance(p, TaskFailed | ChildWorkflowFailed):
-            row = open_rows.pop(p.task_id, None)
+            row = open_rows.pop(p.task_id) if p.task_id in open_rows else None
             if row is not None:
                 row.end, row.outcome, row.detail = at, "failed", f"{p.failure.type}: {p.failure.message}"
             if p.task_id in calls:

@@ -169,7 +169,10 @@ class ActivityWorker:
                                task_id=task.task_id),
             loop,
         )
-        future.add_done_callback(lambda f, m=message, t=task: self._finished.put((m, t, _outcome(f))))
+        def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
+            self._finished.put((m, t, _outcome(done)))
+
+        future.add_done_callback(finished)
 
     def _report(self, producer: Producer) -> None:
         while True:

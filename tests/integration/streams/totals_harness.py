@@ -167,10 +167,11 @@ def assert_exactly_once(observed: dict[bytes, list[int]], pairs: list[tuple[byte
     assert set(observed) == set(expected)
     for key, sums in expected.items():
         seen = observed[key]
-        assert seen == sums, (
-            f"{key!r}: {len(seen)} totals for {len(sums)} increments; first difference at "
-            f"{next((i for i, (a, b) in enumerate(zip(seen, sums, strict=False)) if a != b), min(len(seen), len(sums)))}"
-        )
+        if seen != sums:
+            diverge = next((i for i, (a, b) in enumerate(zip(seen, sums, strict=False)) if a != b),
+                           min(len(seen), len(sums)))
+            raise AssertionError(f"{key!r}: {len(seen)} totals for {len(sums)} increments, first difference at "
+                                 f"update {diverge}: {seen[diverge:diverge + 3]} vs {sums[diverge:diverge + 3]}")
 
 
 def stored_totals(state_dir: Path, group: str, topic: str) -> dict[bytes, int]:
