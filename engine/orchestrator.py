@@ -101,7 +101,7 @@ class Orchestrator:
             dlq_topic=self.settings.topic(DLQ),
             state_dir=self.settings.state_dir / "orchestrator",
             process_id=self.settings.process_id,
-            client={**self.settings.client(), "partitioner": "murmur2_random"},
+            client=self.settings.client(),
         )
 
     # -- the streams handler ------------------------------------------------------------

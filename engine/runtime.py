@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 from confluent_kafka.admin import AdminClient
 
+from engine.bridge import BridgeRoute, PubSubBridge
 from engine.config import Settings
 from engine.orchestrator import Orchestrator
 from engine.registry import Registry
 from engine.topics import INBOX, ensure_workflow_topics
 from engine.worker import ActivityWorker
 from streams.processor import Processor
+from streams.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger("engine.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +59,8 @@ class WorkflowRuntime:
         self._processor: Processor | None = None
         self._worker: ActivityWorker | None = None
         self._failure: BaseException | None = None
+        self._routes: list[BridgeRoute] = []
+        self._bridges: list[Processor] = []
 
     # -- registration (delegates to the registry) ----------------------------------------
 
@@ -72,6 +76,10 @@ class WorkflowRuntime:
     def register_activity(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
         self.registry.register_activity(fn, name=name)
 
+    def add_bridge(self, route: BridgeRoute) -> None:
+        """Route records of an external topic to external events (started with the orchestrator)."""
+        self._routes.append(route)
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
@@ -85,6 +93,13 @@ class WorkflowRuntime:
             self._processor = Processor(orchestrator.processor_config(), orchestrator)
             self._spawn("kwf-orchestrator", self._processor.run)
             waits.append(self._processor.ready)
+            for route in self._routes:
+                ensure_topics(AdminClient(self.settings.client()),
+                              [TopicSpec(route.topic, self.settings.partitions, co_partitioned=False)])
+                bridge = Processor(*_bridge_parts(self.settings, route, partitions))
+                self._bridges.append(bridge)
+                self._spawn(f"kwf-bridge-{route.topic}", bridge.run)
+                waits.append(bridge.ready)
         if self.role in ("all", "worker"):
             self._worker = ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities)
             self._spawn("kwf-worker", self._worker.run)
@@ -104,6 +119,8 @@ class WorkflowRuntime:
             self._processor.stop()
         if self._worker is not None:
             self._worker.stop()
+        for bridge in self._bridges:
+            bridge.stop()
         for thread in self._threads:
             thread.join(30)
         self._threads.clear()
@@ -137,3 +154,8 @@ class WorkflowRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _bridge_parts(settings: Settings, route: BridgeRoute, partitions: int) -> tuple[Any, PubSubBridge]:
+    bridge = PubSubBridge(settings, route, partitions)
+    return bridge.processor_config(), bridge

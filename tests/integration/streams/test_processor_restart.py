@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
 from totals_harness import (
+    WAIT_S,
     ProcessorProcess,
     TopicReader,
     TotalsTopics,
     assert_exactly_once,
     increments,
+    produce,
     produce_increments,
 )
 
@@ -27,30 +30,42 @@ def test_restart_is_not_stalled_by_the_predecessors_open_transaction(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     topics = TotalsTopics.create(kafka_bootstrap, topic_prefix)
-    pairs = increments(12_000, keys=200, seed=5)
-    produce_increments(kafka_bootstrap, topics.input, pairs)
+    before, after = increments(3_000, keys=200, seed=5), increments(3_000, keys=200, seed=6)
+    produce_increments(kafka_bootstrap, topics.input, before)
+    produce(kafka_bootstrap, topics.input, [(b"stall", json.dumps({"amount": 1}).encode())])
+    produce_increments(kafka_bootstrap, topics.input, after)
+    marker = tmp_path / "stalled"
     proc = ProcessorProcess(
         kafka_bootstrap, topics, f"{topic_prefix}.totals", tmp_path / "state", "p1", tmp_path,
-        "--transaction-timeout-ms", str(TRANSACTION_TIMEOUT_MS), "--max-batch-records", "100",
+        "--transaction-timeout-ms", str(TRANSACTION_TIMEOUT_MS),
+        module="stalling_totals", env={"STALL_MARKER": str(marker)},
     )
     output = TopicReader(kafka_bootstrap, topics.output)
     try:
         proc.start()
-        output.wait_for(3_000, alive=proc)
-        proc.kill()  # mid-run: its last transaction is left open
-        output.poll(1.0)  # everything committed before the kill
-        before = len(output.records)
+        deadline = time.monotonic() + WAIT_S
+        while not marker.exists():
+            assert time.monotonic() < deadline and proc.alive(), "the processor never reached the stall record"
+            output.poll(0.1)
+        proc.kill()  # its transaction holding the stall record's output is open at the broker
+        output.poll(1.0)  # everything committed before it
+        assert b"stall" not in output.by_key
         restarted = time.monotonic()
         proc.start()
-        output.wait_for(before + 1, timeout=TRANSACTION_TIMEOUT_MS / 1000, alive=proc)
+        # Only the partition of the stall record waits on the open transaction (its
+        # consumed offsets are part of it): time the first output from that partition.
+        deadline = restarted + TRANSACTION_TIMEOUT_MS / 1000
+        while b"stall" not in output.by_key:
+            assert time.monotonic() < deadline and proc.alive(), "no output for the stalled partition"
+            output.poll(0.1)
         elapsed = time.monotonic() - restarted
-        log.warning("first output %.1f s after the restart (transaction timeout %d s)",
+        log.warning("output of the stalled partition %.1f s after the restart (transaction timeout %d s)",
                     elapsed, TRANSACTION_TIMEOUT_MS // 1000)
-        print(f"first output {elapsed:.1f} s after the restart")
         assert elapsed < MAX_RESTART_S
-        output.wait_for(len(pairs), alive=proc)
+        everything = [*before, (b"stall", 1), *after]
+        output.wait_for(len(everything), alive=proc)
         output.poll(1.0)
-        assert_exactly_once(output.by_key, pairs)
+        assert_exactly_once(output.by_key, everything)
         assert proc.stop() == 0
     except BaseException:
         print(proc.logs())

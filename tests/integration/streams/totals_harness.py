@@ -17,7 +17,8 @@ from confluent_kafka.admin import AdminClient
 
 from streams.topics import TopicSpec, ensure_topics
 
-REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
 PARTITIONS = 8
 # A killed member is noticed after this; the broker allows down to 1 s.
 SESSION_TIMEOUT_MS = 2000
@@ -79,14 +80,17 @@ class ProcessorProcess:
     """``python -m examples.running_totals`` as a subprocess, with its log in a file."""
 
     def __init__(self, bootstrap: str, topics: TotalsTopics, group: str, state_dir: Path, process_id: str,
-                 log_dir: Path, *extra: str) -> None:
+                 log_dir: Path, *extra: str, module: str = "examples.running_totals",
+                 env: dict[str, str] | None = None) -> None:
         self.args = [
-            sys.executable, "-m", "examples.running_totals",
+            sys.executable, "-m", module,
             "--input", topics.input, "--changelog", topics.changelog, "--output", topics.output,
             "--dlq", topics.dlq, "--group", group, "--state-dir", str(state_dir), "--process-id", process_id,
             "--session-timeout-ms", str(SESSION_TIMEOUT_MS), *extra,
         ]
-        self.env = {**os.environ, "KWF_BOOTSTRAP_SERVERS": bootstrap, "PYTHONPATH": str(REPO)}
+        # This folder too, for test-only handlers such as stalling_totals.
+        self.env = {**os.environ, **(env or {}), "KWF_BOOTSTRAP_SERVERS": bootstrap,
+                    "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
         self.log_dir = log_dir
         self.name = process_id
         self.runs = 0

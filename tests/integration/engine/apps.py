@@ -1,0 +1,100 @@
+"""Workflows and activities the runtime subprocesses of the integration tests run.
+
+``kwf run --app tests.integration.engine.apps:runtime`` hosts them; the configuration
+comes from ``KWF_*`` like any runtime. Activities that the tests watch append lines to
+``$KWF_TEST_RUNS_DIR/{pid}.log`` (``start|end ITEM PID UNIX_TIME``), so runs can be
+counted across processes, including ones killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import engine as wf
+
+runtime = wf.WorkflowRuntime()
+
+
+def record_run(what: str, item: object) -> None:
+    """Append one line about an activity run; O_APPEND keeps concurrent lines whole."""
+    folder = os.environ.get("KWF_TEST_RUNS_DIR")
+    if not folder:
+        return
+    line = f"{what} {item} {os.getpid()} {time.time():.3f}\n".encode()
+    fd = os.open(Path(folder) / f"{os.getpid()}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+# -- fan-out of recorded activities (the crash test) --------------------------------------
+
+
+@runtime.workflow(name="fan_out_recorded")
+def fan_out_recorded(ctx: wf.DaprWorkflowContext, count: int):
+    results = yield wf.when_all([ctx.call_activity(recorded_item, input=i) for i in range(1, count + 1)])
+    return sum(results)
+
+
+@runtime.activity(name="recorded_item")
+def recorded_item(ctx: Any, item: int) -> int:
+    record_run("start", item)
+    time.sleep(random.uniform(0.05, 0.1))  # the seed's "work", short
+    record_run("end", item)
+    return item * 2
+
+
+# -- one slow activity (the worker crash test) --------------------------------------------
+
+
+@runtime.workflow(name="one_slow_step")
+def one_slow_step(ctx: wf.DaprWorkflowContext, seconds: float):
+    result = yield ctx.call_activity(slow_step, input=seconds)
+    return result
+
+
+@runtime.activity(name="slow_step")
+def slow_step(ctx: Any, seconds: float) -> str:
+    record_run("start", ctx.task_id)
+    time.sleep(seconds)
+    record_run("end", ctx.task_id)
+    return f"slept {seconds}"
+
+
+# -- timers ---------------------------------------------------------------------------
+
+
+@runtime.workflow(name="timer_then_activity")
+def timer_then_activity(ctx: wf.DaprWorkflowContext, seconds: float):
+    yield ctx.create_timer(timedelta(seconds=seconds))
+    result = yield ctx.call_activity(echo, input=ctx.instance_id)
+    return result
+
+
+@runtime.workflow(name="sleeper")
+def sleeper(ctx: wf.DaprWorkflowContext, seconds: float):
+    yield ctx.create_timer(timedelta(seconds=seconds))
+    return "woke"
+
+
+@runtime.activity(name="echo")
+def echo(ctx: Any, value: Any) -> Any:
+    record_run("echo", value)
+    return value
+
+
+# -- external events (the CLI test) ---------------------------------------------------
+
+
+@runtime.workflow(name="await_approval")
+def await_approval(ctx: wf.DaprWorkflowContext, order: dict):
+    ctx.set_custom_status("waiting")
+    approval = yield ctx.wait_for_external_event("approval")
+    result = yield ctx.call_activity(echo, input={"order": order, "approval": approval})
+    return result
