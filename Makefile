@@ -34,6 +34,16 @@ test: lint test-unit test-integration
 
 run: install jars
 	$(KWF) broker start
+	@echo ""
+	@echo "Try Dapr's async HTTP API pattern from another terminal:"
+	@echo "  curl -X POST 'http://localhost:3500/v1.0-beta1/workflows/dapr/OrderProcessingWorkflow/start?instanceID=12345678' -d '{\"Name\":\"Paperclips\",\"Quantity\":1,\"TotalCost\":9.95}'"
+	@echo "  curl http://localhost:3500/v1.0-beta1/workflows/dapr/12345678"
+	@echo "An order that waits for its payment, paid through the payments topic:"
+	@echo "  curl -X POST 'http://localhost:3500/v1.0-beta1/workflows/dapr/order_payment_workflow/start?instanceID=order-1' -d '{\"item\":\"lamp\",\"amount\":25}'"
+	@echo "  .venv/bin/python -m examples.payment_producer order-1 25"
+	@echo "  curl http://localhost:3500/v1.0-beta1/workflows/dapr/order-1"
+	@echo "Stop with Ctrl-C; the broker keeps running until 'make broker-stop'."
+	@echo ""
 	$(KWF) run --app examples.app:runtime
 
 broker-stop: install

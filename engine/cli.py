@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -89,6 +90,9 @@ def load_app(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise ValueError(f"--app wants MODULE:ATTR, got {spec!r}")
+    # Like other app runners, find the module from the current folder first.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     return getattr(importlib.import_module(module_name), attr)
 
 
@@ -109,7 +113,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
         server = serve_in_thread(runtime, ns.http_host, ns.http_port)
         print(f"HTTP API on http://{ns.http_host}:{ns.http_port}", file=sys.stderr)
-    print(f"runtime ready ({ns.role}); workflows: {', '.join(runtime.registry.workflow_names()) or 'none'}",
+    print(f"runtime ready ({ns.role}); workflows: {', '.join(runtime.registry.workflow_names) or 'none'}",
           file=sys.stderr)
     try:
         import time

@@ -2,7 +2,9 @@
 
 At-least-once: an offset is committed only once every task at or below it has had its
 result delivered to the inbox, so a crash re-delivers the unfinished ones; the
-orchestrator drops the duplicate results. All Kafka calls happen on the poll thread;
+orchestrator drops the duplicate results. Tasks that finished above that offset are
+listed in the commit's metadata, and the partition's next owner skips them: after a
+crash only the tasks that were running (or whose result was in transit) run again. All Kafka calls happen on the poll thread;
 activities run on one asyncio loop (``async def`` awaited there, plain functions in a
 bounded thread pool), so thousands of waiting async activities cost no threads.
 """
@@ -33,27 +35,75 @@ log = logging.getLogger("engine.worker")
 
 # Tasks fetched per poll: enough to keep the pool busy, small enough to stay responsive.
 POLL_BATCH = 500
-# Commit finished offsets at most this often: each commit is a broker round trip.
-COMMIT_INTERVAL_S = 0.2
+# Commit finished offsets at most this often: each commit is a broker round trip, and a
+# result delivered but not yet committed runs again after a crash.
+COMMIT_INTERVAL_S = 0.02
+# How long a poll waits for tasks while some are running: finished results wait for the
+# poll to return before they are sent, so keep it short then; idle, save the CPU.
+POLL_BUSY_S = 0.01
+POLL_IDLE_S = 0.05
+# Commit metadata that lists the finished offsets above the committed one. Brokers refuse
+# more than offset.metadata.max.bytes (4096 by default); past this the list is cut, and
+# the tasks left out merely run again.
+DONE_MARK = "kwf-done:"
+MAX_METADATA_CHARS = 3000
 
 
 @dataclass
 class PartitionOffsets:
-    """Offsets of one partition in the order received; the committable one is contiguous."""
+    """Offsets of one partition in the order received, and which of them are finished.
+
+    The committed offset is the first unfinished one; the finished ones above it travel in
+    the commit's metadata (``done_metadata``), so a new owner can skip them (``skip``).
+    """
 
     pending: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
-    committable: int | None = None
+    position: int | None = None  # every offset below it is finished
+    changed: bool = False  # finished offsets not committed yet
+    skip: set[int] = field(default_factory=set)  # finished by a previous owner
 
     def add(self, offset: int) -> None:
         self.pending.append(offset)
 
     def finish(self, offset: int) -> None:
         self.done.add(offset)
+        self.changed = True
         while self.pending and self.pending[0] in self.done:
             head = self.pending.popleft()
             self.done.discard(head)
-            self.committable = head + 1
+            self.position = head + 1
+        if self.pending:
+            self.position = self.pending[0]
+
+    def take_commit(self) -> tuple[int, str] | None:
+        """The offset and metadata to commit now, or None if nothing changed."""
+        if not self.changed or self.position is None:
+            return None
+        self.changed = False
+        return self.position, done_metadata(self.position, self.done)
+
+
+def done_metadata(position: int, done: set[int]) -> str:
+    """``DONE_MARK`` and the finished offsets above ``position``, as distances from it."""
+    text = DONE_MARK
+    for offset in sorted(o for o in done if o > position):
+        part = f"{offset - position},"
+        if len(text) + len(part) > MAX_METADATA_CHARS:
+            break
+        text += part
+    return text.rstrip(",")
+
+
+def skipped_offsets(position: int, metadata: str | None) -> set[int]:
+    """The offsets a commit's metadata says were finished (see ``done_metadata``)."""
+    if position < 0 or not metadata or not metadata.startswith(DONE_MARK):
+        return set()
+    try:
+        return {position + int(d) for d in metadata[len(DONE_MARK):].split(",") if d}
+    except ValueError:
+        log.warning("ignored unreadable commit metadata %r", metadata[:100])
+        return set()
 
 
 class ActivityWorker:
@@ -110,7 +160,8 @@ class ActivityWorker:
         try:
             while not self._stop.is_set():
                 self._flow_control(consumer)
-                messages = [] if self._paused else consumer.consume(POLL_BATCH, timeout=0.05)
+                wait = POLL_BUSY_S if self._in_flight else POLL_IDLE_S
+                messages = [] if self._paused else consumer.consume(POLL_BATCH, timeout=wait)
                 if self._paused:
                     consumer.poll(0.05)  # keeps the group membership and callbacks alive
                 for message in messages:
@@ -133,6 +184,14 @@ class ActivityWorker:
     # -- the poll thread -----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except Exception as err:  # without it finished tasks merely run again
+            log.warning("could not read committed offsets: %s", err)
+            committed = []
+        for tp in committed:
+            offsets = self._offsets.setdefault(tp.partition, PartitionOffsets())
+            offsets.skip = skipped_offsets(tp.offset, tp.metadata)
         for tp in partitions:
             self._offsets.setdefault(tp.partition, PartitionOffsets())
         self.ready.set()
@@ -156,7 +215,13 @@ class ActivityWorker:
             if message.error().code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error: %s", message.error())
             return
-        self._offsets.setdefault(message.partition(), PartitionOffsets()).add(message.offset())
+        offsets = self._offsets.setdefault(message.partition(), PartitionOffsets())
+        offsets.add(message.offset())
+        if message.offset() in offsets.skip:
+            # Its result reached the inbox before the previous owner could commit past it.
+            offsets.skip.discard(message.offset())
+            offsets.finish(message.offset())
+            return
         self._in_flight += 1
         try:
             task = decode_task(message.value())
@@ -221,9 +286,9 @@ class ActivityWorker:
     def _commit(self, consumer: Consumer, asynchronous: bool = True) -> None:
         ready = []
         for partition, offsets in self._offsets.items():
-            if offsets.committable is not None:
-                ready.append(TopicPartition(self.topic, partition, offsets.committable))
-                offsets.committable = None
+            commit = offsets.take_commit()
+            if commit is not None:
+                ready.append(TopicPartition(self.topic, partition, commit[0], commit[1]))
         if ready:
             try:
                 consumer.commit(offsets=ready, asynchronous=asynchronous)

@@ -52,7 +52,8 @@ class RunningTotals:
             amount = self.avro.decode(value)["amount"]
         else:
             try:
-                amount = json.loads(value)["amount"]
+                # Text, not bytes: json.loads would first sniff the encoding of bytes.
+                amount = json.loads(value.decode())["amount"]
             except (ValueError, TypeError, KeyError) as err:
                 raise SerdeError(f"not a JSON increment ({type(err).__name__}: {err})") from err
         if type(amount) is not int:

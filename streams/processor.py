@@ -200,8 +200,9 @@ class Processor:
         dead: list[tuple[Message, BaseException]] = []
         span: dict[int, list[int]] = {}  # partition -> [first offset, last offset]
         for message in messages:
-            if message.error() is not None:
-                self._consumer_error(message.error())
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
                 continue
             partition = message.partition()
             if partition not in stores:

@@ -25,6 +25,7 @@ APP = "tests.integration.engine.apps:runtime"
 # A cold start joins two consumer groups and restores state; after a SIGKILL the group
 # also waits for the dead member's session (6 s) to expire.
 READY_TIMEOUT_S = 60.0
+READY = re.compile(r"^runtime ready \(", re.MULTILINE)
 ASSIGNED = re.compile(r"assigned (\S+) partitions \[([0-9, ]*)\]")
 
 
@@ -80,7 +81,7 @@ class RuntimeProcess:
         return text.rsplit(f"--- start {self.starts}\n", 1)[-1]
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        wait_until(lambda: "runtime ready" in self.current_log(), timeout,
+        wait_until(lambda: READY.search(self.current_log()), timeout,
                    lambda: f"{self.process_id} not ready; log:\n{self.current_log()[-3000:]}", self.check_alive)
 
     def check_alive(self) -> None:

@@ -20,7 +20,7 @@ ITEMS = 100
 KILL_AFTER = 40
 # Between an activity's return and its worker's offset commit its result is in transit:
 # the report loop, the producer's delivery and the commit each take a few ms on this broker.
-IN_TRANSIT_S = 0.3
+IN_TRANSIT_S = 0.25
 
 
 def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_flight(
