@@ -78,6 +78,24 @@ class WorkflowState:
     serialized_custom_status: str | None
     failure_details: WorkflowFailureDetails | None
 
+    def to_json(self) -> dict[str, Any]:
+        """The state as a JSON-ready dict (as dapr.ext.workflow's ``WorkflowState.to_json``)."""
+        return {
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "runtime_status": self.runtime_status.name,
+            "created_at": self.created_at.isoformat(),
+            "last_updated_at": self.last_updated_at.isoformat(),
+            "serialized_input": self.serialized_input,
+            "serialized_output": self.serialized_output,
+            "serialized_custom_status": self.serialized_custom_status,
+            "failure_details": None if self.failure_details is None else {
+                "message": self.failure_details.message,
+                "error_type": self.failure_details.error_type,
+                "stack_trace": self.failure_details.stack_trace,
+            },
+        }
+
     @classmethod
     def of(cls, status: StatusRecord, fetch_payloads: bool = True) -> WorkflowState:
         return cls(
@@ -128,9 +146,16 @@ class WorkflowClient:
             TimeoutError: no runtime accepted the start in time.
         """
         instance_id = instance_id or uuid.uuid4().hex
+        before = self.view.get(instance_id)
+        previous = None if before is None else before.execution_id
         execution_id = self._send_start(workflow, input, instance_id, start_at)
-        self.view.wait_for(instance_id, lambda s: s is not None and s.execution_id == execution_id,
-                           DEFAULT_ACK_TIMEOUT_S)
+        # A workflow that continues as new in its first step replaces the execution ID in the
+        # same transaction, so any execution other than the previous one counts as started.
+        self.view.wait_for(
+            instance_id,
+            lambda s: s is not None and (s.execution_id == execution_id or s.execution_id != previous),
+            DEFAULT_ACK_TIMEOUT_S,
+        )
         return instance_id
 
     def schedule_new_workflows(self, workflow: Callable[..., Any] | str,

@@ -58,6 +58,7 @@ class WorkflowContext:
         *,
         input: Any = None,
         retry_policy: RetryPolicy | None = None,
+        app_id: str | None = None,
     ) -> Task:
         """Schedule an activity; yield the returned task to wait for its result.
 
@@ -65,6 +66,7 @@ class WorkflowContext:
             activity: The activity function or its registered name.
             input: A JSON-encodable value (dataclasses and pydantic models too).
             retry_policy: How to retry the activity if it fails.
+            app_id: Accepted for Dapr compatibility; every worker of the runtime can run it.
 
         Returns:
             A task whose result is the activity's return value; it fails with TaskFailedError.
@@ -78,6 +80,7 @@ class WorkflowContext:
         input: Any = None,
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        app_id: str | None = None,
     ) -> Task:
         """Start a child workflow; yield the returned task to wait for its output.
 
@@ -86,6 +89,7 @@ class WorkflowContext:
             input: A JSON-encodable value.
             instance_id: The child's instance ID; default ``"{this instance}:{task ID}"``.
             retry_policy: How to retry the child if it fails.
+            app_id: Accepted for Dapr compatibility; the child runs on this runtime.
 
         Returns:
             A task whose result is the child's output; it fails with TaskFailedError.

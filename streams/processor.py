@@ -54,6 +54,12 @@ DLQ_SOURCE_OFFSET = "streams.source.offset"
 DLQ_ERROR_MAX_CHARS = 2000
 # Repeated consumer errors (e.g. a missing topic) are logged at most this often.
 ERROR_LOG_INTERVAL_S = 10.0
+# A batch whose transaction keeps failing (e.g. the handler emits a record the broker
+# refuses) would be replayed forever: give up after this many aborts in a row.
+MAX_ABORTS_IN_A_ROW = 10
+# Pause before replaying an aborted batch again, growing per abort in a row up to the
+# cap, so a struggling broker is not hammered; the first replay is immediate.
+ABORT_BACKOFF_S, ABORT_BACKOFF_MAX_S = 0.1, 2.0
 
 
 @dataclass
@@ -151,6 +157,7 @@ class Processor:
         self._writer: TransactionalWriter | None = None
         self._restorer: ChangelogRestorer | None = None
         self._error_logged_at = 0.0
+        self._aborts_in_a_row = 0
         self._punctuate = getattr(handler, "punctuate", None)
         self._on_ready = getattr(handler, "on_partition_ready", None)
         self._on_revoked = getattr(handler, "on_partition_revoked", None)
@@ -268,6 +275,7 @@ class Processor:
             log.exception("processing failed; aborting the open transaction and stopping")
             writer.abort_quietly()
             raise
+        self._aborts_in_a_row = 0
         self._apply_committed(changelog, writer.changelog_offsets)
 
     def _punctuate_partitions(
@@ -319,6 +327,15 @@ class Processor:
                     err, sorted(span))
         assert self._writer is not None and self._consumer is not None
         self._writer.abort()
+        self._aborts_in_a_row += 1
+        if self._aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
+            raise ProcessorFenced(
+                f"{self._aborts_in_a_row} transactions in a row failed, the last with: {err}. Giving up "
+                "instead of replaying the same batch forever; fix the cause (e.g. a record larger than "
+                "the broker accepts) and restart."
+            )
+        if self._aborts_in_a_row > 1:
+            time.sleep(min(ABORT_BACKOFF_MAX_S, ABORT_BACKOFF_S * self._aborts_in_a_row))
         for partition, (first, _) in span.items():
             if partition not in self._stores:
                 continue

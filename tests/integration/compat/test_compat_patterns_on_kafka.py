@@ -135,12 +135,6 @@ def test_retry_delays_are_kept_by_durable_timers_and_the_last_failure_fails_the_
     assert "uncaught on purpose" in (details.stack_trace or "")  # the workflow's line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="WorkflowClient.schedule_new_workflow waits for the status of the first execution's ID, which a "
-    "continue-as-new in the first step replaces before the client reads it",
-)
 def test_a_workflow_that_continues_as_new_in_its_first_step_starts_like_any_other(
     wfc: wf.WorkflowClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

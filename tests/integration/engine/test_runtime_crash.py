@@ -14,6 +14,7 @@ from pathlib import Path
 from engine import TaskCompleted, TaskScheduled, WorkflowClient, WorkflowStatus
 from engine.config import Settings
 from engine.history_reader import read_history
+from engine.partitioner import partition_for
 from tests.integration.engine.runtime_process import read_runs, runtime_processes, wait_until
 
 ITEMS = 100
@@ -68,3 +69,61 @@ def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_fli
         f"re-ran {sorted(reran - in_flight - in_transit, key=int)} that had finished more than {IN_TRANSIT_S} s "
         f"before the kill (in flight then: {sorted(in_flight, key=int)})")
     assert len(reran) <= len(in_flight) + len(in_transit)
+
+
+def test_a_worker_killed_mid_activity_hands_it_to_a_new_worker(
+        settings: Settings, client: WorkflowClient, tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    with runtime_processes(settings, tmp_path) as process:
+        orchestrator = process("orchestrator", role="orchestrator", wait=False)
+        first = process("worker-1", role="worker", KWF_TEST_RUNS_DIR=str(runs_dir))
+        orchestrator.wait_ready()
+        instance_id = client.schedule_new_workflow("one_slow_step", input=2.0, instance_id="slow-step")
+
+        wait_until(lambda: any(r.what == "start" for r in read_runs(runs_dir)), 30,
+                   "the first worker never started the activity", first.check_alive)
+        first.kill()
+        assert not any(r.what == "end" for r in read_runs(runs_dir)), "the activity finished before the kill"
+        second = process("worker-2", role="worker", KWF_TEST_RUNS_DIR=str(runs_dir))
+        state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=60)
+        assert state is not None and state.runtime_status is WorkflowStatus.COMPLETED, (
+            state, orchestrator.current_log()[-2000:])
+
+    assert json.loads(state.serialized_output) == "slept 2.0"
+    runs = read_runs(runs_dir)
+    assert [r.pid for r in runs if r.what == "start"] == [first.proc.pid, second.proc.pid], runs
+    assert [r.pid for r in runs if r.what == "end"] == [second.proc.pid], runs
+    history = read_history(settings, instance_id)
+    completions = [e for e in history if isinstance(e.event, TaskCompleted)]
+    assert len(completions) == 1, f"want exactly one TaskCompleted, history: {[type(e.event).__name__ for e in history]}"
+
+
+def test_instances_of_a_runtime_killed_for_good_complete_on_the_other(
+        settings: Settings, client: WorkflowClient, tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    with runtime_processes(settings, tmp_path) as process:
+        doomed = process("a", KWF_TEST_RUNS_DIR=str(runs_dir))
+        survivor = process("b", KWF_TEST_RUNS_DIR=str(runs_dir))
+        # Cooperative rebalancing hands the second process its share in a second round.
+        wait_until(lambda: survivor.assigned() and doomed.assigned() and
+                   len(survivor.assigned() | doomed.assigned()) == settings.partitions, 30,
+                   lambda: f"partitions not shared: a {doomed.assigned()}, b {survivor.assigned()}")
+        ids = [f"pair-{i}" for i in range(20)]
+        for instance_id in ids:
+            client.schedule_new_workflow("timer_then_activity", input=3.0, instance_id=instance_id)
+        for instance_id in ids:
+            client.wait_for_workflow_start(instance_id, timeout_in_seconds=30)
+        owned = doomed.assigned()
+        doomed.kill()
+        states = {i: client.wait_for_workflow_completion(i, timeout_in_seconds=60) for i in ids}
+
+    orphaned = [i for i in ids if partition_for(i.encode(), settings.partitions) in owned]
+    assert orphaned, f"no instance lived on the killed process (partitions {owned}): the test proves nothing"
+    not_done = {i: s.runtime_status.name for i, s in states.items() if s.runtime_status is not WorkflowStatus.COMPLETED}
+    assert not not_done, f"instances that did not complete: {not_done}"
+    assert {i: json.loads(s.serialized_output) for i, s in states.items()} == {i: i for i in ids}
+    ran_on = {r.item: r.pid for r in read_runs(runs_dir) if r.what == "echo"}
+    assert set(ran_on) == set(ids)
+    assert set(ran_on.values()) == {survivor.proc.pid}, "an activity ran on the killed process, after its kill?"

@@ -38,7 +38,7 @@ def test_restart_is_not_stalled_by_the_predecessors_open_transaction(
     proc = ProcessorProcess(
         kafka_bootstrap, topics, f"{topic_prefix}.totals", tmp_path / "state", "p1", tmp_path,
         "--transaction-timeout-ms", str(TRANSACTION_TIMEOUT_MS),
-        module="stalling_totals", env={"STALL_MARKER": str(marker)},
+        module="faulty_totals", env={"STALL_MARKER": str(marker)},
     )
     output = TopicReader(kafka_bootstrap, topics.output)
     try:

@@ -88,7 +88,7 @@ class ProcessorProcess:
             "--dlq", topics.dlq, "--group", group, "--state-dir", str(state_dir), "--process-id", process_id,
             "--session-timeout-ms", str(SESSION_TIMEOUT_MS), *extra,
         ]
-        # This folder too, for test-only handlers such as stalling_totals.
+        # This folder too, for test-only handlers such as faulty_totals.
         self.env = {**os.environ, **(env or {}), "KWF_BOOTSTRAP_SERVERS": bootstrap,
                     "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
         self.log_dir = log_dir
