@@ -102,6 +102,9 @@ class Orchestrator:
             state_dir=self.settings.state_dir / "orchestrator",
             process_id=self.settings.process_id,
             client=self.settings.client(),
+            # A crashed process's open transaction blocks its partitions' readers until it
+            # times out; batches commit within milliseconds, so 10 s is plenty of margin.
+            transaction_timeout_ms=10_000,
         )
 
     # -- the streams handler ------------------------------------------------------------

@@ -204,6 +204,8 @@ class LocalBroker:
                     "group.initial.rebalance.delay.ms=0",
                     # Lets processors use short session timeouts so a killed one is noticed fast.
                     "group.min.session.timeout.ms=1000",
+                    # Abort a dead producer's timed-out transaction within a second, not ten.
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
                     # Topics are created on purpose, with their configs, never by a typo.
                     "auto.create.topics.enable=false",
                     "num.partitions=8",

@@ -387,9 +387,10 @@ class Processor:
             return
         now = time.monotonic()
         for partition, store in opened.items():
-            self._stores[partition] = store
+            self._stores[partition] = store  # owned from here: closed on revoke or shutdown
             self._last_punctuate[partition] = now
-            if self._on_ready is not None:
+        if self._on_ready is not None:
+            for partition, store in opened.items():
                 self._on_ready(partition, store)
         self._assigned = frozenset(self._stores)
         self.ready.set()

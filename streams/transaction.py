@@ -19,6 +19,9 @@ log = logging.getLogger("streams.transaction")
 # init_transactions waits for the coordinator to abort a predecessor's open transaction;
 # on a busy single broker that takes a few seconds, a minute means something is wrong.
 INIT_TIMEOUT_S = 60.0
+# Retriable errors (coordinator moving, request timeouts) are retried this long; after
+# that the broker is unreachable and the transaction is aborted (or the processor stops).
+RETRY_DEADLINE_S = 60.0
 # librdkafka's own retries run inside each call; this bounds one attempt of a commit or abort.
 CALL_TIMEOUT_S = 30.0
 # Pause before retrying a retriable error, so a struggling broker is not hammered.
@@ -218,7 +221,7 @@ class TransactionalWriter:
         self._producer.flush(CLOSE_FLUSH_S)
 
     def _call(self, method: Any, *args: Any, what: str) -> None:
-        deadline = time.monotonic() + INIT_TIMEOUT_S
+        deadline = time.monotonic() + RETRY_DEADLINE_S
         while True:
             try:
                 method(*args)

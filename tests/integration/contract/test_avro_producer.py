@@ -5,10 +5,45 @@ its result from the status topic (schemas/README.md, "Producing commands" and "R
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from engine import WorkflowRuntime
-from tests.integration.contract.wire import StatusReader, history_event, producer, send
+from tests.integration.contract.wire import SCHEMAS, StatusReader, encode, history_event, producer, send
+
+README = SCHEMAS / "README.md"
+# The worked example of schemas/README.md.
+EXAMPLE: dict[str, Any] = {
+    "instance_id": "order-1", "execution_id": "", "sequence": -1,
+    "timestamp": datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+    "event": ("kwf.ExecutionStarted", {"name": "order_processing", "input": '{"item":"book","qty":2}',
+                                       "parent": None, "scheduled_start": None}),
+}
+
+
+def test_the_readme_example_is_the_contracts_encoding() -> None:
+    text = README.read_text()
+    expected = encode("kwf.HistoryEvent", EXAMPLE)
+    assert expected.hex(" ") in text, "the hex dump in schemas/README.md is out of date"
+    # The README's fastavro snippet writes the same bytes.
+    snippet = re.search(r"```python\n(.*?)```", text, re.S)
+    assert snippet is not None
+    scope: dict[str, Any] = {}
+    exec(compile(snippet.group(1).replace('"schemas/', f'"{SCHEMAS}/'), str(README), "exec"), scope)
+    assert scope["encode"](EXAMPLE) == expected
+
+
+def test_the_runtime_encodes_the_readme_example_the_same_way() -> None:
+    from engine.codec import encode_event
+    from engine.history import ExecutionStarted, HistoryEvent
+
+    start = ExecutionStarted("order_processing", '{"item":"book","qty":2}')
+    ours = encode_event(HistoryEvent("order-1", "", -1, EXAMPLE["timestamp"], start))
+    assert ours[:10].hex(" ") == encode("kwf.HistoryEvent", EXAMPLE)[:10].hex(" "), \
+        "the runtime's single-object header is not the Avro spec's (fingerprint byte order?)"
+    assert ours == encode("kwf.HistoryEvent", EXAMPLE)
 
 
 def test_avro_start_and_raise_run_a_workflow_to_completion(

@@ -1,0 +1,377 @@
+"""What every benchmark shares: the broker, result lines, runtime subprocesses, a status watcher.
+
+Results go to stdout as one JSON object per line (``emit``); progress and the final table go
+to stderr through one rich console.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.codec import decode_status
+from engine.config import Settings
+from engine.history import WorkflowStatus
+from engine.instance_state import ENDED
+from engine.topics import STATUS, ensure_workflow_topics
+from streams.broker import KAFKA_VERSION, LocalBroker, broker_answers, free_port_pair
+
+REPO = Path(__file__).resolve().parent.parent
+APP = "bench.apps:runtime"
+PARTITIONS = 8
+# A runtime joins two consumer groups and restores its state; a minute means it is broken.
+READY_TIMEOUT_S = 90.0
+READY = re.compile(r"^runtime ready \(", re.MULTILINE)
+RESTORED = re.compile(r"restored \S+-\d+: (\d+) records up to offset \d+ in ([0-9.]+) s")
+
+console = Console(stderr=True)
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Result lines printed so far, for the table at the end."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(self, workload: str, system: str, metric: str, value: float, unit: str) -> None:
+        row = {"workload": workload, "system": system, "metric": metric, "value": round(value, 3), "unit": unit}
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    def table(self) -> Table:
+        table = Table("workload", "system", "metric", "value", "unit", title="kafka-workflows benchmarks")
+        for row in self.rows:
+            table.add_row(row["workload"], row["system"], row["metric"], f"{row['value']:,}", row["unit"])
+        return table
+
+
+results = Results()
+emit = results.emit
+
+
+def note(message: str) -> None:
+    """A progress line on stderr."""
+    console.log(message)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100), nearest-rank."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+# -- the broker and topics -----------------------------------------------------------------
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    """``KWF_BOOTSTRAP_SERVERS`` when set, else a local broker (8 partitions) stopped afterwards."""
+    configured = os.environ.get("KWF_BOOTSTRAP_SERVERS")
+    if configured:
+        if not broker_answers(configured, timeout=10):
+            raise RuntimeError(f"KWF_BOOTSTRAP_SERVERS={configured} is set but no broker answers there")
+        yield configured
+        return
+    local = LocalBroker(home=(REPO / ".kwf").resolve(), port=free_port_pair(), folder_name="bench-broker")
+    local.stop()
+    shutil.rmtree(local.folder, ignore_errors=True)
+    note(f"starting a local broker on {local.bootstrap}")
+    address = local.start()
+    try:
+        yield address
+    finally:
+        local.stop()
+
+
+def kafka_version(bootstrap: str) -> str:
+    """The broker's version when it is the local one, else what the local broker would run."""
+    return KAFKA_VERSION
+
+
+def fresh_settings(bootstrap: str, workload: str) -> Settings:
+    """Settings with a topic prefix of their own and a fresh state folder."""
+    prefix = f"bench-{workload}-{uuid.uuid4().hex[:8]}"
+    state = Path(tempfile.mkdtemp(prefix=f"kwf-bench-{workload}-"))
+    return Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=PARTITIONS, state_dir=state,
+                    process_id=f"bench-{uuid.uuid4().hex[:6]}")
+
+
+def delete_topics(settings: Settings) -> None:
+    """Remove a workload's topics (cleanup only: a failure here changes no result)."""
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix + ".")]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception:
+                pass
+
+
+# -- the runtime in a subprocess -----------------------------------------------------------
+
+
+@dataclass
+class RuntimeProcess:
+    """``kwf run --app bench.apps:runtime --no-http`` in a subprocess, restartable as the same process.
+
+    ``profile_to``: run it under py-spy and write a flame graph there (speedscope JSON).
+    """
+
+    settings: Settings
+    env: dict[str, str] = field(default_factory=dict)
+    profile_to: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.state_dir / "runtime.log"
+
+    def start(self, wait: bool = True, **extra_env: str) -> float:
+        """Start it; with ``wait``, return the seconds until it said it was ready."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KWF_")}
+        env.update({
+            "KWF_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+            "KWF_TOPIC_PREFIX": self.settings.topic_prefix,
+            "KWF_PARTITIONS": str(self.settings.partitions),
+            "KWF_STATE_DIR": str(self.settings.state_dir / "state"),
+            "KWF_PROCESS_ID": self.settings.process_id,
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+            **extra_env,
+        })
+        command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", APP, "--no-http"]
+        if self.profile_to is not None:
+            spy = Path(sys.executable).with_name("py-spy")
+            command = [str(spy), "record", "--format", "speedscope", "--rate", "200", "--threads",
+                       "-o", str(self.profile_to), "--", *command]
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- start {self.starts}\n".encode())
+            log.flush()
+            began = time.monotonic()
+            self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if not wait:
+            return 0.0
+        self.wait_ready()
+        return time.monotonic() - began
+
+    def current_log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text.rsplit(f"--- start {self.starts}\n", 1)[-1]
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not READY.search(self.current_log()):
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the runtime exited with {self.proc.returncode}:\n{self.current_log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the runtime was not ready in {timeout:.0f} s:\n{self.current_log()[-3000:]}")
+            time.sleep(0.05)
+
+    def restored(self) -> tuple[int, float]:
+        """History records restored at the latest start, and the seconds the restore took."""
+        found = RESTORED.findall(self.current_log())
+        return sum(int(n) for n, _ in found), max((float(s) for _, s in found), default=0.0)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, open transactions stay open."""
+        if self.proc is not None and self.proc.poll() is None:
+            target = self.proc.pid
+            if self.profile_to is not None:
+                target = _child_pid(self.proc.pid) or target
+            os.kill(target, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (SIGINT to py-spy, which then writes its profile) and wait."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT if self.profile_to is not None else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _child_pid(pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+@contextmanager
+def running_runtime(settings: Settings, profile_to: Path | None = None) -> Iterator[RuntimeProcess]:
+    """A ready runtime subprocess for one workload; stopped and its topics deleted afterwards."""
+    ensure_workflow_topics(settings)
+    runtime = RuntimeProcess(settings, profile_to=profile_to)
+    try:
+        seconds = runtime.start()
+        note(f"runtime ready in {seconds:.1f} s ({settings.topic_prefix})")
+        yield runtime
+    finally:
+        runtime.stop()
+        delete_topics(settings)
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+# -- watching kwf.status -------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """When the watcher first saw an instance running and ended, in this process's clock."""
+
+    ended_at: float | None = None
+    status: WorkflowStatus | None = None
+    history_length: int = 0
+    server_ms: float | None = None  # last_updated_at - created_at of the ended record
+
+
+class StatusWatcher:
+    """Reads ``kwf.status`` (read_committed) on a thread and notes when each instance ends.
+
+    Times are ``time.perf_counter()`` of the moment the record was received: client-side,
+    so start-to-completion includes every hop from the client's produce to the status
+    record a client can read.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic(STATUS)
+        self._consumer = Consumer({
+            **settings.client(),
+            "group.id": f"{settings.topic_prefix}.bench-watcher",  # assigned, never joined
+            "enable.auto.commit": "false",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": "5",
+        })
+        self.seen: dict[str, Seen] = {}
+        self.ended = 0
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-status-watcher", daemon=True)
+
+    def __enter__(self) -> StatusWatcher:
+        meta = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        self._consumer.assign([TopicPartition(self.topic, p, 0) for p in meta.partitions])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._consumer.consume(2000, 0.02)
+            if not messages:
+                continue
+            now = time.perf_counter()
+            with self._changed:
+                for message in messages:
+                    if message.error() is not None:
+                        if message.error().code() != KafkaError._PARTITION_EOF:
+                            note(f"status watcher: {message.error()}")
+                        continue
+                    if message.value() is None:
+                        continue
+                    record = decode_status(message.value())
+                    seen = self.seen.setdefault(record.instance_id, Seen())
+                    seen.status = record.runtime_status
+                    seen.history_length = record.history_length
+                    if record.runtime_status in ENDED and seen.ended_at is None:
+                        seen.ended_at = now
+                        seen.server_ms = (record.last_updated_at - record.created_at).total_seconds() * 1000
+                        self.ended += 1
+                self._changed.notify_all()
+
+    def wait(self, accept: Callable[[], bool], timeout: float, on_tick: Callable[[], None] | None = None) -> None:
+        """Wait until ``accept()`` holds (checked under the watcher's lock)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not accept():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"gave up after {timeout:.0f} s ({self.ended} instances ended)")
+                self._changed.wait(min(left, 0.2))
+                if on_tick is not None:
+                    on_tick()
+
+    def wait_ended(self, ids: Iterable[str], timeout: float, label: str = "instances") -> float:
+        """Wait until every instance in ``ids`` ended (with a progress bar); the last end time."""
+        wanted = list(ids)
+        with progress_bar() as bar:
+            task = bar.add_task(label, total=len(wanted))
+
+            def done() -> int:
+                return sum(1 for i in wanted if (s := self.seen.get(i)) is not None and s.ended_at is not None)
+
+            self.wait(lambda: done() == len(wanted), timeout, lambda: bar.update(task, completed=done()))
+        failed = [i for i in wanted if self.seen[i].status is not WorkflowStatus.COMPLETED]
+        if failed:
+            raise RuntimeError(f"{len(failed)} instances did not complete, e.g. {failed[0]}: "
+                               f"{self.seen[failed[0]].status}")
+        return max(self.seen[i].ended_at or 0.0 for i in wanted)
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        memory_kb = 0
+    return {"nproc": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1), "cpu": cpu,
+            "python": platform.python_version()}
