@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ class SerdeError(ValueError):
 
 def schema_fingerprint(schema: Any) -> bytes:
     """The 8-byte little-endian CRC-64-AVRO fingerprint of a parsed schema."""
-    value = int(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    # fastavro gives the spec's little-endian byte order already, as hex.
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
 class AvroSerde:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,6 +107,11 @@ def test_truncated_body_raises(history_serde: AvroSerde) -> None:
 def test_encode_of_wrong_shape_raises(history_serde: AvroSerde) -> None:
     with pytest.raises(SerdeError, match="cannot encode"):
         history_serde.encode({"instance_id": 5})
+
+
+def test_fingerprint_matches_the_avro_spec_reference_value() -> None:
+    # The spec: CRC-64-AVRO of the schema "null" is 7195948357588979594, written little-endian.
+    assert schema_fingerprint("null") == struct.pack("<Q", 7195948357588979594)
 
 
 def test_fingerprint_is_crc64_avro_of_canonical_form() -> None:
