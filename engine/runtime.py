@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from confluent_kafka.admin import AdminClient
 
 from engine.bridge import BridgeRoute, PubSubBridge
+from engine.commands import CommandsDoor
 from engine.config import Settings
 from engine.orchestrator import Orchestrator
 from engine.registry import Registry
@@ -60,7 +61,8 @@ class WorkflowRuntime:
         self._worker: ActivityWorker | None = None
         self._failure: BaseException | None = None
         self._routes: list[BridgeRoute] = []
-        self._bridges: list[Processor] = []
+        # Other processors of the orchestrator role: the JSON commands door and the bridges.
+        self._doors: list[Processor] = []
 
     # -- registration (delegates to the registry) ----------------------------------------
 
@@ -93,13 +95,14 @@ class WorkflowRuntime:
             self._processor = Processor(orchestrator.processor_config(), orchestrator)
             self._spawn("kwf-orchestrator", self._processor.run)
             waits.append(self._processor.ready)
+            self._doors.append(CommandsDoor(self.settings, inbox_partitions=partitions).processor())
             for route in self._routes:
                 ensure_topics(AdminClient(self.settings.client()),
                               [TopicSpec(route.topic, self.settings.partitions, co_partitioned=False)])
-                bridge = Processor(*_bridge_parts(self.settings, route, partitions))
-                self._bridges.append(bridge)
-                self._spawn(f"kwf-bridge-{route.topic}", bridge.run)
-                waits.append(bridge.ready)
+                self._doors.append(Processor(*_bridge_parts(self.settings, route, partitions)))
+            for door in self._doors:
+                self._spawn(f"kwf-{door.config.input_topic}", door.run)
+                waits.append(door.ready)
         if self.role in ("all", "worker"):
             self._worker = ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities)
             self._spawn("kwf-worker", self._worker.run)
@@ -119,8 +122,8 @@ class WorkflowRuntime:
             self._processor.stop()
         if self._worker is not None:
             self._worker.stop()
-        for bridge in self._bridges:
-            bridge.stop()
+        for door in self._doors:
+            door.stop()
         for thread in self._threads:
             thread.join(30)
         self._threads.clear()

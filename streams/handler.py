@@ -84,8 +84,16 @@ class Batch:
 
 
 class Handler(Protocol):
-    """The application part of a processor. Only ``decode``, ``process`` and
-    ``apply_changelog`` are required; the other hooks may be left out.
+    """The application part of a processor: ``decode``, ``process`` and ``apply_changelog``.
+
+    Optional hooks, called when the handler defines them:
+
+    * ``punctuate(batch, now_ms)``: wall-clock callback per assigned partition (e.g. fire
+      due timers); its emits go out in the same transactional way.
+    * ``on_partition_ready(partition, store)``: the partition's store is restored; its
+      input is processed from now on.
+    * ``on_partition_revoked(partition)``: the partition is gone (revoked, lost, or its
+      transaction aborted): drop its caches.
     """
 
     def decode(self, topic: str, key: bytes | None, value: bytes | None) -> Any:
@@ -113,12 +121,3 @@ class Handler(Protocol):
         sees the earlier records of the same batch.
         """
         ...
-
-    def punctuate(self, batch: Batch, now_ms: int) -> None:
-        """Wall-clock callback per assigned partition (e.g. fire due timers)."""
-
-    def on_partition_ready(self, partition: int, store: PartitionStore) -> None:
-        """The partition's store is restored; its input is processed from now on."""
-
-    def on_partition_revoked(self, partition: int) -> None:
-        """The partition is gone (revoked, lost, or its transaction aborted): drop its caches."""
