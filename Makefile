@@ -27,7 +27,9 @@ test-unit: install
 
 # The broker fixture uses KWF_BOOTSTRAP_SERVERS when set, else a Docker Kafka container
 # when a Docker engine answers, else starts (and afterwards stops) a local broker.
+# The web page's tests drive Debian's headless Chromium, installed here when missing.
 test-integration: install jars
+	bash .ci/install-chromium
 	$(PY) -m pytest -q tests/integration
 
 test: lint test-unit test-integration
@@ -42,6 +44,7 @@ run: install jars
 	@echo "  curl -X POST 'http://localhost:3500/v1.0-beta1/workflows/dapr/order_payment_workflow/start?instanceID=order-1' -d '{\"item\":\"lamp\",\"amount\":25}'"
 	@echo "  .venv/bin/python -m examples.payment_producer order-1 25"
 	@echo "  curl http://localhost:3500/v1.0-beta1/workflows/dapr/order-1"
+	@echo "Watch them at http://localhost:3500/ui"
 	@echo "Stop with Ctrl-C; the broker keeps running until 'make broker-stop'."
 	@echo ""
 	$(KWF) run --app examples.app:runtime

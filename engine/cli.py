@@ -28,9 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=getattr(logging, ns.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from engine.client import InstanceExists
+
     try:
         return int(ns.handler(ns) or 0)
-    except (ValueError, TimeoutError, RuntimeError) as err:
+    except (ValueError, TimeoutError, RuntimeError, InstanceExists) as err:
         print(f"kwf {ns.command}: {err}", file=sys.stderr)
         return 1
 
@@ -112,7 +114,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         from engine.http_api import serve_in_thread
 
         server = serve_in_thread(runtime, ns.http_host, ns.http_port)
-        print(f"HTTP API on http://{ns.http_host}:{ns.http_port}", file=sys.stderr)
+        print(f"HTTP API on http://{ns.http_host}:{ns.http_port} (web page: /ui)", file=sys.stderr)
     print(f"runtime ready ({ns.role}); workflows: {', '.join(runtime.registry.workflow_names) or 'none'}",
           file=sys.stderr)
     try:
@@ -208,13 +210,14 @@ def cmd_history(ns: argparse.Namespace) -> int:
     from rich.console import Console
 
     from engine.history_reader import read_history
-    from engine.timeline import render_timeline
+    from engine.timeline import bar_width_for, render_timeline
 
     events = read_history(Settings.from_env(), ns.id, all_executions=ns.all)
     if not events:
         print(f"no history for {ns.id}", file=sys.stderr)
         return 1
-    Console().print(render_timeline(events))
+    console = Console()
+    console.print(render_timeline(events, bar_width=bar_width_for(console.width)))
     return 0
 
 

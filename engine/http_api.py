@@ -22,6 +22,7 @@ from engine.client import InstanceExists, PayloadTooLarge, WorkflowClient, Workf
 from engine.history import WorkflowStatus, validate_instance_id
 from engine.history_reader import read_history
 from engine.timeline import timeline_rows
+from engine.web_ui import mount_ui
 
 PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"
@@ -93,6 +94,7 @@ def create_app(client: WorkflowClient) -> FastAPI:
 
     for prefix in PREFIXES:
         app.include_router(_routes(client), prefix=prefix)
+    mount_ui(app)
     return app
 
 

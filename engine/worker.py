@@ -4,9 +4,10 @@ At-least-once: an offset is committed only once every task at or below it has ha
 result delivered to the inbox, so a crash re-delivers the unfinished ones; the
 orchestrator drops the duplicate results. Tasks that finished above that offset are
 listed in the commit's metadata, and the partition's next owner skips them: after a
-crash only the tasks that were running (or whose result was in transit) run again. All Kafka calls happen on the poll thread;
-activities run on one asyncio loop (``async def`` awaited there, plain functions in a
-bounded thread pool), so thousands of waiting async activities cost no threads.
+crash only the tasks that were running (or whose result was in transit) run again.
+All Kafka calls happen on the poll thread; activities run on one asyncio loop
+(``async def`` awaited there, plain functions in a bounded thread pool), so thousands
+of waiting async activities cost no threads.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ POLL_BATCH = 500
 # result delivered but not yet committed runs again after a crash.
 COMMIT_INTERVAL_S = 0.02
 # How long a poll waits for tasks while some are running: finished results wait for the
-# poll to return before they are sent, so keep it short then; idle, save the CPU.
-POLL_BUSY_S = 0.01
+# poll to return before they are sent, so keep it short then (a wake-up costs microseconds);
+# idle, save the CPU. A poll returns as soon as a task arrives either way.
+POLL_BUSY_S = 0.002
 POLL_IDLE_S = 0.05
 # Commit metadata that lists the finished offsets above the committed one. Brokers refuse
 # more than offset.metadata.max.bytes (4096 by default); past this the list is cut, and
@@ -161,11 +163,13 @@ class ActivityWorker:
             while not self._stop.is_set():
                 self._flow_control(consumer)
                 wait = POLL_BUSY_S if self._in_flight else POLL_IDLE_S
-                messages = [] if self._paused else consumer.consume(POLL_BATCH, timeout=wait)
+                messages = [] if self._paused else _poll(consumer, wait)
                 if self._paused:
                     consumer.poll(0.05)  # keeps the group membership and callbacks alive
-                for message in messages:
-                    self._start(loop, producer, message)
+                starts = [start for message in messages if (start := self._start(producer, message)) is not None]
+                if starts:
+                    # One wake-up of the loop per batch, not one per task.
+                    loop.call_soon_threadsafe(self._launch, loop, starts)
                 self._report(producer)
                 producer.poll(0)
                 now = loop.time()
@@ -210,34 +214,38 @@ class ActivityWorker:
             consumer.resume(consumer.assignment())
             self._paused = False
 
-    def _start(self, loop: asyncio.AbstractEventLoop, producer: Producer, message: Message) -> None:
+    def _start(self, producer: Producer, message: Message) -> tuple[Message, ActivityTask] | None:
+        """Account for a fetched task; return it if it is to run."""
         if message.error() is not None:
             if message.error().code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error: %s", message.error())
-            return
+            return None
         offsets = self._offsets.setdefault(message.partition(), PartitionOffsets())
         offsets.add(message.offset())
         if message.offset() in offsets.skip:
             # Its result reached the inbox before the previous owner could commit past it.
             offsets.skip.discard(message.offset())
             offsets.finish(message.offset())
-            return
+            return None
         self._in_flight += 1
         try:
             task = decode_task(message.value())
         except Exception as err:
             self._to_dead_letters(producer, message, err)
             self._finished.put((message, None, ActivityOutcome()))
-            return
-        future = asyncio.run_coroutine_threadsafe(
-            async_run_activity(self.registry, task.name, task.input, instance_id=task.instance_id,
-                               task_id=task.task_id),
-            loop,
-        )
-        def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
-            self._finished.put((m, t, _outcome(done)))
+            return None
+        return message, task
 
-        future.add_done_callback(finished)
+    def _launch(self, loop: asyncio.AbstractEventLoop, starts: list[tuple[Message, ActivityTask]]) -> None:
+        """Run on the loop: start one asyncio task per activity task."""
+        for message, task in starts:
+            running = loop.create_task(async_run_activity(self.registry, task.name, task.input,
+                                                          instance_id=task.instance_id, task_id=task.task_id))
+
+            def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
+                self._finished.put((m, t, _outcome(done)))
+
+            running.add_done_callback(finished)
 
     def _report(self, producer: Producer) -> None:
         while True:
@@ -303,6 +311,16 @@ class ActivityWorker:
             ("source.partition", str(message.partition()).encode()),
             ("source.offset", str(message.offset()).encode()),
         ])
+
+
+def _poll(consumer: Consumer, timeout: float) -> list[Message]:
+    """What has arrived, up to ``POLL_BATCH``; waits up to ``timeout`` only when nothing has
+    (``consume(n, timeout)`` would wait the whole timeout unless ``n`` tasks arrive)."""
+    messages = consumer.consume(POLL_BATCH, 0)
+    if messages:
+        return messages
+    first = consumer.poll(timeout)
+    return [] if first is None else [first, *consumer.consume(POLL_BATCH - 1, 0)]
 
 
 def _outcome(future: Any) -> ActivityOutcome:

@@ -1,0 +1,42 @@
+"""The web page at ``/ui``: instances, and each one's state and timeline, in a browser.
+
+The page is three static files (``engine/ui/``) that read everything through the HTTP
+API's list and history routes with ``fetch``; no build step, nothing from the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.routing import Mount, Router
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+UI_PATH = "/ui"
+UI_DIR = Path(__file__).resolve().with_name("ui")
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Serve ``engine/ui/`` at ``/ui`` (``/ui`` itself redirects to ``/ui/``).
+
+    The files hold no instance data, so they are served ahead of the API token check:
+    a browser cannot add a header to the page load itself. The page then sends the token
+    (from ``/ui/?token=...`` or its prompt) on every API call, where the check applies.
+    """
+    assets = Router(routes=[Mount(UI_PATH, app=StaticFiles(directory=UI_DIR, html=True), name="ui")])
+    app.add_middleware(_UiAssets, assets=assets)
+
+
+class _UiAssets:
+    """Answer requests under ``/ui`` from the page's files; pass everything else on."""
+
+    def __init__(self, app: ASGIApp, assets: ASGIApp) -> None:
+        self.app, self.assets = app, assets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == UI_PATH or path.startswith(UI_PATH + "/")):
+            await self.assets(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
