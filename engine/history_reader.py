@@ -7,6 +7,7 @@ It costs a read of the partition, which is fine for a person looking at one inst
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -43,14 +44,19 @@ def read_history(settings: Settings, instance_id: str, *, all_executions: bool =
             return []
         consumer.assign([TopicPartition(topic, partition, low)])
         events: list[HistoryEvent] = []
+        # Read up to the end as it was when we looked, not to an end-of-partition event: a
+        # read_committed reader of a busy partition rarely sees one (a transaction is
+        # nearly always open past the last stable offset).
+        deadline = time.monotonic() + timeout
         while True:
-            messages = consumer.consume(SCAN_BATCH, timeout=1.0)
+            messages = consumer.consume(SCAN_BATCH, timeout=0.2)
             done = False
             for message in messages:
                 error = message.error()
                 if error is not None:
                     done = done or error.code() == KafkaError._PARTITION_EOF
                     continue
+                done = done or message.offset() + 1 >= high
                 if message.key() != key:
                     continue
                 event = decode_event(message.value())
@@ -60,7 +66,11 @@ def read_history(settings: Settings, instance_id: str, *, all_executions: bool =
                 if isinstance(event.event, ExecutionStarted) and not all_executions:
                     events = []
                 events.append(event)
-            if done:
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if done or position >= high:
                 return events
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} partition {partition} was not readable up to offset {high} within "
+                                   f"{timeout:.0f} s (stuck at {position}: a transaction still open?)")
     finally:
         consumer.close()

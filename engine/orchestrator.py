@@ -69,6 +69,14 @@ class _Transaction:
 
     states: dict[str, InstanceState | None] = field(default_factory=dict)
     closed: set[tuple[str, int]] = field(default_factory=set)
+    # History events emitted for each instance's current execution: a second step of the
+    # instance in the same transaction (an inbox event, then a due timer) must see them.
+    history: dict[str, list[HistoryEvent]] = field(default_factory=dict)
+
+    def began(self, instance_id: str) -> bool:
+        """Whether the instance's current execution started in this transaction."""
+        events = self.history.get(instance_id)
+        return events is not None and bool(events) and isinstance(events[0].event, ExecutionStarted)
 
 
 class Orchestrator:
@@ -231,6 +239,10 @@ class Orchestrator:
         if isinstance(payload, RESULTS | TimerFired):
             if event.execution_id and event.execution_id != state.execution_id:
                 return "it belongs to an earlier execution"
+            if self._txn.began(state.instance_id):
+                # The store's open items are the previous execution's; this one's are too
+                # new to have finished.
+                return "it belongs to an earlier execution"
             item_id = payload.timer_id if isinstance(payload, TimerFired) else payload.task_id
             if (state.instance_id, item_id) in self._txn.closed:
                 return f"task {item_id} already finished"
@@ -271,7 +283,7 @@ class Orchestrator:
                     for i, e in enumerate(pending)]
         if state.status is WorkflowStatus.PENDING:
             return self._run_pending(batch, store, state, numbered, now)
-        return self._execute(batch, store, state, store.history(state), numbered, now)
+        return self._execute(batch, store, state, self._history(store, state), numbered, now)
 
     def _run_pending(self, batch: Any, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
                      now: datetime) -> InstanceState | None:
@@ -283,7 +295,7 @@ class Orchestrator:
             events = [*events, HistoryEvent(state.instance_id, state.execution_id,
                                              state.next_sequence + len(events), now, end)]
             return self._commit(batch, state, events)
-        stored = list(store.history(state))
+        stored = list(self._history(store, state))
         after = self._commit(batch, state, events)
         if not fired or after is None:
             return after
@@ -367,9 +379,26 @@ class Orchestrator:
         key = instance_id.encode()
         batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions))
 
+    def _history(self, store: InstanceStore, state: InstanceState) -> Sequence[HistoryEvent]:
+        """The current execution's history: the store's, plus what this transaction added."""
+        fresh = self._txn.history.get(state.instance_id)
+        if not fresh:
+            return store.history(state)
+        if self._txn.began(state.instance_id):
+            return list(fresh)
+        committed = store.state(state.instance_id)
+        assert committed is not None, f"{state.instance_id} has events in this transaction but no stored state"
+        return [*store.history(committed), *fresh]
+
     def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
         for event in events:
             batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
+            if isinstance(event.event, PurgeRequested):
+                self._txn.history.pop(event.instance_id, None)
+                continue
+            if isinstance(event.event, ExecutionStarted):
+                self._txn.history[event.instance_id] = []
+            self._txn.history.setdefault(event.instance_id, []).append(event)
 
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))

@@ -172,5 +172,6 @@ def read_runs(folder: Path) -> list[Run]:
 
 def kwf(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run one ``kwf`` command against the test's topics."""
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=runtime_env(settings),
-                          capture_output=True, text=True, timeout=timeout)
+    # Wide enough that rich never wraps or cuts a table cell.
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          env=runtime_env(settings, COLUMNS="200"), timeout=timeout)

@@ -19,9 +19,10 @@ from tests.integration.engine.runtime_process import read_runs, runtime_processe
 
 ITEMS = 100
 KILL_AFTER = 40
-# Between an activity's return and its worker's offset commit its result is in transit:
-# the report loop, the producer's delivery and the commit each take a few ms on this broker.
-IN_TRANSIT_S = 0.25
+# Between an activity's return and its worker's offset commit its result is in transit
+# (report loop, delivery, commit: ~50 ms here); a task that ended this close to the kill
+# may run again. The margin covers a busy machine.
+IN_TRANSIT_S = 0.3
 
 
 def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_flight(
@@ -62,7 +63,8 @@ def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_fli
     assert set(starts) == {str(i) for i in range(1, ITEMS + 1)}, "some item never ran"
     reran = {item for item, n in starts.items() if n > 1}
     print(f"finished before the kill: {len(ended)}, in flight: {len(in_flight)}, "
-          f"finished in the last {IN_TRANSIT_S} s: {len(in_transit)}, re-run: {len(reran)}")
+          f"finished in the last {IN_TRANSIT_S} s: {len(in_transit)}, re-run: {len(reran)} "
+          f"({len(reran & in_flight)} in flight, {len(reran & in_transit)} in transit)")
     # The seed: only the unfinished tasks run again. A task that finished well before the
     # kill (its result acknowledged) must not; one in flight may.
     assert reran <= in_flight | in_transit, (
@@ -96,7 +98,8 @@ def test_a_worker_killed_mid_activity_hands_it_to_a_new_worker(
     assert [r.pid for r in runs if r.what == "end"] == [second.proc.pid], runs
     history = read_history(settings, instance_id)
     completions = [e for e in history if isinstance(e.event, TaskCompleted)]
-    assert len(completions) == 1, f"want exactly one TaskCompleted, history: {[type(e.event).__name__ for e in history]}"
+    kinds = [type(e.event).__name__ for e in history]
+    assert len(completions) == 1, f"want exactly one TaskCompleted, history: {kinds}"
 
 
 def test_instances_of_a_runtime_killed_for_good_complete_on_the_other(

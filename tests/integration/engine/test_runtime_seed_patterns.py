@@ -112,6 +112,9 @@ def test_monitor_continues_as_new_until_terminated(
                                                input=seed_monitor.JobStatus("job-1", True))
     wait_until(lambda: len(calls.of("check_status")) >= 5 and calls.of("send_alert"), 30,
                lambda: f"the monitor did not loop: {calls.items}")
+    # The history of an instance that never stops writing can be read too.
+    live = read_history(settings, instance_id, timeout=20)
+    assert live and isinstance(live[0].event, ExecutionStarted), live[:1]
     client.terminate_workflow(instance_id)
     stopped_at = len(calls.of("check_status"))
 
