@@ -26,8 +26,8 @@ from engine import (
 )
 from engine.config import Settings
 from engine.history_reader import read_history
+from examples import monitor, purchase_order, task_chain
 from tests.integration.engine.runtime_process import wait_until
-from tests.unit.engine import seed_monitor, seed_purchase_order, seed_task_chain
 
 
 class Calls:
@@ -67,12 +67,12 @@ def test_task_chain_runs_its_error_handler_when_a_step_raises(
         raise ValueError(f"step2 cannot take {value}")
 
     def register(runtime: WorkflowRuntime) -> None:
-        runtime.register_workflow(seed_task_chain.task_chain_workflow)
-        for fn in (seed_task_chain.step1, step2, seed_task_chain.step3, seed_task_chain.error_handler):
+        runtime.register_workflow(task_chain.task_chain_workflow)
+        for fn in (task_chain.step1, step2, task_chain.step3, task_chain.error_handler):
             runtime.register_activity(calls.wrap(fn), name=fn.__name__)
 
     start_runtime(register)
-    instance_id = client.schedule_new_workflow(seed_task_chain.task_chain_workflow, input=10)
+    instance_id = client.schedule_new_workflow(task_chain.task_chain_workflow, input=10)
     state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=60)
 
     assert state is not None and state.runtime_status is WorkflowStatus.FAILED, state
@@ -91,7 +91,7 @@ def test_monitor_continues_as_new_until_terminated(
         monkeypatch: pytest.MonkeyPatch) -> None:
     real_timedelta = timedelta
     # 60 s -> 0.2 s when healthy, 5 s -> ~17 ms when not.
-    monkeypatch.setattr(seed_monitor, "timedelta", lambda seconds: real_timedelta(seconds=seconds / 300))
+    monkeypatch.setattr(monitor, "timedelta", lambda seconds: real_timedelta(seconds=seconds / 300))
     dice = itertools.cycle(["healthy", "unhealthy", "unhealthy", "healthy"])
     dice_lock = threading.Lock()
 
@@ -99,17 +99,17 @@ def test_monitor_continues_as_new_until_terminated(
         with dice_lock:
             return next(dice)
 
-    monkeypatch.setattr(seed_monitor, "random", SimpleNamespace(choice=choice))
+    monkeypatch.setattr(monitor, "random", SimpleNamespace(choice=choice))
     calls = Calls()
 
     def register(runtime: WorkflowRuntime) -> None:
-        runtime.register_workflow(seed_monitor.status_monitor_workflow)
-        runtime.register_activity(calls.wrap(seed_monitor.check_status))
-        runtime.register_activity(calls.wrap(seed_monitor.send_alert))
+        runtime.register_workflow(monitor.status_monitor_workflow)
+        runtime.register_activity(calls.wrap(monitor.check_status))
+        runtime.register_activity(calls.wrap(monitor.send_alert))
 
     start_runtime(register)
-    instance_id = client.schedule_new_workflow(seed_monitor.status_monitor_workflow,
-                                               input=seed_monitor.JobStatus("job-1", True))
+    instance_id = client.schedule_new_workflow(monitor.status_monitor_workflow,
+                                               input=monitor.JobStatus("job-1", True))
     wait_until(lambda: len(calls.of("check_status")) >= 5 and calls.of("send_alert"), 30,
                lambda: f"the monitor did not loop: {calls.items}")
     # The history of an instance that never stops writing can be read too.
@@ -141,9 +141,9 @@ def test_monitor_continues_as_new_until_terminated(
 
 def register_purchase_order(calls: Calls) -> Callable[[WorkflowRuntime], None]:
     def register(runtime: WorkflowRuntime) -> None:
-        runtime.register_workflow(seed_purchase_order.purchase_order_workflow)
-        runtime.register_activity(calls.wrap(seed_purchase_order.send_approval_request))
-        runtime.register_activity(calls.wrap(seed_purchase_order.place_order))
+        runtime.register_workflow(purchase_order.purchase_order_workflow)
+        runtime.register_activity(calls.wrap(purchase_order.send_approval_request))
+        runtime.register_activity(calls.wrap(purchase_order.place_order))
 
     return register
 
@@ -153,9 +153,9 @@ def test_purchase_order_is_approved_through_a_raised_event_or_auto_approved(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls = Calls()
     start_runtime(register_purchase_order(calls))
-    Order, Approval = seed_purchase_order.Order, seed_purchase_order.Approval
-    big = client.schedule_new_workflow(seed_purchase_order.purchase_order_workflow, input=Order(2500, "laptop", 2))
-    small = client.schedule_new_workflow(seed_purchase_order.purchase_order_workflow, input=Order(99, "mouse", 1))
+    Order, Approval = purchase_order.Order, purchase_order.Approval
+    big = client.schedule_new_workflow(purchase_order.purchase_order_workflow, input=Order(2500, "laptop", 2))
+    small = client.schedule_new_workflow(purchase_order.purchase_order_workflow, input=Order(99, "mouse", 1))
     wait_until(lambda: calls.of("send_approval_request"), 30, "no approval request was sent")
     assert client.get_workflow_state(big).runtime_status is WorkflowStatus.RUNNING
 
@@ -187,12 +187,12 @@ def test_purchase_order_is_cancelled_when_no_approval_comes_in_time(
         monkeypatch: pytest.MonkeyPatch) -> None:
     real_timedelta = timedelta
     # 24 hours -> 0.5 s.
-    monkeypatch.setattr(seed_purchase_order, "timedelta", lambda hours: real_timedelta(seconds=hours / 48))
+    monkeypatch.setattr(purchase_order, "timedelta", lambda hours: real_timedelta(seconds=hours / 48))
     calls = Calls()
     start_runtime(register_purchase_order(calls))
     started = time.monotonic()
-    instance_id = client.schedule_new_workflow(seed_purchase_order.purchase_order_workflow,
-                                               input=seed_purchase_order.Order(1000, "desk", 1))
+    instance_id = client.schedule_new_workflow(purchase_order.purchase_order_workflow,
+                                               input=purchase_order.Order(1000, "desk", 1))
     state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=30)
     assert state.runtime_status is WorkflowStatus.COMPLETED, state
     assert json.loads(state.serialized_output) == "Cancelled"

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 from engine import WorkflowClient, WorkflowRuntime, WorkflowStatus
-from tests.unit.engine import seed_fan_out, seed_task_chain
+from examples import fan_out, task_chain
 
 
 def register_module(runtime: WorkflowRuntime, module: object, workflows: list[str], activities: list[str]) -> None:
@@ -18,9 +18,9 @@ def register_module(runtime: WorkflowRuntime, module: object, workflows: list[st
 
 def test_task_chain_gives_the_results_its_activities_compute(
         start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient) -> None:
-    start_runtime(lambda r: register_module(r, seed_task_chain, ["task_chain_workflow"],
+    start_runtime(lambda r: register_module(r, task_chain, ["task_chain_workflow"],
                                             ["step1", "step2", "step3", "error_handler"]))
-    instance_id = client.schedule_new_workflow(seed_task_chain.task_chain_workflow, input=10)
+    instance_id = client.schedule_new_workflow(task_chain.task_chain_workflow, input=10)
     state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=60)
     assert state is not None
     assert state.runtime_status is WorkflowStatus.COMPLETED, state.failure_details
@@ -30,22 +30,22 @@ def test_task_chain_gives_the_results_its_activities_compute(
 
 def test_fan_out_sums_a_batch_of_100(start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient,
                                      monkeypatch) -> None:
-    monkeypatch.setattr(seed_fan_out.time, "sleep", lambda _: None)  # the seed sleeps 5 s per item
+    monkeypatch.setattr(fan_out.time, "sleep", lambda _: None)  # the seed sleeps 5 s per item
     totals: list[int] = []
-    original = seed_fan_out.process_results
+    original = fan_out.process_results
 
     def record(ctx, final_result: int):
         totals.append(final_result)
         return original(ctx, final_result)
 
     def register(runtime: WorkflowRuntime) -> None:
-        runtime.register_workflow(seed_fan_out.batch_processing_workflow)
-        runtime.register_activity(seed_fan_out.get_work_batch)
-        runtime.register_activity(seed_fan_out.process_work_item)
+        runtime.register_workflow(fan_out.batch_processing_workflow)
+        runtime.register_activity(fan_out.get_work_batch)
+        runtime.register_activity(fan_out.process_work_item)
         runtime.register_activity(record, name="process_results")
 
     start_runtime(register)
-    instance_id = client.schedule_new_workflow(seed_fan_out.batch_processing_workflow, input=100)
+    instance_id = client.schedule_new_workflow(fan_out.batch_processing_workflow, input=100)
     state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=90)
     assert state is not None and state.runtime_status is WorkflowStatus.COMPLETED, state
     assert totals == [sum(2 * (i + 1) for i in range(100))]

@@ -11,26 +11,26 @@ import pytest
 
 from engine import Registry, RuntimeStatus, payload
 from engine.history import ExecutionCompleted, TaskScheduled, TimerCreated
-from tests.unit.engine import seed_fan_out, seed_monitor, seed_purchase_order, seed_task_chain
+from examples import fan_out, monitor, purchase_order, task_chain
 from tests.unit.engine.driver import Driver
 
 CACHE_MODES = pytest.mark.parametrize("cache_size", [10_000, 0], ids=["cached", "replayed"])
 
 
-def chain_registry(step2=seed_task_chain.step2) -> Registry:
+def chain_registry(step2=task_chain.step2) -> Registry:
     reg = Registry()
-    reg.register_workflow(seed_task_chain.task_chain_workflow)
-    reg.register_activity(seed_task_chain.step1)
+    reg.register_workflow(task_chain.task_chain_workflow)
+    reg.register_activity(task_chain.step1)
     reg.register_activity(step2, name="step2")
-    reg.register_activity(seed_task_chain.step3)
-    reg.register_activity(seed_task_chain.error_handler)
+    reg.register_activity(task_chain.step3)
+    reg.register_activity(task_chain.error_handler)
     return reg
 
 
 @CACHE_MODES
 def test_task_chain_passes_each_result_to_the_next_step(cache_size: int, capsys: pytest.CaptureFixture[str]) -> None:
     driver = Driver(chain_registry(), cache_size=cache_size)
-    driver.start(seed_task_chain.task_chain_workflow, 1)
+    driver.start(task_chain.task_chain_workflow, 1)
     driver.run()
 
     inst = driver.instance()
@@ -51,7 +51,7 @@ def test_task_chain_runs_the_error_handler_when_a_step_raises(
         raise RuntimeError(f"cannot double {activity_input}")
 
     driver = Driver(chain_registry(step2=broken_step2), cache_size=cache_size)
-    driver.start(seed_task_chain.task_chain_workflow, 1)
+    driver.start(task_chain.task_chain_workflow, 1)
     driver.run()
 
     inst = driver.instance()
@@ -72,11 +72,11 @@ def test_fan_out_processes_every_item_in_parallel_and_sums_them(
 ) -> None:
     monkeypatch.setattr(time, "sleep", lambda _: None)  # process_work_item sleeps 5 s per item
     reg = Registry()
-    reg.register_workflow(seed_fan_out.batch_processing_workflow)
-    for fn in (seed_fan_out.get_work_batch, seed_fan_out.process_work_item, seed_fan_out.process_results):
+    reg.register_workflow(fan_out.batch_processing_workflow)
+    for fn in (fan_out.get_work_batch, fan_out.process_work_item, fan_out.process_results):
         reg.register_activity(fn)
     driver = Driver(reg, cache_size=cache_size)
-    driver.start(seed_fan_out.batch_processing_workflow, 10)
+    driver.start(fan_out.batch_processing_workflow, 10)
 
     driver.run_one("activity")  # get_work_batch
     # All ten items are scheduled in one step, before any of them completes.
@@ -94,9 +94,9 @@ def monitor_driver(monkeypatch: pytest.MonkeyPatch, statuses: list[str], cache_s
     answers = iter(statuses)
     monkeypatch.setattr(random, "choice", lambda _: next(answers))
     reg = Registry()
-    reg.register_workflow(seed_monitor.status_monitor_workflow)
-    reg.register_activity(seed_monitor.check_status)
-    reg.register_activity(seed_monitor.send_alert)
+    reg.register_workflow(monitor.status_monitor_workflow)
+    reg.register_activity(monitor.check_status)
+    reg.register_activity(monitor.send_alert)
     return Driver(reg, cache_size=cache_size)
 
 
@@ -105,7 +105,7 @@ def test_monitor_sleeps_a_minute_while_healthy_and_continues_as_new(
     cache_size: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     driver = monitor_driver(monkeypatch, ["healthy"] * 3, cache_size)
-    inst = driver.start(seed_monitor.status_monitor_workflow, seed_monitor.JobStatus("job-1", False))
+    inst = driver.start(monitor.status_monitor_workflow, monitor.JobStatus("job-1", False))
     driver.run(until=lambda: len(inst.past_executions) == 3)
 
     for past in inst.past_executions:
@@ -127,7 +127,7 @@ def test_monitor_alerts_once_when_the_job_turns_unhealthy_and_polls_every_five_s
     cache_size: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     driver = monitor_driver(monkeypatch, ["healthy", "unhealthy", "unhealthy"], cache_size)
-    inst = driver.start(seed_monitor.status_monitor_workflow, seed_monitor.JobStatus("job-1", False))
+    inst = driver.start(monitor.status_monitor_workflow, monitor.JobStatus("job-1", False))
     driver.run(until=lambda: len(inst.past_executions) == 3)
 
     delays = []
@@ -142,16 +142,16 @@ def test_monitor_alerts_once_when_the_job_turns_unhealthy_and_polls_every_five_s
 
 def purchase_driver(cache_size: int) -> Driver:
     reg = Registry()
-    reg.register_workflow(seed_purchase_order.purchase_order_workflow)
-    reg.register_activity(seed_purchase_order.send_approval_request)
-    reg.register_activity(seed_purchase_order.place_order)
+    reg.register_workflow(purchase_order.purchase_order_workflow)
+    reg.register_activity(purchase_order.send_approval_request)
+    reg.register_activity(purchase_order.place_order)
     return Driver(reg, cache_size=cache_size)
 
 
 @CACHE_MODES
 def test_purchase_order_under_1000_is_auto_approved(cache_size: int) -> None:
     driver = purchase_driver(cache_size)
-    driver.start(seed_purchase_order.purchase_order_workflow, seed_purchase_order.Order(999.0, "pen", 3))
+    driver.start(purchase_order.purchase_order_workflow, purchase_order.Order(999.0, "pen", 3))
     driver.run()
     assert driver.instance().result == "Auto-approved"
     assert driver.activity_runs.total() == 0
@@ -162,7 +162,7 @@ def test_purchase_order_approved_by_event_within_24_hours(
     cache_size: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     driver = purchase_driver(cache_size)
-    driver.start(seed_purchase_order.purchase_order_workflow, seed_purchase_order.Order(1500.0, "laptop", 2))
+    driver.start(purchase_order.purchase_order_workflow, purchase_order.Order(1500.0, "laptop", 2))
     driver.run_one("activity")  # send_approval_request
     assert len(driver.pending("timer")) == 1
     # As the seed raises it: event_data=asdict(Approval("Jane Doe")).
@@ -180,7 +180,7 @@ def test_purchase_order_approved_by_event_within_24_hours(
 @CACHE_MODES
 def test_purchase_order_is_cancelled_when_nobody_approves_in_24_hours(cache_size: int) -> None:
     driver = purchase_driver(cache_size)
-    driver.start(seed_purchase_order.purchase_order_workflow, seed_purchase_order.Order(1500.0, "laptop", 2))
+    driver.start(purchase_order.purchase_order_workflow, purchase_order.Order(1500.0, "laptop", 2))
     driver.run()
 
     inst = driver.instance()
