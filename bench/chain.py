@@ -33,6 +33,8 @@ WORKLOAD = "chain3"
 # Generous bounds: a run that takes this long is broken, not slow.
 THROUGHPUT_TIMEOUT_S = 300.0
 LATENCY_TIMEOUT_S = 60.0
+# Light load before any measurement, discarded.
+WARM_UP_S = 4.0
 
 
 def throughput(client: WorkflowClient, watcher: StatusWatcher, count: int) -> float:
@@ -44,13 +46,14 @@ def throughput(client: WorkflowClient, watcher: StatusWatcher, count: int) -> fl
     return count / (last - began)
 
 
-def latencies(client: WorkflowClient, watcher: StatusWatcher, rate: float, seconds: float) -> list[float]:
+def latencies(client: WorkflowClient, watcher: StatusWatcher, rate: float, seconds: float,
+              report: bool = True) -> list[float]:
     """Start-to-completion milliseconds of chains started at ``rate`` per second."""
     count = max(1, int(rate * seconds))
     sent: dict[str, float] = {}
     began = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task(f"chain3 at {rate:g}/s", total=count)
+        task = bar.add_task(f"chain3 at {rate:g}/s{'' if report else ' (warm-up)'}", total=count)
         for n in range(count):
             due = began + n / rate
             pause = due - time.perf_counter()
@@ -63,6 +66,8 @@ def latencies(client: WorkflowClient, watcher: StatusWatcher, rate: float, secon
     watcher.wait_ended(sent, LATENCY_TIMEOUT_S, "chain3 light load: last completions")
     client_ms = [(watcher.seen[i].ended_at - t) * 1000 for i, t in sent.items()]  # type: ignore[operator]
     server_ms = [watcher.seen[i].server_ms or 0.0 for i in sent]
+    if not report:
+        return client_ms
     note(f"chain3 light load: client-side p50 {percentile(client_ms, 50):.1f} ms p99 {percentile(client_ms, 99):.1f} "
          f"ms; runtime-side (status last_updated_at - created_at) p50 {percentile(server_ms, 50):.1f} ms "
          f"p99 {percentile(server_ms, 99):.1f} ms")
@@ -74,10 +79,13 @@ def run(bootstrap: str, *, count: int = 2000, rate: float = 20.0, seconds: float
     settings = fresh_settings(bootstrap, WORKLOAD)
     with running_runtime(settings, profile_to) as _runtime, StatusWatcher(settings) as watcher:
         client = WorkflowClient(settings=settings)
-        # Warm up: the first instances pay for the imports, connections and caches of every hop.
+        # Warm up: the first instances pay for the imports, connections, threads and caches of
+        # every hop, and the first seconds of a new runtime on new topics are several times
+        # slower than the steady state measured here.
         warm = [f"w-{uuid.uuid4().hex[:12]}" for _ in range(50)]
         client.schedule_new_workflows("chain3", ((i, 0) for i in warm))
         watcher.wait_ended(warm, LATENCY_TIMEOUT_S, "warm-up")
+        latencies(client, watcher, rate, WARM_UP_S, report=False)
         rates = []
         for round_ in range(repeats):
             rates.append(throughput(client, watcher, count))
@@ -95,7 +103,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy flame graph of the runtime (speedscope)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy samples of the runtime (collapsed stacks)")
     args = parser.parse_args()
     with broker() as bootstrap:
         run(bootstrap, count=args.count, rate=args.rate, seconds=args.seconds, repeats=args.repeats,

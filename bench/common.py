@@ -7,6 +7,7 @@ to stderr through one rich console.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,6 +38,7 @@ from engine.history import WorkflowStatus
 from engine.instance_state import ENDED
 from engine.topics import STATUS, ensure_workflow_topics
 from streams.broker import KAFKA_VERSION, LocalBroker, broker_answers, free_port_pair
+from streams.topics import TopicSpec, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench.apps:runtime"
@@ -64,7 +66,9 @@ class Results:
         print(json.dumps(row), flush=True)
 
     def table(self) -> Table:
-        table = Table("workload", "system", "metric", "value", "unit", title="kafka-workflows benchmarks")
+        table = Table(title="kafka-workflows benchmarks")
+        for column in ("workload", "system", "metric", "value", "unit"):
+            table.add_column(column, no_wrap=True, justify="right" if column == "value" else "left")
         for row in self.rows:
             table.add_row(row["workload"], row["system"], row["metric"], f"{row['value']:,}", row["unit"])
         return table
@@ -87,8 +91,8 @@ def progress_bar() -> Progress:
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile (0-100), nearest-rank."""
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
+    return ordered[rank - 1]
 
 
 def median(values: Iterable[float]) -> float:
@@ -99,28 +103,109 @@ def median(values: Iterable[float]) -> float:
 
 
 @contextmanager
-def broker() -> Iterator[str]:
-    """``KWF_BOOTSTRAP_SERVERS`` when set, else a local broker (8 partitions) stopped afterwards."""
+def broker(warm_up_s: float = 60.0) -> Iterator[str]:
+    """``KWF_BOOTSTRAP_SERVERS`` when set, else a local broker (8 partitions) stopped afterwards.
+
+    The broker is first warmed up with transactions for at most ``warm_up_s`` (``warm_up``).
+    """
     configured = os.environ.get("KWF_BOOTSTRAP_SERVERS")
     if configured:
         if not broker_answers(configured, timeout=10):
             raise RuntimeError(f"KWF_BOOTSTRAP_SERVERS={configured} is set but no broker answers there")
+        if warm_up_s > 0:
+            warm_up(configured, warm_up_s)
         yield configured
         return
     local = LocalBroker(home=(REPO / ".kwf").resolve(), port=free_port_pair(), folder_name="bench-broker")
     local.stop()
     shutil.rmtree(local.folder, ignore_errors=True)
-    note(f"starting a local broker on {local.bootstrap}")
+    note(f"starting a local broker (Kafka {KAFKA_VERSION}) on {local.bootstrap}")
     address = local.start()
     try:
+        if warm_up_s > 0:
+            warm_up(address, warm_up_s)
         yield address
     finally:
         local.stop()
 
 
-def kafka_version(bootstrap: str) -> str:
-    """The broker's version when it is the local one, else what the local broker would run."""
-    return KAFKA_VERSION
+def pingpong(bootstrap: str, topic: str, seconds: float, value: bytes) -> int:
+    """Dependent transactions on ``topic`` partition 0 for ``seconds``; how many committed.
+
+    Each turn reads the one record in flight (read_committed), produces the next in a
+    transaction together with the consumed offset (KIP-447) and commits.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "isolation.level": "read_committed",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic, "linger.ms": 5})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    producer.produce(topic, value, b"k", 0)
+    producer.commit_transaction(30)
+    turns = 0
+    began = time.perf_counter()
+    try:
+        while time.perf_counter() - began < seconds:
+            message = consumer.poll(10)
+            if message is None or message.error() is not None:
+                raise RuntimeError(f"the record in flight did not come back: {message and message.error()}")
+            producer.begin_transaction()
+            producer.produce(topic, value, b"k", 0)
+            producer.send_offsets_to_transaction([TopicPartition(topic, 0, message.offset() + 1)],
+                                                 consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(30)
+            turns += 1
+    finally:
+        consumer.close()
+    return turns
+
+
+# A fresh broker JVM commits a transaction with offsets in 30-50 ms; after some 30,000 of
+# them (once the JIT has compiled the coordinators' paths) in 3-5 ms. Their rate swings too
+# much from round to round on shared cores to stop on it, so the warm-up counts them, within
+# a time budget.
+WARM_UP_LOOPS = 8
+WARM_UP_TRANSACTIONS = 30_000
+WARM_UP_ROUND_S = 10.0
+
+
+def warm_up(bootstrap: str, max_seconds: float) -> None:
+    """Run ``WARM_UP_TRANSACTIONS`` transactions with offsets in parallel loops, or stop after ``max_seconds``."""
+    prefix = f"bench-warmup-{uuid.uuid4().hex[:8]}"
+    topics = [f"{prefix}.{n}" for n in range(WARM_UP_LOOPS)]
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), [TopicSpec(t, 1) for t in topics])
+    total = 0
+    try:
+        for round_ in range(max(1, round(max_seconds / WARM_UP_ROUND_S))):
+            counts: list[int] = []
+
+            def loop(topic: str, into: list[int] = counts) -> None:
+                into.append(pingpong(bootstrap, topic, WARM_UP_ROUND_S, b"x" * 150))
+
+            threads = [threading.Thread(target=loop, args=(t,)) for t in topics]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            total += sum(counts)
+            note(f"broker warm-up round {round_ + 1}: {sum(counts) / WARM_UP_ROUND_S:.0f} transactions/s")
+            if total >= WARM_UP_TRANSACTIONS:
+                break
+    finally:
+        delete_prefix(bootstrap, prefix)
+
+
+def delete_prefix(bootstrap: str, prefix: str) -> None:
+    """Remove the topics under ``prefix`` (cleanup only: a failure here changes no result)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception:
+                pass
 
 
 def fresh_settings(bootstrap: str, workload: str) -> Settings:
@@ -132,15 +217,8 @@ def fresh_settings(bootstrap: str, workload: str) -> Settings:
 
 
 def delete_topics(settings: Settings) -> None:
-    """Remove a workload's topics (cleanup only: a failure here changes no result)."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix + ".")]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:
-                pass
+    """Remove a workload's topics."""
+    delete_prefix(settings.bootstrap_servers, settings.topic_prefix)
 
 
 # -- the runtime in a subprocess -----------------------------------------------------------
@@ -150,7 +228,11 @@ def delete_topics(settings: Settings) -> None:
 class RuntimeProcess:
     """``kwf run --app bench.apps:runtime --no-http`` in a subprocess, restartable as the same process.
 
-    ``profile_to``: run it under py-spy and write a flame graph there (speedscope JSON).
+    The runtime's code comes from this checkout, or from the one named by
+    ``KWF_BENCH_RUNTIME_CHECKOUT`` (to compare a change against a baseline in one run).
+
+    ``profile_to``: run it under py-spy and write its samples there (collapsed stacks, one
+    line per stack: ``frame;frame;... count``; ``python -m bench.profile FILE`` sums them up).
     """
 
     settings: Settings
@@ -180,14 +262,16 @@ class RuntimeProcess:
         command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", APP, "--no-http"]
         if self.profile_to is not None:
             spy = Path(sys.executable).with_name("py-spy")
-            command = [str(spy), "record", "--format", "speedscope", "--rate", "200", "--threads",
+            # Non-blocking: sampling without pausing the process keeps its timing close to normal.
+            command = [str(spy), "record", "--format", "raw", "--rate", "100", "--threads", "--nonblocking",
                        "-o", str(self.profile_to), "--", *command]
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
             began = time.monotonic()
-            self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            checkout = os.environ.get("KWF_BENCH_RUNTIME_CHECKOUT") or str(REPO)
+            self.proc = subprocess.Popen(command, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
         if not wait:
             return 0.0
         self.wait_ready()

@@ -146,9 +146,7 @@ class WorkflowClient:
             TimeoutError: no runtime accepted the start in time.
         """
         instance_id = instance_id or uuid.uuid4().hex
-        before = self.view.get(instance_id)
-        previous = None if before is None else before.execution_id
-        execution_id = self._send_start(workflow, input, instance_id, start_at)
+        execution_id, previous = self._send_start(workflow, input, instance_id, start_at)
         # A workflow that continues as new in its first step replaces the execution ID in the
         # same transaction, so any execution other than the previous one counts as started.
         self.view.wait_for(
@@ -178,8 +176,13 @@ class WorkflowClient:
         return ids
 
     def _send_start(self, workflow: Callable[..., Any] | str, value: Any, instance_id: str,
-                    start_at: datetime | None, check: bool = True, flush: bool = True) -> str:
+                    start_at: datetime | None, check: bool = True, flush: bool = True) -> tuple[str, str | None]:
+        """Send a start; return its execution ID and (with ``check``) the execution it replaces."""
         validate_instance_id(instance_id)
+        # Bad input is refused before anything touches the broker.
+        scheduled = None if start_at is None else (start_at if start_at.tzinfo else start_at.replace(tzinfo=UTC))
+        start = ExecutionStarted(name_of(workflow), self._encode(value, "input"), None, scheduled)
+        previous = None
         if check:
             current = self.view.get(instance_id)
             if current is not None and current.runtime_status not in ENDED:
@@ -187,11 +190,10 @@ class WorkflowClient:
                     f"instance {instance_id} already exists and is {current.runtime_status.name}; "
                     "terminate it or wait for it to end, or pick another ID"
                 )
+            previous = None if current is None else current.execution_id
         execution_id = uuid.uuid4().hex
-        scheduled = None if start_at is None else (start_at if start_at.tzinfo else start_at.replace(tzinfo=UTC))
-        start = ExecutionStarted(name_of(workflow), self._encode(value, "input"), None, scheduled)
         self._produce(HistoryEvent(instance_id, execution_id, -1, now_utc(), start), flush=flush)
-        return execution_id
+        return execution_id, previous
 
     # -- reading -------------------------------------------------------------------------
 

@@ -26,7 +26,14 @@ class Settings:
         process_id: ``KWF_PROCESS_ID``, the stable identity behind transactional IDs.
         api_token: ``KWF_API_TOKEN``; when set the HTTP API wants it in ``dapr-api-token``.
         max_payload_bytes: ``KWF_MAX_PAYLOAD_BYTES``, the largest input, output or event payload.
+        step_time_limit_s: ``KWF_STEP_TIME_LIMIT_S``, the longest one replay step of workflow
+            code may run before its instance fails; 0 turns the limit off.
+        activity_timeout_s: ``KWF_ACTIVITY_TIMEOUT_S``, the longest an activity may run before
+            its task fails with ``ActivityTimeout``; unset (None) means no limit.
         kafka: Extra librdkafka settings from ``KWF_KAFKA_*``.
+
+    The API token and the Kafka settings (SASL passwords) are left out of ``repr``, so a
+    logged ``Settings`` shows no secret.
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -34,9 +41,13 @@ class Settings:
     partitions: int = 8
     state_dir: Path = Path(".kwf/state")
     process_id: str = ""
-    api_token: str | None = None
+    api_token: str | None = field(default=None, repr=False)
     max_payload_bytes: int = MIB
-    kafka: dict[str, str] = field(default_factory=dict)
+    # Below the orchestrator's 10 s transaction timeout: a batch's transaction stays open
+    # while its steps run, and a longer step would let the broker abort it.
+    step_time_limit_s: float = 5.0
+    activity_timeout_s: float | None = None
+    kafka: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -52,6 +63,8 @@ class Settings:
             process_id=env.get("KWF_PROCESS_ID", ""),
             api_token=env.get("KWF_API_TOKEN") or None,
             max_payload_bytes=int(env.get("KWF_MAX_PAYLOAD_BYTES", str(MIB))),
+            step_time_limit_s=float(env.get("KWF_STEP_TIME_LIMIT_S", "5")),
+            activity_timeout_s=float(env["KWF_ACTIVITY_TIMEOUT_S"]) if env.get("KWF_ACTIVITY_TIMEOUT_S") else None,
             kafka=kafka,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})

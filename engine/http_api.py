@@ -69,6 +69,8 @@ def create_app(client: WorkflowClient) -> FastAPI:
     app = FastAPI(title="kafka-workflows", version="0.1.0",
                   description="Dapr-compatible workflow API over an event-sourced Kafka runtime.")
     token = client.settings.api_token
+    limit = client.settings.max_payload_bytes
+    app.state.max_payload_bytes = limit
 
     @app.middleware("http")
     async def check_token(request: Request, call_next: Any) -> Any:
@@ -78,9 +80,21 @@ def create_app(client: WorkflowClient) -> FastAPI:
                 return _error(401, "ERR_UNAUTHORIZED", "missing or wrong dapr-api-token header")
         return await call_next(request)
 
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        # Refused before the body is read: an oversized body never sits in memory.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return _too_large(int(declared), limit)
+        return await call_next(request)
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         return _error(err.status, err.code, err.message)
+
+    @app.exception_handler(PayloadTooLarge)
+    async def payload_too_large(_: Request, err: PayloadTooLarge) -> JSONResponse:
+        return _error(413, "ERR_PAYLOAD_TOO_LARGE", str(err))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -224,6 +238,9 @@ def _existing(client: WorkflowClient, instance_id: str) -> WorkflowState:
 
 async def _json_body(request: Request) -> Any:
     body = await request.body()
+    limit = request.app.state.max_payload_bytes
+    if len(body) > limit:
+        raise ApiError(413, "ERR_PAYLOAD_TOO_LARGE", _too_large_message(len(body), limit))
     if not body.strip():
         return None
     try:
@@ -253,6 +270,14 @@ def _event_fields(event: Any) -> dict[str, Any]:
             value = value.name
         out[f.name] = value
     return out
+
+
+def _too_large_message(size: int, limit: int) -> str:
+    return f"the request body is {size} bytes; the limit is {limit} bytes (KWF_MAX_PAYLOAD_BYTES)"
+
+
+def _too_large(size: int, limit: int) -> JSONResponse:
+    return _error(413, "ERR_PAYLOAD_TOO_LARGE", _too_large_message(size, limit))
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -8,7 +8,7 @@ Pure: no store, no clock.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,10 +72,12 @@ class InstanceState:
         return self.status in ENDED
 
     def to_bytes(self) -> bytes:
-        data = asdict(self)
+        # Field by field rather than ``asdict``, which deep-copies every value: this runs
+        # for every history event the orchestrator stores.
+        data = {name: getattr(self, name) for name in _STATE_FIELDS}
         data["status"] = self.status.value
         data["failure"] = None if self.failure is None else failure_details_to_record(self.failure)
-        return json.dumps(data, separators=(",", ":")).encode()
+        return _compact_json(data).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> InstanceState:
@@ -100,6 +102,10 @@ class InstanceState:
             parent_instance_id=self.parent_instance_id,
             history_length=self.next_sequence,
         )
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(InstanceState))
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ A history append is one put, so a 10,000-event history is never rewritten.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
@@ -23,6 +24,9 @@ from streams.store import PartitionStore, StoreBatch
 SEP = b"\x00"
 # Reading a due-timer slice in bounded chunks keeps one punctuation short.
 TIMER_SCAN_LIMIT = 1000
+# Instances whose first and last history events are kept decoded: as many as the
+# executor's default cache of live runs, the instances whose steps read only those two.
+EDGE_CACHE_SIZE = 10_000
 
 
 def state_key(instance_id: str) -> bytes:
@@ -71,6 +75,8 @@ class InstanceStore:
         self._states: dict[str, InstanceState | None] = {}
         self._open: dict[str, dict[int, OpenItem | None]] = {}
         self._open_cleared: set[str] = set()  # the store's open items of these are void
+        # instance -> (first, last) committed history event of its current execution.
+        self._edges: OrderedDict[str, tuple[HistoryEvent, HistoryEvent]] = OrderedDict()
 
     def state(self, instance_id: str) -> InstanceState | None:
         if instance_id in self._states:
@@ -101,7 +107,11 @@ class InstanceStore:
         return items
 
     def history(self, state: InstanceState) -> LazyHistory:
-        return LazyHistory(self.store, state.instance_id, state.next_sequence)
+        edges = self._edges.get(state.instance_id)
+        if edges is not None and (edges[0].execution_id != state.execution_id
+                                  or edges[1].sequence != state.next_sequence - 1):
+            edges = None
+        return LazyHistory(self.store, state.instance_id, state.next_sequence, edges)
 
     def due_timers(self, now_ms: int) -> list[tuple[int, str, int]]:
         end = b"t/%013d" % (now_ms + 1)
@@ -118,6 +128,7 @@ class InstanceStore:
             self._forget(batch, instance_id, history=True)
             batch.delete(state_key(instance_id))
             self._states[instance_id] = None
+            self._edges.pop(instance_id, None)
             return
         change: Change = fold(before, event)
         if change.state is None:
@@ -141,6 +152,18 @@ class InstanceStore:
             overlay[item_id] = item
         batch.put(state_key(instance_id), change.state.to_bytes())
         self._states[instance_id] = change.state
+        self._remember_edge(event, change.new_execution)
+
+    def _remember_edge(self, event: HistoryEvent, new_execution: bool) -> None:
+        edges = self._edges.pop(event.instance_id, None)
+        if new_execution:
+            self._edges[event.instance_id] = (event, event)
+        elif edges is not None and edges[0].execution_id == event.execution_id:
+            self._edges[event.instance_id] = (edges[0], event)
+        else:
+            return  # its first event is not at hand: reads go to the store
+        if len(self._edges) > EDGE_CACHE_SIZE:
+            self._edges.popitem(last=False)
 
     def written(self) -> None:
         """The batch reached RocksDB: reads can go to the store again."""
@@ -166,14 +189,19 @@ class LazyHistory(Sequence[HistoryEvent]):
     """An execution's history read from the store only where it is looked at.
 
     The executor touches the first and last events and the length on a cache hit, and
-    reads everything only on a miss, so a step of a cached instance costs O(1) reads.
+    reads everything only on a miss, so a step of a cached instance costs O(1) reads; none
+    when the store still has the first and last events decoded (``edges``).
     """
 
-    def __init__(self, store: PartitionStore, instance_id: str, length: int) -> None:
+    def __init__(self, store: PartitionStore, instance_id: str, length: int,
+                 edges: tuple[HistoryEvent, HistoryEvent] | None = None) -> None:
         self._store = store
         self._instance_id = instance_id
         self._length = length
         self._all: list[HistoryEvent] | None = None
+        self._read: dict[int, HistoryEvent] = {}
+        if edges is not None:
+            self._read[0], self._read[length - 1] = edges
 
     def __len__(self) -> int:
         return self._length
@@ -191,10 +219,14 @@ class LazyHistory(Sequence[HistoryEvent]):
             raise IndexError(index)
         if self._all is not None:
             return self._all[index]
+        found = self._read.get(index)
+        if found is not None:
+            return found
         raw = self._store.get(history_key(self._instance_id, index))
         if raw is None:
             return self._load()[index]
-        return decode_event(raw)
+        found = self._read[index] = decode_event(raw)
+        return found
 
     def __iter__(self) -> Iterator[HistoryEvent]:
         return iter(self._load())

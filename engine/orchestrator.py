@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
 from engine.config import Settings
-from engine.executor import Executor
+from engine.executor import ExecutionResult, Executor
 from engine.history import (
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
@@ -46,6 +46,7 @@ from engine.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
 from engine.instance_store import InstanceStore
 from engine.partitioner import partition_for
 from engine.registry import Registry
+from engine.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
 from streams.processor import ProcessorConfig
 from streams.store import PartitionStore, StoreBatch
@@ -93,6 +94,7 @@ class Orchestrator:
         self.settings = settings
         self.partitions = partitions
         self.executor = Executor(registry, cache_size=cache_size)
+        self._watchdog = StepWatchdog(settings.step_time_limit_s)
         self.inbox = settings.topic(INBOX)
         self.history_topic = settings.topic(HISTORY)
         self.activities = settings.topic(ACTIVITIES)
@@ -122,6 +124,10 @@ class Orchestrator:
         validate_instance_id(event.instance_id)
         if key is not None and key != event.instance_id.encode():
             raise ValueError(f"record key {key!r} is not the instance ID {event.instance_id!r}")
+        if isinstance(event.event, EventRaised):
+            from engine.client import validate_event_name  # engine.client imports this module
+
+            validate_event_name(event.event.name)
         return event
 
     def process(self, batch: Any) -> None:
@@ -308,7 +314,7 @@ class Orchestrator:
         """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
         instance_id = events[0].instance_id
         for _ in range(MAX_CONTINUATIONS_PER_STEP):
-            result = self.executor.execute(instance_id, history, events)
+            result = self._timed_execute(instance_id, history, events)
             base = events[-1].sequence + 1
             execution_id = events[0].execution_id
             actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(result.actions)]
@@ -326,6 +332,28 @@ class Orchestrator:
                        for i, e in enumerate(carried.carried_events)]
             history, state, emitted = [], None, False
         raise RuntimeError(f"{instance_id} continued as new {MAX_CONTINUATIONS_PER_STEP} times without waiting")
+
+    def _timed_execute(self, instance_id: str, history: Sequence[HistoryEvent],
+                       events: list[HistoryEvent]) -> ExecutionResult:
+        """``executor.execute`` under the step time limit: an overrun fails the instance."""
+        try:
+            self._watchdog.begin()
+            result = self.executor.execute(instance_id, history, events)
+            self._watchdog.end()
+            return result
+        except StepTimeLimitExceeded:
+            self._watchdog.end()
+            self.executor.evict(instance_id)
+            first = (history[0] if history else events[0]).event
+            name = first.name if isinstance(first, ExecutionStarted) else "?"
+            failure = FailureDetails(
+                "StepTimeLimitExceeded",
+                f"workflow {name!r} of instance {instance_id} ran one replay step for more than "
+                f"{self.settings.step_time_limit_s:g} s (KWF_STEP_TIME_LIMIT_S); workflow code must not loop "
+                "or block: move long work into an activity",
+            )
+            return ExecutionResult([ExecutionCompleted(WorkflowStatus.FAILED, None, failure)], WorkflowStatus.FAILED,
+                                   failure=failure)
 
     def _commit(self, batch: Any, state: InstanceState | None, events: Iterable[HistoryEvent]) -> InstanceState | None:
         """Emit events to history and the resulting status; return the state after them."""

@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from engine.bridge import BridgeRoute, PubSubBridge
+from engine.client import validate_event_name
 from engine.commands import CommandsDoor
 from engine.config import Settings
 from engine.orchestrator import Orchestrator
@@ -31,6 +33,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Joining a group, restoring state and the first rebalance take a few seconds on a cold broker.
 START_TIMEOUT_S = 120.0
+# A processor that stops on a transient Kafka error (a restarting broker: leaders and
+# coordinators moving) is started again, after a pause growing by a second per restart in
+# a row up to the cap; past this many restarts in a row the runtime gives up.
+MAX_RESTARTS_IN_A_ROW = 10
+RESTART_PAUSE_CAP_S = 10.0
+# A processor that ran this long before it stopped starts a fresh count of restarts.
+HEALTHY_RUN_S = 60.0
+TRANSIENT_CODES = frozenset({
+    KafkaError.FENCED_LEADER_EPOCH, KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT, KafkaError.NETWORK_EXCEPTION,
+    KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+})
 ROLES = ("all", "orchestrator", "worker")
 
 
@@ -60,6 +75,7 @@ class WorkflowRuntime:
         self._processor: Processor | None = None
         self._worker: ActivityWorker | None = None
         self._failure: BaseException | None = None
+        self._stopping = threading.Event()
         self._routes: list[BridgeRoute] = []
         # Other processors of the orchestrator role: the JSON commands door and the bridges.
         self._doors: list[Processor] = []
@@ -80,6 +96,7 @@ class WorkflowRuntime:
 
     def add_bridge(self, route: BridgeRoute) -> None:
         """Route records of an external topic to external events (started with the orchestrator)."""
+        validate_event_name(route.event_name)
         self._routes.append(route)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -93,7 +110,7 @@ class WorkflowRuntime:
         if self.role in ("all", "orchestrator"):
             orchestrator = Orchestrator(self.settings, self.registry, partitions, cache_size=self.cache_size)
             self._processor = Processor(orchestrator.processor_config(), orchestrator)
-            self._spawn("kwf-orchestrator", self._processor.run)
+            self._spawn("kwf-orchestrator", self._processor.run, restartable=True)
             waits.append(self._processor.ready)
             self._doors.append(CommandsDoor(self.settings, inbox_partitions=partitions).processor())
             for route in self._routes:
@@ -101,7 +118,7 @@ class WorkflowRuntime:
                               [TopicSpec(route.topic, self.settings.partitions, co_partitioned=False)])
                 self._doors.append(Processor(*_bridge_parts(self.settings, route, partitions)))
             for door in self._doors:
-                self._spawn(f"kwf-{door.config.input_topic}", door.run)
+                self._spawn(f"kwf-{door.config.input_topic}", door.run, restartable=True)
                 waits.append(door.ready)
         if self.role in ("all", "worker"):
             self._worker = ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities)
@@ -118,6 +135,7 @@ class WorkflowRuntime:
 
     def shutdown(self) -> None:
         """Stop the processes cleanly: open transactions are finished, stores closed."""
+        self._stopping.set()
         if self._processor is not None:
             self._processor.stop()
         if self._worker is not None:
@@ -139,13 +157,28 @@ class WorkflowRuntime:
     def failure(self) -> BaseException | None:
         return self._failure
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+    def _spawn(self, name: str, target: Callable[[], None], restartable: bool = False) -> None:
         def run() -> None:
-            try:
-                target()
-            except BaseException as err:
-                log.exception("%s stopped", name)
-                self._failure = err
+            restarts = 0
+            while True:
+                began = time.monotonic()
+                try:
+                    target()
+                    return
+                except BaseException as err:
+                    if time.monotonic() - began > HEALTHY_RUN_S:
+                        restarts = 0
+                    if restartable and transient(err) and restarts < MAX_RESTARTS_IN_A_ROW \
+                            and not self._stopping.is_set():
+                        restarts += 1
+                        pause = min(RESTART_PAUSE_CAP_S, float(restarts))
+                        log.warning("%s stopped on a transient Kafka error (%s); starting it again in %.0f s "
+                                    "(%d of %d in a row)", name, err, pause, restarts, MAX_RESTARTS_IN_A_ROW)
+                        self._stopping.wait(pause)
+                        continue
+                    log.exception("%s stopped", name)
+                    self._failure = err
+                    return
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
@@ -157,6 +190,14 @@ class WorkflowRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def transient(err: BaseException) -> bool:
+    """Whether a processor stopped by ``err`` can simply be started again (the broker recovers)."""
+    if not isinstance(err, KafkaException) or not err.args or not isinstance(err.args[0], KafkaError):
+        return False
+    error: KafkaError = err.args[0]
+    return not error.fatal() and (error.retriable() or error.code() in TRANSIENT_CODES)
 
 
 def _bridge_parts(settings: Settings, route: BridgeRoute, partitions: int) -> tuple[Any, PubSubBridge]:

@@ -136,13 +136,9 @@ class ActivityWorker:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> None:
-        """Poll, run and report until ``stop()``; blocking."""
-        loop = asyncio.new_event_loop()
-        loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="kwf-activity"))
-        loop_thread = threading.Thread(target=loop.run_forever, name="kwf-activity-loop", daemon=True)
-        loop_thread.start()
-        consumer = Consumer({
+    def consumer_settings(self) -> dict[str, str]:
+        """The settings of the task consumer: the runtime's client settings plus the group's."""
+        return {
             **self.settings.client(),
             "group.id": f"{self.settings.topic_prefix}.workers",
             "enable.auto.commit": "false",
@@ -154,7 +150,15 @@ class ActivityWorker:
             "heartbeat.interval.ms": "1000",
             # Fresh tasks should not wait for a fetch to fill up.
             "fetch.wait.max.ms": "10",
-        })
+        }
+
+    def run(self) -> None:
+        """Poll, run and report until ``stop()``; blocking."""
+        loop = asyncio.new_event_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="kwf-activity"))
+        loop_thread = threading.Thread(target=loop.run_forever, name="kwf-activity-loop", daemon=True)
+        loop_thread.start()
+        consumer = Consumer(self.consumer_settings())
         producer = Producer(self.settings.producer())
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
@@ -239,13 +243,30 @@ class ActivityWorker:
     def _launch(self, loop: asyncio.AbstractEventLoop, starts: list[tuple[Message, ActivityTask]]) -> None:
         """Run on the loop: start one asyncio task per activity task."""
         for message, task in starts:
-            running = loop.create_task(async_run_activity(self.registry, task.name, task.input,
-                                                          instance_id=task.instance_id, task_id=task.task_id))
+            running = loop.create_task(self._run_task(task))
 
             def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
                 self._finished.put((m, t, _outcome(done)))
 
             running.add_done_callback(finished)
+
+    async def _run_task(self, task: ActivityTask) -> ActivityOutcome:
+        """Run one activity under ``KWF_ACTIVITY_TIMEOUT_S``, when set."""
+        running = async_run_activity(self.registry, task.name, task.input, instance_id=task.instance_id,
+                                     task_id=task.task_id)
+        limit = self.settings.activity_timeout_s
+        if not limit:
+            return await running
+        try:
+            # An async activity is cancelled; a plain one keeps its thread until it returns,
+            # and what it returns then is dropped.
+            return await asyncio.wait_for(running, limit)
+        except TimeoutError:  # the activity's own errors are in its outcome, not raised
+            return ActivityOutcome(failure=FailureDetails(
+                "ActivityTimeout",
+                f"activity {task.name!r} (task {task.task_id} of {task.instance_id}) ran longer than {limit:g} s "
+                "(KWF_ACTIVITY_TIMEOUT_S); its result, if any, is ignored",
+            ))
 
     def _report(self, producer: Producer) -> None:
         while True:
@@ -304,8 +325,9 @@ class ActivityWorker:
                 log.info("offset commit deferred: %s", err)
 
     def _to_dead_letters(self, producer: Producer, message: Message, err: Exception) -> None:
-        log.error("undecodable activity task at %s[%d]@%d: %s", message.topic(), message.partition(),
-                  message.offset(), err)
+        # The error's text may quote the record: it goes to the dead-letter headers, not the log.
+        log.error("undecodable activity task at %s[%d]@%d (%s); sending it to the dead-letter topic",
+                  message.topic(), message.partition(), message.offset(), type(err).__name__)
         producer.produce(self.settings.topic(DLQ), key=message.key(), value=message.value(), headers=[
             ("error", str(err).encode()), ("source.topic", message.topic().encode()),
             ("source.partition", str(message.partition()).encode()),

@@ -1,0 +1,60 @@
+"""``python -m bench``: every workload against one broker, results as JSON lines on stdout.
+
+Uses ``KWF_BOOTSTRAP_SERVERS`` when set, else starts a local broker (8 partitions) and stops
+it afterwards. Each workload runs on topics of its own. ``--quick`` runs each measurement
+once with shorter light-load windows (a few minutes in all); the full run repeats the
+cheap ones and reports medians.
+
+A broker JVM commits transactions ten times slower in its first minute than once warm,
+so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
+
+    python -m bench [--quick] [--only chain3,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench import ceiling, chain, fanout, peer_dbos, recovery
+from bench.common import broker, console, machine, note, results
+
+WORKLOADS = ("chain3", "fanout", "ceiling", "recovery", "dbos")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round of each, shorter windows (a few minutes)")
+    parser.add_argument("--warm-up", type=float, default=None,
+                        help="longest broker warm-up in seconds (default 60 with --quick, else 150; 0: none)")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated subset of " + ", ".join(WORKLOADS))
+    args = parser.parse_args()
+    chosen = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = set(chosen) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    repeats = 1 if args.quick else 3
+    seconds = 8.0 if args.quick else 12.0
+    info = machine()
+    note(f"machine: {info['nproc']} cores, {info['memory_gib']} GiB, {info['cpu']}, Python {info['python']}")
+    began = time.monotonic()
+    warm_up_s = args.warm_up if args.warm_up is not None else (60.0 if args.quick else 150.0)
+    with broker(warm_up_s) as bootstrap:
+        note(f"broker: {bootstrap}")
+        if "ceiling" in chosen:
+            ceiling.run(bootstrap, records=30_000 if args.quick else ceiling.RECORDS,
+                        seconds=3.0 if args.quick else ceiling.ROUNDTRIP_SECONDS)
+        if "chain3" in chosen:
+            chain.run(bootstrap, count=2000, rate=20.0, seconds=seconds, repeats=repeats)
+        if "fanout" in chosen:
+            fanout.run(bootstrap, repeats=repeats)
+        if "recovery" in chosen:
+            recovery.run(bootstrap, count=recovery.COUNT)
+        if "dbos" in chosen:
+            peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000)
+    console.print(results.table())
+    note(f"done in {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
