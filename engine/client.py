@@ -28,6 +28,7 @@ from engine.history import (
     HistoryEvent,
     PurgeRequested,
     WorkflowStatus,
+    validate_event_name,
     validate_instance_id,
 )
 from engine.instance_state import ENDED
@@ -40,7 +41,6 @@ from engine.topics import INBOX
 DEFAULT_ACK_TIMEOUT_S = 30.0
 # Delivery of one command to the broker; beyond this the broker is unreachable.
 DELIVERY_TIMEOUT_S = 30.0
-_EVENT_NAME_MAX = 256
 
 
 class InstanceExists(Exception):
@@ -309,13 +309,6 @@ class WorkflowClient:
         if self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors, []
             raise RuntimeError(f"the broker refused {len(errors)} command(s): {errors[0]}")
-
-
-def validate_event_name(name: str) -> str:
-    """Event names: 1-256 characters, no control characters."""
-    if not isinstance(name, str) or not 0 < len(name) <= _EVENT_NAME_MAX or any(ord(c) < 32 for c in name):
-        raise ValueError(f"invalid event name {name!r}: use 1 to {_EVENT_NAME_MAX} printable characters")
-    return name
 
 
 DaprWorkflowClient = WorkflowClient

@@ -25,7 +25,6 @@ from typing import Any, cast
 
 from confluent_kafka.admin import AdminClient
 
-from engine.client import validate_event_name
 from engine.codec import encode_event
 from engine.config import Settings
 from engine.history import (
@@ -36,6 +35,7 @@ from engine.history import (
     ExecutionTerminated,
     HistoryEvent,
     PurgeRequested,
+    validate_event_name,
     validate_instance_id,
 )
 from engine.orchestrator import now_utc

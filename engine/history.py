@@ -36,6 +36,17 @@ def validate_instance_id(instance_id: str) -> str:
     return instance_id
 
 
+# Event names travel in JSON, URLs and logs: printable and bounded.
+_EVENT_NAME_MAX = 256
+
+
+def validate_event_name(name: str) -> str:
+    """Event names: 1-256 characters, no control characters."""
+    if not isinstance(name, str) or not 0 < len(name) <= _EVENT_NAME_MAX or any(ord(c) < 32 for c in name):
+        raise ValueError(f"invalid event name {name!r}: use 1 to {_EVENT_NAME_MAX} printable characters")
+    return name
+
+
 class WorkflowStatus(Enum):
     """Where a workflow instance stands (the ``kwf.RuntimeStatus`` enum)."""
 

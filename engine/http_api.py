@@ -18,8 +18,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from engine.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState, validate_event_name
-from engine.history import WorkflowStatus, validate_instance_id
+from engine.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState
+from engine.history import WorkflowStatus, validate_event_name, validate_instance_id
 from engine.history_reader import read_history
 from engine.timeline import timeline_rows
 from engine.web_ui import mount_ui

@@ -40,6 +40,7 @@ from engine.history import (
     TaskScheduled,
     TimerFired,
     WorkflowStatus,
+    validate_event_name,
     validate_instance_id,
 )
 from engine.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
@@ -125,8 +126,6 @@ class Orchestrator:
         if key is not None and key != event.instance_id.encode():
             raise ValueError(f"record key {key!r} is not the instance ID {event.instance_id!r}")
         if isinstance(event.event, EventRaised):
-            from engine.client import validate_event_name  # engine.client imports this module
-
             validate_event_name(event.event.name)
         return event
 

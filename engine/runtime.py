@@ -18,9 +18,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from engine.bridge import BridgeRoute, PubSubBridge
-from engine.client import validate_event_name
 from engine.commands import CommandsDoor
 from engine.config import Settings
+from engine.history import validate_event_name
 from engine.orchestrator import Orchestrator
 from engine.registry import Registry
 from engine.topics import INBOX, ensure_workflow_topics

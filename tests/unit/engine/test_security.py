@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from engine.bridge import BridgeRoute, PubSubBridge
-from engine.client import WorkflowClient, validate_event_name
+from engine.client import WorkflowClient
 from engine.codec import ActivityTask, encode_event
 from engine.commands import CommandsDoor, MalformedCommand, parse_command
 from engine.config import Settings
-from engine.history import EventRaised, HistoryEvent
+from engine.history import EventRaised, HistoryEvent, validate_event_name
 from engine.orchestrator import Orchestrator
 from engine.registry import Registry
 from engine.runtime import WorkflowRuntime
