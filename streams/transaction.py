@@ -48,6 +48,10 @@ class ProcessorFenced(RuntimeError):
     process_id of its own if two ran with the same one).
     """
 
+    def __init__(self, message: str, error: KafkaError | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
 
 class AbortRequired(Exception):
     """The current transaction failed and must be aborted; processing can go on after."""
@@ -88,7 +92,8 @@ class TransactionalWriter:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.transactional_id = str(settings["transactional.id"])
-        self._producer = Producer(dict(settings))
+        self._settings = dict(settings)
+        self._producer = Producer(self._settings)
         self._open = False
         # Offset of the last changelog record per partition in the current transaction.
         self.changelog_offsets: dict[int, int] = {}
@@ -203,6 +208,16 @@ class TransactionalWriter:
             raise ProcessorFenced(
                 f"could not abort the transaction of {self.transactional_id}: {err}. Restart the processor."
             ) from err
+        except ProcessorFenced as err:
+            if err.error is None or err.error.code() in FENCING_CODES:
+                raise
+            # The broker sometimes answers an abort after a failed produce with a fatal
+            # INVALID_TXN_STATE. Nobody else holds our id: a new producer's init_transactions
+            # bumps the epoch, which aborts the open transaction on the coordinator.
+            log.warning("abort of %s failed (%s); starting a new producer to abort it",
+                        self.transactional_id, err.error.str())
+            self._producer = Producer(self._settings)
+            self.init()
 
     def abort_quietly(self) -> None:
         """Abort if a transaction is open, logging instead of raising (on the way out)."""
@@ -218,7 +233,10 @@ class TransactionalWriter:
     def close(self) -> None:
         """Abort what is open and flush what is queued."""
         self.abort_quietly()
-        self._producer.flush(CLOSE_FLUSH_S)
+        try:
+            self._producer.flush(CLOSE_FLUSH_S)
+        except KafkaException as err:  # a producer in a fatal state has nothing left to send
+            log.warning("flush of %s on close failed: %s", self.transactional_id, err)
 
     def _call(self, method: Any, *args: Any, what: str) -> None:
         deadline = time.monotonic() + RETRY_DEADLINE_S
@@ -239,6 +257,7 @@ class TransactionalWriter:
             raise ProcessorFenced(
                 f"{what} failed for transactional id {self.transactional_id}: {error.str()}. "
                 "Another process with the same group and process_id has taken over (give every "
-                "running process its own process_id), or the producer hit a fatal error; restart it."
+                "running process its own process_id), or the producer hit a fatal error; restart it.",
+                error,
             )
         raise AbortRequired(error)
