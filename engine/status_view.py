@@ -60,6 +60,14 @@ class StatusView:
                 atexit.register(view.close)
             return view
 
+    @classmethod
+    def close_shared(cls) -> None:
+        """Close every shared view (before the broker they read goes away)."""
+        with cls._shared_lock:
+            views, cls._shared = list(cls._shared.values()), {}
+        for view in views:
+            view.close()
+
     def start(self, timeout: float = CATCH_UP_TIMEOUT_S) -> None:
         """Start reading; return once the view has read the topic up to its end."""
         self._thread.start()

@@ -7,6 +7,7 @@ official jars (streams/broker.py) for this test session. No broker is a failure.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from engine.status_view import StatusView
 from streams.broker import LocalBroker, broker_answers, free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +58,16 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
     finally:
         os.environ.pop("KWF_BOOTSTRAP_SERVERS", None)
+        close_kafka_clients()
         broker.stop()
+
+
+def close_kafka_clients() -> None:
+    """Close the clients finished tests left behind, so they do not retry the stopped broker
+    (and log each retry) until the interpreter exits.
+    """
+    StatusView.close_shared()
+    gc.collect()  # unreferenced producers and consumers are destroyed, and disconnect
 
 
 @pytest.fixture
@@ -72,3 +83,4 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
                 future.result(timeout=30)
             except Exception:
                 pass  # cleanup only; the next test uses another prefix anyway
+
