@@ -93,11 +93,15 @@ class TransactionalWriter:
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.transactional_id = str(settings["transactional.id"])
         self._settings = dict(settings)
-        self._producer = Producer(self._settings)
+        self._producer = self._new_producer()
         self._open = False
         # Offset of the last changelog record per partition in the current transaction.
         self.changelog_offsets: dict[int, int] = {}
         self._awaiting: set[int] = set()
+
+    def _new_producer(self) -> Producer:
+        settings = self._settings
+        return Producer(settings)
 
     @property
     def in_transaction(self) -> bool:
@@ -216,7 +220,7 @@ class TransactionalWriter:
             # bumps the epoch, which aborts the open transaction on the coordinator.
             log.warning("abort of %s failed (%s); starting a new producer to abort it",
                         self.transactional_id, err.error.str())
-            self._producer = Producer(self._settings)
+            self._producer = self._new_producer()
             self.init()
 
     def abort_quietly(self) -> None:
