@@ -64,27 +64,11 @@ class ActivityOutcome:
 def run_activity(
     registry: Registry, name: str, input_json: str | None, *, instance_id: str, task_id: int
 ) -> ActivityOutcome:
-    """Run an activity in the calling thread; an ``async def`` activity runs on a fresh event loop.
+    """Run an activity from plain code, on an event loop of its own (see ``async_run_activity``).
 
     Never raises for a failing activity: the exception becomes the outcome's failure.
-
-    Args:
-        registry: Where the activity is looked up.
-        name: The activity's registered name.
-        input_json: Its input as JSON text.
-        instance_id: The calling workflow instance.
-        task_id: The task ID of the call.
     """
-    entry = registry.get_activity(name)
-    if entry is None:
-        return _not_registered(name)
-    try:
-        result = _call(entry, input_json, instance_id, task_id)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
-        return ActivityOutcome(result=payload.encode(result))
-    except Exception as err:
-        return ActivityOutcome(failure=failure_from_exception(err))
+    return asyncio.run(async_run_activity(registry, name, input_json, instance_id=instance_id, task_id=task_id))
 
 
 async def async_run_activity(
@@ -118,10 +102,6 @@ async def async_run_activity(
 def _call(entry: Registered, input_json: str | None, instance_id: str, task_id: int) -> Any:
     value = payload.coerce(payload.decode(input_json), entry.input_type)
     return entry.call(WorkflowActivityContext(instance_id, task_id), value)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _not_registered(name: str) -> ActivityOutcome:
