@@ -33,15 +33,6 @@ RESTORE_BATCH_RECORDS = 2000
 RESTORE_POLL_S = 0.2
 # Listing offsets on a busy single broker can take a few seconds.
 LIST_OFFSETS_TIMEOUT_S = 30.0
-# A broker that restarts takes some seconds to lead its partitions again.
-WATERMARK_RETRY_S = 60.0
-WATERMARK_RETRY_BACKOFF_S = 0.5
-# Errors of a leadership change, retriable in practice though not always flagged so.
-TRANSIENT_METADATA_ERRORS = frozenset({
-    KafkaError.FENCED_LEADER_EPOCH, KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT,
-})
 # Progress lines for long restores, not one per batch.
 PROGRESS_LOG_INTERVAL_S = 5.0
 
@@ -126,25 +117,7 @@ class ChangelogRestorer:
         self._consumer.close()
 
     def watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        """(log start, high watermark read uncommitted) of each changelog partition.
-
-        Retriable errors (a leader moving, a broker coming back) are retried for a while:
-        a restore that gives up on the first one would stop the processor.
-        """
-        deadline = time.monotonic() + WATERMARK_RETRY_S
-        while True:
-            try:
-                return self._watermarks(partitions)
-            except KafkaException as err:
-                error = err.args[0]
-                if not error.retriable() and error.code() not in TRANSIENT_METADATA_ERRORS:
-                    raise
-                if time.monotonic() > deadline:
-                    raise
-                log.info("listing offsets of %s failed, retrying: %s", self.topic, error.str())
-                time.sleep(WATERMARK_RETRY_BACKOFF_S)
-
-    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        """(log start, high watermark read uncommitted) of each changelog partition."""
         tps = [TopicPartition(self.topic, p) for p in partitions]
         result: dict[int, list[int]] = {p: [0, 0] for p in partitions}
         for index, spec in enumerate((OffsetSpec.earliest(), OffsetSpec.latest())):

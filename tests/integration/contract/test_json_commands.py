@@ -12,7 +12,6 @@ from typing import Any
 from confluent_kafka import Producer
 
 from engine import WorkflowRuntime
-from streams.processor import Processor
 from tests.integration.contract.wire import WAIT_S, StatusReader, TopicReader, producer
 
 
@@ -23,7 +22,7 @@ def command(p: Producer, prefix: str, key: str | None, body: dict[str, Any] | by
 
 
 def test_json_commands_run_and_manage_workflows(
-    kafka_bootstrap: str, topic_prefix: str, approval_runtime: WorkflowRuntime, commands_door: Processor
+    kafka_bootstrap: str, topic_prefix: str, approval_runtime: WorkflowRuntime, commands_door: WorkflowRuntime
 ) -> None:
     p = producer(kafka_bootstrap)
     status = StatusReader(kafka_bootstrap, topic_prefix)
@@ -54,7 +53,7 @@ def test_json_commands_run_and_manage_workflows(
 
 
 def test_malformed_commands_go_to_the_dlq_with_the_reason(
-    kafka_bootstrap: str, topic_prefix: str, commands_door: Processor
+    kafka_bootstrap: str, topic_prefix: str, commands_door: WorkflowRuntime
 ) -> None:
     p = producer(kafka_bootstrap)
     command(p, topic_prefix, "bad-1", b"{not json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from engine import WorkflowClient, WorkflowRuntime, WorkflowStatus
 from examples import fan_out, task_chain
@@ -30,7 +31,8 @@ def test_task_chain_gives_the_results_its_activities_compute(
 
 def test_fan_out_sums_a_batch_of_100(start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient,
                                      monkeypatch) -> None:
-    monkeypatch.setattr(fan_out.time, "sleep", lambda _: None)  # the seed sleeps 5 s per item
+    # The seed sleeps 5 s per item; patch only the module's view of time, not every thread's.
+    monkeypatch.setattr(fan_out, "time", SimpleNamespace(sleep=lambda _: None))
     totals: list[int] = []
     original = fan_out.process_results
 
