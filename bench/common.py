@@ -38,7 +38,7 @@ from engine.history import WorkflowStatus
 from engine.instance_state import ENDED
 from engine.topics import STATUS, ensure_workflow_topics
 from streams.broker import KAFKA_VERSION, LocalBroker, broker_answers, free_port_pair
-from streams.topics import TopicSpec, ensure_topics
+from streams.topics import TopicSpec, delete_topics_with_prefix, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench.apps:runtime"
@@ -198,14 +198,7 @@ def warm_up(bootstrap: str, max_seconds: float) -> None:
 
 def delete_prefix(bootstrap: str, prefix: str) -> None:
     """Remove the topics under ``prefix`` (cleanup only: a failure here changes no result)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:
-                pass
+    delete_topics_with_prefix(AdminClient({"bootstrap.servers": bootstrap}), prefix)
 
 
 def fresh_settings(bootstrap: str, workload: str) -> Settings:

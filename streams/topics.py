@@ -95,3 +95,15 @@ def verify_partition_counts(specs: Sequence[TopicSpec], actual: dict[str, int]) 
                 "must have the same partition count: records of one key must land in the same partition "
                 "of both. Recreate one of them, or use a new topic prefix."
             )
+
+
+def delete_topics_with_prefix(admin: AdminClient, prefix: str) -> None:
+    """Delete every topic named ``{prefix}.*``; cleanup only, so failures are ignored."""
+    doomed = [t for t in admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics if t.startswith(prefix + ".")]
+    if not doomed:
+        return
+    for future in admin.delete_topics(doomed, operation_timeout=ADMIN_TIMEOUT_S).values():
+        try:
+            future.result(timeout=ADMIN_TIMEOUT_S)
+        except KafkaException:
+            pass  # already gone, or the broker is busy: the next run uses another prefix

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from engine.status_view import StatusView
 from streams.broker import LocalBroker, broker_answers, free_port_pair
+from streams.topics import delete_topics_with_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,12 +76,5 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
     """A fresh topic prefix per test, so tests never see each other's records."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:
-                pass  # cleanup only; the next test uses another prefix anyway
+    delete_topics_with_prefix(AdminClient({"bootstrap.servers": kafka_bootstrap}), prefix)
 
