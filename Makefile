@@ -21,6 +21,7 @@ jars: install
 lint: install
 	$(VENV)/bin/ruff check engine streams tests bench examples
 	$(VENV)/bin/mypy engine streams
+	$(VENV)/bin/lint-imports
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

@@ -27,7 +27,7 @@ from bench.common import (
     progress_bar,
     running_runtime,
 )
-from engine.client import WorkflowClient
+from engine.api.client import WorkflowClient
 
 WORKLOAD = "chain3"
 # Generous bounds: a run that takes this long is broken, not slow.

@@ -39,10 +39,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 import engine as wf
-from engine.codec import decode_event
-from engine.config import Settings
-from engine.history import ExecutionCompleted, TaskCompleted, TaskFailed
-from engine.topics import HISTORY, ensure_workflow_topics
+from engine.core.history import ExecutionCompleted, TaskCompleted, TaskFailed
+from engine.state.codec import decode_event
+from engine.state.config import Settings
+from engine.state.topics import HISTORY, ensure_workflow_topics
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench.chaos:runtime"

@@ -32,11 +32,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.codec import decode_status
-from engine.config import Settings
-from engine.history import WorkflowStatus
-from engine.instance_state import ENDED
-from engine.topics import STATUS, ensure_workflow_topics
+from engine.core.history import WorkflowStatus
+from engine.state.codec import decode_status
+from engine.state.config import Settings
+from engine.state.instance_state import ENDED
+from engine.state.topics import STATUS, ensure_workflow_topics
 from streams.broker import KAFKA_VERSION, LocalBroker, broker_answers, free_port_pair
 from streams.topics import TopicSpec, delete_topics_with_prefix, ensure_topics
 

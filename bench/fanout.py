@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import StatusWatcher, broker, emit, fresh_settings, median, note, running_runtime
-from engine.client import WorkflowClient
+from engine.api.client import WorkflowClient
 
 SIZES = (1_000, 10_000)
 ASYNC_SIZE = 10_000

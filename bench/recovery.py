@@ -34,8 +34,8 @@ from bench.common import (
     note,
     progress_bar,
 )
-from engine.client import WorkflowClient
-from engine.topics import ensure_workflow_topics
+from engine.api.client import WorkflowClient
+from engine.state.topics import ensure_workflow_topics
 
 WORKLOAD = "recovery"
 COUNT = 5000

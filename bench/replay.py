@@ -14,9 +14,9 @@ import time
 from datetime import UTC, datetime
 
 import engine as wf
-from engine.executor import Executor
-from engine.history import ExecutionStarted, HistoryEvent, RuntimeStatus, TaskCompleted
-from engine.registry import Registry
+from engine.core.history import Event, ExecutionStarted, HistoryEvent, TaskCompleted, WorkflowStatus
+from engine.replay.executor import ExecutionResult, Executor
+from engine.replay.registry import Registry
 
 SIZES = (1_000, 10_000)
 REPEATS = 3  # report the median: one run is at the mercy of the garbage collector and the CPU governor
@@ -41,7 +41,7 @@ def run_fan_out(n: int, *, cache_size: int = 10_000) -> float:
     history: list[HistoryEvent] = []
     gc.collect()  # start each run without garbage left by the previous one
 
-    def step(body: wf.Event) -> wf.ExecutionResult:
+    def step(body: Event) -> ExecutionResult:
         event = HistoryEvent("bench", "exec-1", len(history), START, body)
         result = executor.execute("bench", history, [event])
         history.append(event)
@@ -54,7 +54,7 @@ def run_fan_out(n: int, *, cache_size: int = 10_000) -> float:
     for task_id in range(n):
         result = step(TaskCompleted(task_id, str(task_id)))
     elapsed = time.perf_counter() - began
-    if result.status is not RuntimeStatus.COMPLETED or result.output != str(n * (n - 1) // 2):
+    if result.status is not WorkflowStatus.COMPLETED or result.output != str(n * (n - 1) // 2):
         raise RuntimeError(f"fan-out of {n} ended {result.status} with {result.output!r}")
     return elapsed
 

@@ -1,10 +1,11 @@
 """kafka-workflows: durable workflows in plain Python, the Dapr Workflow programming model.
 
-Use it as ``import engine as wf``; everything public is re-exported here.
+Use it as ``import engine as wf``; everything public is re-exported here. The layers
+below (``engine.core``, ``engine.replay``, ``engine.state``, ``engine.orchestration``,
+``engine.edges``, ``engine.api``) are internal; ARCHITECTURE.md maps them.
 """
 
-from engine.activities import ActivityOutcome, WorkflowActivityContext, async_run_activity, run_activity
-from engine.client import (  # noqa: E402  (after the authoring API: it imports the engine)
+from engine.api.client import (
     DaprWorkflowClient,
     InstanceExists,
     PayloadTooLarge,
@@ -12,44 +13,14 @@ from engine.client import (  # noqa: E402  (after the authoring API: it imports 
     WorkflowFailureDetails,
     WorkflowState,
 )
-from engine.context import DaprWorkflowContext, WorkflowContext
-from engine.dapr_client import DaprClient
-from engine.errors import ActivityNotRegistered, NonDeterminismError, TaskFailedError, WorkflowNotRegistered
-from engine.executor import ContinueAsNew, ExecutionResult, Executor
-from engine.history import (
-    ChildWorkflowCompleted,
-    ChildWorkflowFailed,
-    ChildWorkflowScheduled,
-    ContinuedAsNew,
-    CustomStatusSet,
-    Event,
-    EventRaised,
-    ExecutionCompleted,
-    ExecutionResumed,
-    ExecutionStarted,
-    ExecutionSuspended,
-    ExecutionTerminated,
-    FailureDetails,
-    HistoryEvent,
-    ParentInstance,
-    PurgeRequested,
-    RuntimeStatus,
-    TaskCompleted,
-    TaskFailed,
-    TaskScheduled,
-    TimerCreated,
-    TimerFired,
-    WorkflowStatus,
-    failure_details_from_record,
-    failure_details_to_record,
-    history_event_from_record,
-    history_event_to_record,
-    validate_instance_id,
-)
-from engine.registry import Registry, name_of
-from engine.retry import RetryPolicy
+from engine.api.dapr_client import DaprClient
+from engine.core.errors import ActivityNotRegistered, NonDeterminismError, TaskFailedError, WorkflowNotRegistered
+from engine.core.history import WorkflowStatus
+from engine.edges.activities import WorkflowActivityContext
+from engine.replay.context import DaprWorkflowContext, WorkflowContext
+from engine.replay.retry import RetryPolicy
+from engine.replay.tasks import Task, when_all, when_any
 from engine.runtime import WorkflowRuntime
-from engine.tasks import Task, when_all, when_any
 
 __all__ = [
     # Running and managing workflows
@@ -57,6 +28,7 @@ __all__ = [
     "WorkflowClient",
     "DaprWorkflowClient",
     "WorkflowState",
+    "WorkflowStatus",
     "WorkflowFailureDetails",
     "InstanceExists",
     "PayloadTooLarge",
@@ -73,42 +45,4 @@ __all__ = [
     "NonDeterminismError",
     "WorkflowNotRegistered",
     "ActivityNotRegistered",
-    "Registry",
-    "name_of",
-    "WorkflowStatus",
-    "RuntimeStatus",
-    # Execution
-    "Executor",
-    "ExecutionResult",
-    "ContinueAsNew",
-    "ActivityOutcome",
-    "run_activity",
-    "async_run_activity",
-    # History
-    "HistoryEvent",
-    "Event",
-    "FailureDetails",
-    "ParentInstance",
-    "ExecutionStarted",
-    "TaskScheduled",
-    "TaskCompleted",
-    "TaskFailed",
-    "TimerCreated",
-    "TimerFired",
-    "EventRaised",
-    "ChildWorkflowScheduled",
-    "ChildWorkflowCompleted",
-    "ChildWorkflowFailed",
-    "CustomStatusSet",
-    "ExecutionSuspended",
-    "ExecutionResumed",
-    "ExecutionTerminated",
-    "ContinuedAsNew",
-    "ExecutionCompleted",
-    "PurgeRequested",
-    "history_event_to_record",
-    "history_event_from_record",
-    "failure_details_to_record",
-    "failure_details_from_record",
-    "validate_instance_id",
 ]

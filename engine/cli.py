@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config import Settings
+from engine.state.config import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=getattr(logging, ns.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from engine.client import InstanceExists
+    from engine.api.client import InstanceExists
 
     try:
         return int(ns.handler(ns) or 0)
@@ -118,7 +118,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 20)
     server = None
     if not ns.no_http:
-        from engine.http_api import serve_in_thread
+        from engine.api.http_api import serve_in_thread
 
         server = serve_in_thread(runtime, ns.http_host, ns.http_port)
         print(f"HTTP API on http://{ns.http_host}:{ns.http_port} (web page: /ui)", file=sys.stderr)
@@ -137,7 +137,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _client() -> Any:
-    from engine.client import WorkflowClient
+    from engine.api.client import WorkflowClient
 
     return WorkflowClient(settings=Settings.from_env())
 
@@ -201,7 +201,7 @@ def cmd_list(ns: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from engine.history import WorkflowStatus
+    from engine.core.history import WorkflowStatus
 
     status = None if ns.status is None else WorkflowStatus[ns.status.upper()]
     table = Table("instance", "workflow", "status", "created", "updated")
@@ -216,8 +216,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
 def cmd_history(ns: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from engine.history_reader import read_history
-    from engine.timeline import bar_width_for, render_timeline
+    from engine.api.history_reader import read_history
+    from engine.api.timeline import bar_width_for, render_timeline
 
     events = read_history(Settings.from_env(), ns.id, all_executions=ns.all)
     if not events:

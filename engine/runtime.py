@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from engine.bridge import BridgeRoute, PubSubBridge
-from engine.commands import CommandsDoor
-from engine.config import Settings
-from engine.history import validate_event_name
-from engine.orchestrator import Orchestrator
-from engine.registry import Registry
-from engine.topics import INBOX, ensure_workflow_topics
-from engine.worker import ActivityWorker
+from engine.core.history import validate_event_name
+from engine.edges.bridge import BridgeRoute, PubSubBridge
+from engine.edges.commands import CommandsDoor
+from engine.edges.worker import ActivityWorker
+from engine.orchestration.orchestrator import Orchestrator
+from engine.replay.registry import Registry
+from engine.state.config import Settings
+from engine.state.topics import INBOX, ensure_workflow_topics
 from streams.processor import Processor
 from streams.topics import TopicSpec, ensure_topics
 

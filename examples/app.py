@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import engine as wf
-from engine.bridge import BridgeRoute
+from engine.edges.bridge import BridgeRoute
 from examples import fan_out, monitor, order_payment, order_processing, purchase_order, task_chain
 
 runtime = wf.WorkflowRuntime()

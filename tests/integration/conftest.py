@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from engine.status_view import StatusView
+from engine.api.status_view import StatusView
 from streams.broker import LocalBroker, broker_answers, free_port_pair
 from streams.topics import delete_topics_with_prefix
 

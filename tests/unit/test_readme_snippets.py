@@ -8,8 +8,8 @@ from typing import Any
 
 import confluent_kafka
 
-from engine.codec import decode_event
-from engine.history import ExecutionStarted
+from engine.core.history import ExecutionStarted
+from engine.state.codec import decode_event
 
 REPO = Path(__file__).resolve().parents[2]
 

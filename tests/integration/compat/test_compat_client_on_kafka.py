@@ -15,9 +15,9 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 import engine as wf
-import engine.client
-from engine.config import Settings
-from engine.topics import INBOX, ensure_workflow_topics
+import engine.api.client
+from engine.state.config import Settings
+from engine.state.topics import INBOX, ensure_workflow_topics
 from tests.integration.compat import app
 from tests.integration.compat.conftest import PARTITIONS
 
@@ -90,7 +90,7 @@ def test_a_start_says_so_when_no_runtime_confirms_it_in_time_and_a_bulk_start_do
     # Topics without any runtime behind them: nothing will ever accept the start.
     idle = replace(Settings.from_env(), topic_prefix=compat_env["KWF_TOPIC_PREFIX"] + "-idle", partitions=1)
     ensure_workflow_topics(idle)
-    monkeypatch.setattr(engine.client, "DEFAULT_ACK_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(engine.api.client, "DEFAULT_ACK_TIMEOUT_S", 1.0)
     client = wf.WorkflowClient(settings=idle)
     began = time.monotonic()
     with pytest.raises(TimeoutError, match="did not reach the expected state within 1.0 s"):

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 import engine as wf
-import engine.client
+import engine.api.client
 from tests.integration.compat import app
 
 Status = wf.WorkflowStatus
@@ -139,7 +139,7 @@ def test_a_workflow_that_continues_as_new_in_its_first_step_starts_like_any_othe
     wfc: wf.WorkflowClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Its first execution is replaced before the start returns: the start must still be confirmed.
-    monkeypatch.setattr(engine.client, "DEFAULT_ACK_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(engine.api.client, "DEFAULT_ACK_TIMEOUT_S", 5.0)
     instance_id = wfc.schedule_new_workflow(app.restarts_at_once, input=0, instance_id=new_id("can"))
     state = completed(wfc, instance_id)
     assert state.runtime_status is Status.COMPLETED

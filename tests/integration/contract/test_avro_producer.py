@@ -36,8 +36,8 @@ def test_the_readme_example_is_the_contracts_encoding() -> None:
 
 
 def test_the_runtime_encodes_the_readme_example_the_same_way() -> None:
-    from engine.codec import encode_event
-    from engine.history import ExecutionStarted, HistoryEvent
+    from engine.core.history import ExecutionStarted, HistoryEvent
+    from engine.state.codec import encode_event
 
     start = ExecutionStarted("order_processing", '{"item":"book","qty":2}')
     ours = encode_event(HistoryEvent("order-1", "", -1, EXAMPLE["timestamp"], start))

@@ -1,6 +1,6 @@
 """Every producer puts an instance's records in the partition Kafka's Java producer picks:
-librdkafka with ``partitioner=murmur2_random``, ``engine.partitioner`` and Java's
-ConsoleProducer agree on ~200 instance IDs, and ``engine.partitioner`` matches Kafka's
+librdkafka with ``partitioner=murmur2_random``, ``engine.core.partitioner`` and Java's
+ConsoleProducer agree on ~200 instance IDs, and ``engine.core.partitioner`` matches Kafka's
 published murmur2 vectors.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from engine.partitioner import murmur2, partition_for
+from engine.core.partitioner import murmur2, partition_for
 from streams.broker import find_java, resolve_jars
 from tests.integration.contract.wire import WAIT_S, TopicReader, producer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import WorkflowClient, WorkflowRuntime
-from engine.config import Settings
+from engine.state.config import Settings
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.config import Settings
+from engine.state.config import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 APP = "tests.integration.engine.apps:runtime"

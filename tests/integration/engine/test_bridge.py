@@ -10,8 +10,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer
 
 from engine import WorkflowClient, WorkflowRuntime, WorkflowStatus
-from engine.bridge import BridgeRoute
-from engine.config import Settings
+from engine.edges.bridge import BridgeRoute
+from engine.state.config import Settings
 from examples import order_payment
 from examples.payment_producer import publish_payment
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from engine import WorkflowClient, WorkflowStatus
-from engine.config import Settings
+from engine.state.config import Settings
 from tests.integration.engine.runtime_process import kwf, runtime_processes
 
 

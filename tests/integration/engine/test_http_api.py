@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from engine import WorkflowRuntime
-from engine.config import Settings
-from engine.http_api import serve_in_thread
+from engine.api.http_api import serve_in_thread
+from engine.state.config import Settings
 from examples import order_processing
 
 BASE = "/v1.0-beta1/workflows/dapr"

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from engine import DaprWorkflowContext, InstanceExists, WorkflowClient, WorkflowRuntime, WorkflowStatus
-from engine.config import Settings
-from engine.history_reader import read_history
+from engine.api.history_reader import read_history
+from engine.state.config import Settings
 from tests.integration.engine.runtime_process import wait_until
 
 
@@ -55,7 +55,7 @@ def test_an_unknown_workflow_name_fails_the_instance_naming_it(
 def test_an_event_for_an_unknown_instance_changes_nothing_and_is_logged(
         start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient, settings: Settings,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="engine.orchestrator")
+    caplog.set_level(logging.INFO, logger="engine.orchestration.orchestrator")
     start_runtime(register)
     client.raise_workflow_event("nobody-home", "go", data={"x": 1})
     wait_until(lambda: any("nobody-home" in r.getMessage() and "unknown" in r.getMessage() for r in caplog.records),
@@ -75,7 +75,7 @@ def test_an_event_for_an_unknown_instance_changes_nothing_and_is_logged(
 def test_a_start_for_a_running_id_is_refused(
         start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient, settings: Settings,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="engine.orchestrator")
+    caplog.set_level(logging.INFO, logger="engine.orchestration.orchestrator")
     start_runtime(register)
     client.schedule_new_workflow(wait_for_go, input="first", instance_id="taken")
     client.wait_for_workflow_start("taken", timeout_in_seconds=30)

@@ -11,10 +11,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from engine import TaskCompleted, TaskScheduled, WorkflowClient, WorkflowStatus
-from engine.config import Settings
-from engine.history_reader import read_history
-from engine.partitioner import partition_for
+from engine import WorkflowClient, WorkflowStatus
+from engine.api.history_reader import read_history
+from engine.core.history import TaskCompleted, TaskScheduled
+from engine.core.partitioner import partition_for
+from engine.state.config import Settings
 from tests.integration.engine.runtime_process import read_runs, runtime_processes, wait_until
 
 ITEMS = 100

@@ -17,15 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import (
-    ExecutionCompleted,
-    ExecutionStarted,
-    WorkflowClient,
-    WorkflowRuntime,
-    WorkflowStatus,
-)
-from engine.config import Settings
-from engine.history_reader import read_history
+from engine import WorkflowClient, WorkflowRuntime, WorkflowStatus
+from engine.api.history_reader import read_history
+from engine.core.history import ExecutionCompleted, ExecutionStarted
+from engine.state.config import Settings
 from examples import monitor, purchase_order, task_chain
 from tests.integration.engine.runtime_process import wait_until
 

@@ -6,9 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from engine import TimerCreated, TimerFired, WorkflowClient, WorkflowStatus
-from engine.config import Settings
-from engine.history_reader import read_history
+from engine import WorkflowClient, WorkflowStatus
+from engine.api.history_reader import read_history
+from engine.core.history import TimerCreated, TimerFired
+from engine.state.config import Settings
 from tests.integration.engine.runtime_process import runtime_processes
 
 TIMER_S = 3.0

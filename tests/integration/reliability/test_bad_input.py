@@ -20,16 +20,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from engine import (
-    DaprWorkflowContext,
-    TaskFailedError,
-    WorkflowClient,
-    WorkflowRuntime,
-    WorkflowStatus,
-)
-from engine.codec import ActivityTask, encode_event, encode_task
-from engine.config import Settings
-from engine.history import EventRaised, ExecutionStarted, HistoryEvent
+from engine import DaprWorkflowContext, TaskFailedError, WorkflowClient, WorkflowRuntime, WorkflowStatus
+from engine.core.history import EventRaised, ExecutionStarted, HistoryEvent
+from engine.state.codec import ActivityTask, encode_event, encode_task
+from engine.state.config import Settings
 from tests.integration.engine.test_bridge import dead_letters
 
 SECRET = "card-4111-1111"

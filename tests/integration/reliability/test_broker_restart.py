@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine import WorkflowClient, WorkflowStatus
-from engine.config import Settings
-from engine.topics import ensure_workflow_topics
+from engine.state.config import Settings
+from engine.state.topics import ensure_workflow_topics
 from streams.broker import LocalBroker, free_port_pair
 from tests.integration.engine.runtime_process import runtime_processes
 

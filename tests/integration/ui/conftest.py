@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from engine import WorkflowClient, WorkflowRuntime
-from engine.http_api import serve_in_thread
+from engine.api.http_api import serve_in_thread
 from tests.integration.engine.conftest import client, settings, start_runtime  # noqa: F401 (fixtures)
 from tests.integration.ui import workflows
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from engine import WorkflowStatus
-from engine.http_api import serve_in_thread
+from engine.api.http_api import serve_in_thread
 from tests.integration.ui.conftest import Site, free_port, screenshot
 from tests.integration.ui.workflows import fan_out
 

@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import payload
-from engine.activities import run_activity
-from engine.executor import ExecutionResult, Executor
-from engine.history import (
+from engine.core import payload
+from engine.core.history import (
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -34,14 +32,16 @@ from engine.history import (
     FailureDetails,
     HistoryEvent,
     ParentInstance,
-    RuntimeStatus,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    WorkflowStatus,
 )
-from engine.registry import Registry, name_of
+from engine.edges.activities import run_activity
+from engine.replay.executor import ExecutionResult, Executor
+from engine.replay.registry import Registry, name_of
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -57,14 +57,14 @@ class Instance:
     history: list[HistoryEvent] = field(default_factory=list)
     past_executions: list[list[HistoryEvent]] = field(default_factory=list)
     results: list[ExecutionResult] = field(default_factory=list)
-    status: RuntimeStatus = RuntimeStatus.PENDING
+    status: WorkflowStatus = WorkflowStatus.PENDING
     output: str | None = None
     failure: FailureDetails | None = None
     custom_status: str | None = None
 
     @property
     def ended(self) -> bool:
-        return self.status in (RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.TERMINATED)
+        return self.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED)
 
     @property
     def result(self) -> Any:
@@ -267,7 +267,7 @@ class Driver:
             self._ended(inst, body, result)
 
     def _ended(self, inst: Instance, completed: ExecutionCompleted, result: ExecutionResult) -> None:
-        if completed.status is RuntimeStatus.CONTINUED_AS_NEW:
+        if completed.status is WorkflowStatus.CONTINUED_AS_NEW:
             assert result.continued_as_new is not None
             inst.past_executions.append(inst.history)
             nxt = result.continued_as_new
@@ -277,7 +277,7 @@ class Driver:
         if parent is None:
             return
         reply: Event
-        if completed.status is RuntimeStatus.COMPLETED:
+        if completed.status is WorkflowStatus.COMPLETED:
             reply = ChildWorkflowCompleted(parent.task_id, completed.output)
         else:
             failure = completed.failure or FailureDetails(completed.status.value, f"child {inst.instance_id} ended")

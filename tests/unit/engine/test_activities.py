@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from engine import Registry, WorkflowActivityContext, async_run_activity, payload, run_activity
+from engine import WorkflowActivityContext
+from engine.core import payload
+from engine.edges.activities import async_run_activity, run_activity
+from engine.replay.executor import Registry
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Parsing and validation of JSON commands (engine/commands.py), without a broker."""
+"""Parsing and validation of JSON commands (engine/edges/commands.py), without a broker."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.codec import decode_event, encode_event
-from engine.commands import MalformedCommand, parse_command
-from engine.history import (
+from engine.core.history import (
     EventRaised,
     ExecutionResumed,
     ExecutionStarted,
@@ -19,6 +17,8 @@ from engine.history import (
     HistoryEvent,
     PurgeRequested,
 )
+from engine.edges.commands import MalformedCommand, parse_command
+from engine.state.codec import decode_event, encode_event
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LIMIT = 100

@@ -13,7 +13,8 @@ import pydantic
 import pytest
 
 import engine as wf
-from engine.history import ChildWorkflowScheduled, TaskScheduled
+from engine.core.history import ChildWorkflowScheduled, TaskScheduled
+from engine.replay.registry import name_of
 from tests.unit.engine.driver import Driver
 
 
@@ -71,7 +72,7 @@ def test_decorators_and_register_calls_on_the_runtime_resolve_function_objects_t
 
     # The decorators return the function itself, carrying the name it was registered under.
     assert callable(named_act) and named_act(None, 1) == "renamed:1"
-    assert [wf.name_of(f) for f in (plain_act, named_act, registered_act, child, registered_child, parent)] == [
+    assert [name_of(f) for f in (plain_act, named_act, registered_act, child, registered_child, parent)] == [
         "plain_act", "renamed_act", "act_v2", "renamed_child", "child_v2", "parent",
     ]  # fmt: skip
     assert wfr.registry.workflow_names == ["renamed_child", "child_v2", "parent"]

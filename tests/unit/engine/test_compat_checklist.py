@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 import engine as wf
-from engine.history import TaskFailed, TimerCreated
+from engine.core.history import TaskCompleted, TaskFailed, TimerCreated
 from tests.unit.engine.driver import Driver
 
 SECOND = timedelta(seconds=1)
@@ -246,6 +246,6 @@ def test_when_any_returns_the_winning_task_whose_result_can_be_read(seed: int) -
     driver.start(race)
     driver.run()
     index, result = driver.instance().result
-    first_done = next(e.event for e in driver.instance().history if isinstance(e.event, wf.TaskCompleted))
+    first_done = next(e.event for e in driver.instance().history if isinstance(e.event, TaskCompleted))
     assert index == first_done.task_id
     assert result == f"result {index}"

@@ -8,16 +8,21 @@ from typing import Any
 
 import pytest
 
-import engine as wf
-from engine import Executor, Registry, RuntimeStatus
-from engine.history import (
+from engine.core.history import (
+    ChildWorkflowCompleted,
     ChildWorkflowScheduled,
     CustomStatusSet,
+    EventRaised,
     ExecutionCompleted,
     ExecutionStarted,
     HistoryEvent,
+    ParentInstance,
+    TaskCompleted,
     TimerCreated,
+    TimerFired,
+    WorkflowStatus,
 )
+from engine.replay.executor import ContinueAsNew, Executor, Registry
 from tests.unit.engine.driver import START, Driver
 
 
@@ -88,9 +93,9 @@ def test_a_workflow_returning_none_completes_with_no_output() -> None:
     driver.start("wf")
     driver.run()
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.COMPLETED
+    assert inst.status is WorkflowStatus.COMPLETED
     assert inst.output is None
-    assert inst.events[-1] == ExecutionCompleted(RuntimeStatus.COMPLETED, None)
+    assert inst.events[-1] == ExecutionCompleted(WorkflowStatus.COMPLETED, None)
 
 
 def test_a_plain_function_workflow_taking_only_the_context() -> None:
@@ -106,7 +111,7 @@ def test_an_unknown_workflow_fails_naming_it() -> None:
     driver = driver_for(lambda ctx: None)
     driver.start("no_such_flow")
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.FAILED
+    assert inst.status is WorkflowStatus.FAILED
     assert inst.failure is not None
     assert inst.failure.type == "WorkflowNotRegistered"
     assert "'no_such_flow'" in inst.failure.message
@@ -187,7 +192,7 @@ def test_child_instance_ids_default_to_parent_and_task_id_and_are_validated() ->
     first, second, error = inst.result
     assert [first, second] == [10, 20]
     assert "bad id!" in error and "1 to 128" in error
-    assert driver.instance("parent:1").parent == wf.ParentInstance("parent", inst.execution_id, 1, "wf")
+    assert driver.instance("parent:1").parent == ParentInstance("parent", inst.execution_id, 1, "wf")
 
 
 def test_create_timer_takes_a_datetime_or_a_timedelta() -> None:
@@ -219,10 +224,10 @@ def test_continue_as_new_ends_the_execution_and_restarts_with_new_input() -> Non
     assert inst.result == 3
     assert len(inst.past_executions) == 3
     first = inst.past_executions[0]
-    assert first[-1].event == ExecutionCompleted(RuntimeStatus.CONTINUED_AS_NEW)
+    assert first[-1].event == ExecutionCompleted(WorkflowStatus.CONTINUED_AS_NEW)
     continued = inst.results[1]
-    assert continued.status is RuntimeStatus.CONTINUED_AS_NEW
-    assert continued.continued_as_new == wf.ContinueAsNew("1", ())
+    assert continued.status is WorkflowStatus.CONTINUED_AS_NEW
+    assert continued.continued_as_new == ContinueAsNew("1", ())
     assert inst.past_executions[1][0].event == ExecutionStarted("wf", "1")
     # Each execution has its own ID and a history that starts over at sequence 0.
     assert len({h[0].execution_id for h in inst.past_executions}) == 3
@@ -236,12 +241,12 @@ def test_a_stray_or_duplicate_result_changes_nothing() -> None:
     driver = driver_for(workflow)
     driver.start("wf")
     inst = driver.instance()
-    for stray in (wf.TaskCompleted(7, '"stray"'), wf.TimerFired(0, START), wf.ChildWorkflowCompleted(0, '"x"')):
+    for stray in (TaskCompleted(7, '"stray"'), TimerFired(0, START), ChildWorkflowCompleted(0, '"x"')):
         driver._step(inst, [stray])
         assert inst.results[-1].actions == []
-        assert inst.status is RuntimeStatus.RUNNING
+        assert inst.status is WorkflowStatus.RUNNING
     driver.run()
-    driver._step(inst, [wf.TaskCompleted(0, '"duplicate"')])
+    driver._step(inst, [TaskCompleted(0, '"duplicate"')])
     assert inst.result == "real"
 
 
@@ -252,16 +257,16 @@ def test_the_executor_never_raises_even_on_nonsense_input() -> None:
 
     executor = Executor(Registry())
     result = executor.execute("x", Broken(), [])
-    assert result.status is RuntimeStatus.FAILED
+    assert result.status is WorkflowStatus.FAILED
     assert result.failure is not None and "storage went away" in result.failure.message
     assert isinstance(result.actions[-1], ExecutionCompleted)
 
 
 def test_events_before_the_start_leave_the_instance_pending() -> None:
     executor = Executor(Registry())
-    event = HistoryEvent("x", "e", 0, START, wf.EventRaised("early"))
+    event = HistoryEvent("x", "e", 0, START, EventRaised("early"))
     result = executor.execute("x", [], [event])
-    assert result.status is RuntimeStatus.PENDING
+    assert result.status is WorkflowStatus.PENDING
     assert result.actions == []
 
 
@@ -276,10 +281,10 @@ def test_an_ended_history_reports_its_recorded_outcome(cache_size: int) -> None:
     driver.start("wf")
     driver.run()
     inst = driver.instance()
-    late = HistoryEvent("wf-1", inst.execution_id, len(inst.history), START, wf.EventRaised("late"))
+    late = HistoryEvent("wf-1", inst.execution_id, len(inst.history), START, EventRaised("late"))
     result = driver.executor.execute("wf-1", inst.history, [late])
     assert (result.status, result.output, result.actions, result.custom_status) == (
-        RuntimeStatus.COMPLETED,
+        WorkflowStatus.COMPLETED,
         '"done"',
         [],
         '"almost"',

@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 
 import engine as wf
-from engine import Registry, RuntimeStatus
-from engine.history import EventRaised, ExecutionStarted, TaskScheduled, TimerCreated
+from engine.core.history import (
+    EventRaised,
+    ExecutionCompleted,
+    ExecutionStarted,
+    TaskScheduled,
+    TimerCreated,
+    WorkflowStatus,
+)
+from engine.replay.executor import Registry
 from tests.unit.engine.driver import Driver
 
 CACHE_MODES = pytest.mark.parametrize("cache_size", [10_000, 0], ids=["cached", "replayed"])
@@ -109,7 +116,7 @@ def test_an_uncaught_wait_timeout_fails_the_instance_with_timeout_error() -> Non
     driver.start("wf")
     driver.run()
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.FAILED
+    assert inst.status is WorkflowStatus.FAILED
     assert inst.failure is not None and inst.failure.type == "TimeoutError"
 
 
@@ -124,7 +131,7 @@ def test_an_event_in_time_beats_the_timeout_and_a_late_timer_changes_nothing() -
     driver.raise_event("wf-1", "go", 42)
     driver.run()  # runs the activity, then fires the now useless timeout timer
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.COMPLETED
+    assert inst.status is WorkflowStatus.COMPLETED
     assert inst.result == 42
 
 
@@ -209,16 +216,16 @@ def test_events_and_results_wait_while_suspended_and_apply_on_resume(cache_size:
     driver = driver_for(workflow, cache_size)
     driver.start("wf")
     driver.suspend("wf-1", "maintenance")
-    assert driver.instance().status is RuntimeStatus.SUSPENDED
+    assert driver.instance().status is WorkflowStatus.SUSPENDED
     driver.run()  # the activity runs, but its result is held
     driver.raise_event("wf-1", "go", "now")
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.SUSPENDED
+    assert inst.status is WorkflowStatus.SUSPENDED
     assert len(inst.of_kind(TaskScheduled)) == 1
     assert inst.results[-1].actions == []
 
     driver.resume("wf-1")
-    assert driver.instance().status is RuntimeStatus.COMPLETED
+    assert driver.instance().status is WorkflowStatus.COMPLETED
     assert driver.instance().result == ["work", "now"]
 
 
@@ -231,10 +238,10 @@ def test_terminate_ends_the_instance_with_the_given_output(cache_size: int) -> N
     driver.start("wf")
     driver.terminate("wf-1", {"why": "operator"})
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.TERMINATED
+    assert inst.status is WorkflowStatus.TERMINATED
     assert inst.result == {"why": "operator"}
     last = inst.events[-1]
-    assert isinstance(last, wf.ExecutionCompleted) and last.status is RuntimeStatus.TERMINATED
+    assert isinstance(last, ExecutionCompleted) and last.status is WorkflowStatus.TERMINATED
     assert last.output == '{"why":"operator"}'
 
 
@@ -246,4 +253,4 @@ def test_terminate_while_suspended_still_terminates() -> None:
     driver.start("wf")
     driver.suspend("wf-1")
     driver.terminate("wf-1")
-    assert driver.instance().status is RuntimeStatus.TERMINATED
+    assert driver.instance().status is WorkflowStatus.TERMINATED

@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import overload
 
 import engine as wf
-from engine import Executor, Registry, RuntimeStatus
-from engine.history import ExecutionStarted, HistoryEvent, TaskCompleted, TimerCreated
+from engine.core.history import ExecutionStarted, HistoryEvent, TaskCompleted, TimerCreated, WorkflowStatus
+from engine.replay.executor import Executor, Registry
 from tests.unit.engine.driver import START
 
 
@@ -66,7 +66,7 @@ def feed(executor: Executor, instance_id: str, n: int) -> tuple[WatchedHistory, 
     step(ExecutionStarted("fan_out", str(n)))
     for i in range(n):
         result = step(TaskCompleted(i, str(i)))
-    assert result.status is RuntimeStatus.COMPLETED
+    assert result.status is WorkflowStatus.COMPLETED
     assert result.output == str(sum(range(n)))
     return history, reads
 
@@ -98,7 +98,7 @@ def test_the_cache_is_bounded_least_recently_used_first() -> None:
     assert result.output == "11"
     assert executor.cached_instances == 1  # a finished run leaves the cache; "c" stays
     more = HistoryEvent("c", "exec", 3, START, TaskCompleted(0, "1"))
-    assert executor.execute("c", histories["c"], [more]).status is RuntimeStatus.RUNNING
+    assert executor.execute("c", histories["c"], [more]).status is WorkflowStatus.RUNNING
 
 
 def test_a_history_that_does_not_match_the_cached_run_is_replayed() -> None:

@@ -11,7 +11,7 @@ import pytest
 from fastavro.schema import load_schema
 
 import engine as wf
-from engine.history import (
+from engine.core.history import (
     EVENT_TYPES,
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
@@ -28,12 +28,12 @@ from engine.history import (
     HistoryEvent,
     ParentInstance,
     PurgeRequested,
-    RuntimeStatus,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    WorkflowStatus,
     failure_details_from_record,
     failure_details_to_record,
     history_event_from_record,
@@ -62,7 +62,7 @@ ONE_OF_EACH = [
     ExecutionResumed(None),
     ExecutionTerminated("stop", '"out"', recurse=False),
     ContinuedAsNew('{"n":2}'),
-    ExecutionCompleted(RuntimeStatus.FAILED, None, FAILURE),
+    ExecutionCompleted(WorkflowStatus.FAILED, None, FAILURE),
     PurgeRequested(),
 ]
 
@@ -89,7 +89,7 @@ def test_every_event_kind_round_trips_through_fastavro(body: object) -> None:
 def test_reading_with_the_nullable_union_override_also_works() -> None:
     # streams.serde reads with return_record_name_override: nullable records come back bare.
     schema = load_schema(str(SCHEMAS / "kwf.HistoryEvent.avsc"))
-    event = HistoryEvent("i", "e", 0, WHEN, ExecutionCompleted(RuntimeStatus.FAILED, None, FAILURE))
+    event = HistoryEvent("i", "e", 0, WHEN, ExecutionCompleted(WorkflowStatus.FAILED, None, FAILURE))
     out = io.BytesIO()
     fastavro.schemaless_writer(out, schema, history_event_to_record(event))
     out.seek(0)
@@ -100,7 +100,7 @@ def test_reading_with_the_nullable_union_override_also_works() -> None:
 
 
 def test_records_use_the_schema_shapes() -> None:
-    record = history_event_to_record(HistoryEvent("i", "e", 1, WHEN, ExecutionCompleted(RuntimeStatus.COMPLETED, "1")))
+    record = history_event_to_record(HistoryEvent("i", "e", 1, WHEN, ExecutionCompleted(WorkflowStatus.COMPLETED, "1")))
     assert record["event"] == ("kwf.ExecutionCompleted", {"status": "COMPLETED", "output": "1", "failure": None})
     assert failure_details_to_record(FAILURE)["inner"] == {
         "type": "OSError",
@@ -130,7 +130,7 @@ def test_an_unknown_event_kind_or_a_bare_union_member_is_refused() -> None:
 
 def test_workflow_status_reads_like_dapr_and_is_the_schema_enum() -> None:
     assert str(wf.WorkflowStatus.COMPLETED) == "WorkflowStatus.COMPLETED"
-    assert wf.RuntimeStatus is wf.WorkflowStatus
+    assert wf.WorkflowStatus is WorkflowStatus
     schema = load_schema(str(SCHEMAS / "kwf.RuntimeStatus.avsc"))
     assert [s.name for s in wf.WorkflowStatus] == schema["symbols"]
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.codec import encode_event
-from engine.history import (
+from engine.core.history import (
     ExecutionStarted,
     FailureDetails,
     HistoryEvent,
@@ -21,8 +20,9 @@ from engine.history import (
     WorkflowStatus,
     failure_details_to_record,
 )
-from engine.instance_state import InstanceState
-from engine.instance_store import InstanceStore
+from engine.state.codec import encode_event
+from engine.state.instance_state import InstanceState
+from engine.state.instance_store import InstanceStore
 from streams.store import PartitionStore
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import engine as wf
-from engine import ExecutionResult, Executor, Registry, RuntimeStatus
-from engine.history import ExecutionCompleted, HistoryEvent, TaskCompleted, TaskScheduled
+from engine.core.history import ExecutionCompleted, HistoryEvent, TaskCompleted, TaskScheduled, WorkflowStatus
+from engine.replay.executor import ExecutionResult, Executor, Registry
 from tests.unit.engine.driver import Driver
 
 
@@ -36,7 +36,7 @@ def replay(v2: Callable[..., Any], history: list[HistoryEvent], new_event: Any) 
 
 
 def assert_nondeterministic(result: ExecutionResult, *fragments: str) -> None:
-    assert result.status is RuntimeStatus.FAILED
+    assert result.status is WorkflowStatus.FAILED
     assert result.failure is not None and result.failure.type == "NonDeterminismError"
     for fragment in fragments:
         assert fragment in result.failure.message
@@ -71,7 +71,7 @@ def test_changing_the_activity_at_step_2_fails_naming_the_step_and_both_activiti
 def test_the_unchanged_code_replays_the_same_history_fine() -> None:
     history = history_of(chain_v1, steps=1)
     result = replay(chain_v1, history, TaskCompleted(1, "1"))
-    assert result.status is RuntimeStatus.RUNNING
+    assert result.status is WorkflowStatus.RUNNING
     assert result.actions == [TaskScheduled(2, "c", "1")]
 
 
@@ -143,5 +143,5 @@ def test_a_run_failed_for_nondeterminism_is_not_kept_in_the_cache() -> None:
     last = history[-1]
     event = HistoryEvent(last.instance_id, last.execution_id, len(history), last.timestamp, TaskCompleted(1, "1"))
     first = executor.execute(last.instance_id, history, [event])
-    assert first.status is RuntimeStatus.FAILED
+    assert first.status is WorkflowStatus.FAILED
     assert executor.cached_instances == 0  # a failed run is not kept

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pydantic
 import pytest
 
-from engine.payload import OBJECT_MARKER, coerce, decode, encode, input_annotation
+from engine.core.payload import OBJECT_MARKER, coerce, decode, encode, input_annotation
 
 
 @dataclass

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine import Registry, name_of
+from engine.replay.executor import Registry
+from engine.replay.registry import name_of
 
 
 @dataclass

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine as wf
-from engine import Registry, RuntimeStatus
+from engine.core.history import WorkflowStatus
+from engine.replay.executor import Registry
 from tests.unit.engine.driver import Driver
 
 RETRY = wf.RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=3, backoff_coefficient=2)
@@ -139,7 +140,7 @@ def test_cached_and_replayed_runs_are_identical(spec: list[Any], seed: int, extr
     thrashing = play(spec, raised, seed, cache_size=1)
 
     main = cached.instance()
-    assert main.status is RuntimeStatus.COMPLETED, main.failure
+    assert main.status is WorkflowStatus.COMPLETED, main.failure
     assert len(main.result) == sum(1 for step in spec if step[0] not in ("status", "forget"))
     assert outcome(cached) == outcome(replayed)
     assert outcome(cached) == outcome(thrashing)

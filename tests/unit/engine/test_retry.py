@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 import engine as wf
-from engine import Registry, RetryPolicy, RuntimeStatus
-from engine.history import HistoryEvent, TaskFailed, TaskScheduled, TimerCreated, TimerFired
+from engine import RetryPolicy
+from engine.core.history import HistoryEvent, TaskFailed, TaskScheduled, TimerCreated, TimerFired, WorkflowStatus
+from engine.replay.executor import Registry
 from tests.unit.engine.driver import Driver
 
 CACHE_MODES = pytest.mark.parametrize("cache_size", [10_000, 0], ids=["cached", "replayed"])
@@ -86,7 +87,7 @@ def retry_delays(history: list[HistoryEvent]) -> list[float]:
 def test_failing_twice_then_succeeding_under_three_attempts_completes(cache_size: int) -> None:
     driver = run_with_policy(RetryPolicy(SECOND, 3, backoff_coefficient=2), Flaky(2), cache_size)
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.COMPLETED
+    assert inst.status is WorkflowStatus.COMPLETED
     assert inst.result == 3
     assert retry_delays(inst.history) == [1, 2]
     kinds = [type(e).__name__ for e in inst.events[1:-1]]

@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from engine import runtime as runtime_module
-from engine.config import Settings
 from engine.runtime import WorkflowRuntime, transient
+from engine.state.config import Settings
 from streams.transaction import ProcessorFenced
 
 

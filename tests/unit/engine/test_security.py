@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from engine.bridge import BridgeRoute, PubSubBridge
-from engine.client import WorkflowClient
-from engine.codec import ActivityTask, encode_event
-from engine.commands import CommandsDoor, MalformedCommand, parse_command
-from engine.config import Settings
-from engine.history import EventRaised, HistoryEvent, validate_event_name
-from engine.orchestrator import Orchestrator
-from engine.registry import Registry
+from engine.api.client import WorkflowClient
+from engine.core.history import EventRaised, HistoryEvent, validate_event_name
+from engine.edges.bridge import BridgeRoute, PubSubBridge
+from engine.edges.commands import CommandsDoor, MalformedCommand, parse_command
+from engine.edges.worker import ActivityWorker
+from engine.orchestration.orchestrator import Orchestrator
+from engine.replay.registry import Registry
 from engine.runtime import WorkflowRuntime
-from engine.worker import ActivityWorker
+from engine.state.codec import ActivityTask, encode_event
+from engine.state.config import Settings
 from streams.kafka_config import client_settings
 from streams.processor import Processor
 
@@ -89,7 +89,7 @@ class Recorder:
 
 def test_the_workflow_client_producer_gets_the_security_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder()
-    monkeypatch.setattr("engine.client.Producer", recorder)
+    monkeypatch.setattr("engine.api.client.Producer", recorder)
     with pytest.raises(RuntimeError, match="recorded"):
         WorkflowClient(settings=secure_settings())
     assert_secure(recorder.configs[0], "WorkflowClient producer")
@@ -156,7 +156,7 @@ def test_an_undecodable_task_is_logged_without_its_bytes(caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG)
     message = Message()
     try:
-        from engine.codec import decode_task
+        from engine.state.codec import decode_task
 
         decode_task(message.value())
     except Exception as err:
@@ -300,7 +300,7 @@ def test_an_oversized_payload_is_refused_at_the_client_with_the_limit_named() ->
 def test_an_oversized_body_is_refused_by_the_api_with_413() -> None:
     from fastapi.testclient import TestClient
 
-    from engine.http_api import create_app
+    from engine.api.http_api import create_app
 
     api = TestClient(create_app(WorkflowClient(settings=replace(plain_settings(), max_payload_bytes=100))))
     base = "/v1.0-beta1/workflows/dapr"

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import Registry, RuntimeStatus, payload
-from engine.history import ExecutionCompleted, TaskScheduled, TimerCreated
+from engine.core import payload
+from engine.core.history import ExecutionCompleted, TaskScheduled, TimerCreated, WorkflowStatus
+from engine.replay.executor import Registry
 from examples import fan_out, monitor, purchase_order, task_chain
 from tests.unit.engine.driver import Driver
 
@@ -34,7 +35,7 @@ def test_task_chain_passes_each_result_to_the_next_step(cache_size: int, capsys:
     driver.run()
 
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.COMPLETED
+    assert inst.status is WorkflowStatus.COMPLETED
     # step1: 1 + 1 = 2, step2: 2 * 2 = 4, step3: 4 ^ 2 = 6
     assert inst.result == [2, 4, 6]
     assert [t.name for t in inst.of_kind(TaskScheduled)] == ["step1", "step2", "step3"]
@@ -60,7 +61,7 @@ def test_task_chain_runs_the_error_handler_when_a_step_raises(
     assert driver.activity_runs["error_handler"] == 1
     assert "Executing error handler: activity 'step2' failed: RuntimeError: cannot double 2." in capsys.readouterr().out
     # The workflow re-raises after compensating, so the instance fails with the task's error.
-    assert inst.status is RuntimeStatus.FAILED
+    assert inst.status is WorkflowStatus.FAILED
     assert inst.failure is not None
     assert inst.failure.type == "TaskFailedError"
     assert inst.failure.inner is not None and inst.failure.inner.type == "RuntimeError"
@@ -84,7 +85,7 @@ def test_fan_out_processes_every_item_in_parallel_and_sums_them(
     driver.run()
 
     inst = driver.instance()
-    assert inst.status is RuntimeStatus.COMPLETED
+    assert inst.status is WorkflowStatus.COMPLETED
     assert inst.output is None  # the seed's workflow returns nothing
     assert driver.activity_runs["process_work_item"] == 10
     assert "Final result: 110." in capsys.readouterr().out  # 2 * (1 + ... + 10)
@@ -112,7 +113,7 @@ def test_monitor_sleeps_a_minute_while_healthy_and_continues_as_new(
         events = [e.event for e in past]
         timer = next(e for e in past if isinstance(e.event, TimerCreated))
         assert timer.event.fire_at - timer.timestamp == timedelta(seconds=60)
-        assert events[-1] == ExecutionCompleted(RuntimeStatus.CONTINUED_AS_NEW)
+        assert events[-1] == ExecutionCompleted(WorkflowStatus.CONTINUED_AS_NEW)
     # Each execution starts from the job the previous one passed on, healthy from then on;
     # it crossed the wire as a JobStatus object.
     started = inst.past_executions[1][0].event

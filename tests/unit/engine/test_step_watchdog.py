@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.step_watchdog import StepTimeLimitExceeded, StepWatchdog
+from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 
 
 def spin(seconds: float) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine import TaskFailedError, when_all, when_any
-from engine.history import FailureDetails
-from engine.tasks import CompletableTask
+from engine.core.history import FailureDetails
+from engine.replay.tasks import CompletableTask
 
 
 def failed(message: str) -> TaskFailedError:

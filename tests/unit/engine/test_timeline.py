@@ -8,8 +8,9 @@ import pytest
 from rich.console import Console
 
 import engine as wf
-from engine import Registry, RetryPolicy, RuntimeStatus
-from engine.history import (
+from engine import RetryPolicy
+from engine.api.timeline import TimelineRow, bar_width_for, format_seconds, render_timeline, span_bar, timeline_rows
+from engine.core.history import (
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -28,8 +29,9 @@ from engine.history import (
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    WorkflowStatus,
 )
-from engine.timeline import TimelineRow, bar_width_for, format_seconds, render_timeline, span_bar, timeline_rows
+from engine.replay.executor import Registry
 from tests.unit.engine.driver import Driver
 
 T0 = datetime(2024, 5, 6, 7, 0, 0, tzinfo=UTC)
@@ -60,7 +62,7 @@ def test_fan_out_gives_one_overlapping_row_per_activity_in_scheduling_order() ->
         (2.5, TaskCompleted(1, "4")),
         (2.5, TaskScheduled(3, "total", "[1,4,9]")),
         (3.0, TaskCompleted(3, "14")),
-        (3.0, ExecutionCompleted(RuntimeStatus.COMPLETED, "14")),
+        (3.0, ExecutionCompleted(WorkflowStatus.COMPLETED, "14")),
     ))
     assert summary(rows) == [
         ("workflow", "fan_out", 0, 3.0, "completed", 1),
@@ -158,7 +160,7 @@ def test_a_failed_activity_and_workflow_carry_their_messages() -> None:
         (0, ExecutionStarted("order")),
         (0, TaskScheduled(0, "charge", "25")),
         (0.2, TaskFailed(0, FailureDetails("ValueError", "card declined", "Traceback ..."))),
-        (0.2, ExecutionCompleted(RuntimeStatus.FAILED, None, FailureDetails(
+        (0.2, ExecutionCompleted(WorkflowStatus.FAILED, None, FailureDetails(
             "TaskFailedError", "activity 'charge' failed: ValueError: card declined"))),
     ))
     assert summary(rows) == [("workflow", "order", 0, 0.2, "failed", 1), ("activity", "charge", 0, 0.2, "failed", 1)]
@@ -180,7 +182,7 @@ def test_timers_fire_wait_or_are_abandoned_when_the_execution_ends() -> None:
         ("timer", "until 2024-05-06 08:00:00Z", 5, None, "waiting", 1),
     ]
     ended = timeline_rows([*running, HistoryEvent("wf-1", "exec-1", 5, at(6),
-                                                  ExecutionCompleted(RuntimeStatus.COMPLETED, "1"))])
+                                                  ExecutionCompleted(WorkflowStatus.COMPLETED, "1"))])
     assert ended[2].outcome == "abandoned" and ended[2].seconds == 1.0
     assert ended[2].detail == "the execution ended before this did"
 
@@ -193,7 +195,7 @@ def test_events_and_management_are_instants_and_termination_abandons_open_work()
         (2, EventRaised("approval_received", '{"approver":"Jane"}')),
         (3, ExecutionResumed(None)),
         (4, ExecutionTerminated("by operator", '"stopped"')),
-        (4, ExecutionCompleted(RuntimeStatus.TERMINATED, '"stopped"')),
+        (4, ExecutionCompleted(WorkflowStatus.TERMINATED, '"stopped"')),
     ))
     assert summary(rows) == [
         ("workflow", "approval", 0, 4.0, "terminated", 1),
@@ -224,7 +226,7 @@ def test_each_execution_of_continue_as_new_has_its_own_rows() -> None:
         (0, ExecutionStarted("counter", "0")),
         (0, TaskScheduled(0, "step", "0")),
         (1, TaskCompleted(0, "1")),
-        (1, ExecutionCompleted(RuntimeStatus.CONTINUED_AS_NEW)),
+        (1, ExecutionCompleted(WorkflowStatus.CONTINUED_AS_NEW)),
         execution_id="exec-1",
     )
     second = history(
@@ -232,7 +234,7 @@ def test_each_execution_of_continue_as_new_has_its_own_rows() -> None:
         (1, EventRaised("carried", None)),
         (1, TaskScheduled(0, "step", "1")),  # task IDs start again in each execution
         (3, TaskCompleted(0, "2")),
-        (3, ExecutionCompleted(RuntimeStatus.COMPLETED, "2")),
+        (3, ExecutionCompleted(WorkflowStatus.COMPLETED, "2")),
         execution_id="exec-2",
     )
     rows = timeline_rows([*first, *second])
@@ -302,7 +304,7 @@ def test_render_shows_each_row_its_bar_and_failures_with_their_message() -> None
         (0, TaskScheduled(0, "reserve", None)), (0, TaskScheduled(1, "charge", None)),
         (1, TaskCompleted(0)),
         (2, TaskFailed(1, FailureDetails("ValueError", "card declined"))),
-        (2, ExecutionCompleted(RuntimeStatus.FAILED, None, FailureDetails("TaskFailedError", "charge failed"))),
+        (2, ExecutionCompleted(WorkflowStatus.FAILED, None, FailureDetails("TaskFailedError", "charge failed"))),
         instance_id="order-7",
     )
     console = Console(record=True, width=160, color_system="truecolor")

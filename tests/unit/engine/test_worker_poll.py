@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import worker
+from engine.edges import worker
 
 
 class FakeConsumer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 
-from engine.history import FailureDetails
+from engine.core.history import FailureDetails
 
 
 class TaskFailedError(Exception):

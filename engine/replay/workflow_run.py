@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import payload
-from engine.context import WorkflowContext
-from engine.errors import NonDeterminismError, TaskFailedError, WorkflowNotRegistered, failure_from_exception
-from engine.history import (
+from engine.core import payload
+from engine.core.errors import NonDeterminismError, TaskFailedError, WorkflowNotRegistered, failure_from_exception
+from engine.core.history import (
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -38,17 +37,18 @@ from engine.history import (
     ExecutionTerminated,
     FailureDetails,
     HistoryEvent,
-    RuntimeStatus,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    WorkflowStatus,
     validate_instance_id,
 )
-from engine.registry import Registry
-from engine.retry import RetryPolicy
-from engine.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
+from engine.replay.context import WorkflowContext
+from engine.replay.registry import Registry
+from engine.replay.retry import RetryPolicy
+from engine.replay.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -137,13 +137,13 @@ class WorkflowRun:
         self._held: list[Event] = []
 
     @property
-    def status(self) -> RuntimeStatus:
+    def status(self) -> WorkflowStatus:
         """RUNNING, SUSPENDED, PENDING before ExecutionStarted, or how the execution ended."""
         if self.outcome is not None:
             return self.outcome.status
         if not self.started:
-            return RuntimeStatus.PENDING
-        return RuntimeStatus.SUSPENDED if self._suspended else RuntimeStatus.RUNNING
+            return WorkflowStatus.PENDING
+        return WorkflowStatus.SUSPENDED if self._suspended else WorkflowStatus.RUNNING
 
     # Applying history ---------------------------------------------------------------
 
@@ -167,7 +167,7 @@ class WorkflowRun:
             elif isinstance(body, ExecutionCompleted):
                 self._record_outcome(body)
             elif isinstance(body, ContinuedAsNew):
-                self._record_outcome(ExecutionCompleted(RuntimeStatus.CONTINUED_AS_NEW))
+                self._record_outcome(ExecutionCompleted(WorkflowStatus.CONTINUED_AS_NEW))
             elif self.outcome is not None:
                 return  # the execution has ended; later inputs change nothing
             elif isinstance(body, ExecutionStarted):
@@ -466,10 +466,10 @@ class WorkflowRun:
         except Exception as err:
             self._finish_failed(err)
             return
-        self._finish(ExecutionCompleted(RuntimeStatus.COMPLETED, output))
+        self._finish(ExecutionCompleted(WorkflowStatus.COMPLETED, output))
 
     def _finish_failed(self, err: BaseException) -> None:
-        self._finish(ExecutionCompleted(RuntimeStatus.FAILED, None, failure_from_exception(err)))
+        self._finish(ExecutionCompleted(WorkflowStatus.FAILED, None, failure_from_exception(err)))
 
     def _finish_continued(self) -> None:
         assert self._continue_request is not None
@@ -479,21 +479,21 @@ class WorkflowRun:
             pending = sorted((item for queue in self._buffered.values() for item in queue), key=lambda item: item[0])
             carried = tuple(raised for _, raised in pending)
         self.continued_as_new = ContinueAsNew(input_json, carried)
-        self._finish(ExecutionCompleted(RuntimeStatus.CONTINUED_AS_NEW))
+        self._finish(ExecutionCompleted(WorkflowStatus.CONTINUED_AS_NEW))
 
     def _terminate(self, terminated: ExecutionTerminated) -> None:
         # Steps asked for in the same batch as the termination would only start work
         # nobody waits for.
         self._unconfirmed.clear()
         self._emitted.clear()
-        self._finish(ExecutionCompleted(RuntimeStatus.TERMINATED, terminated.output))
+        self._finish(ExecutionCompleted(WorkflowStatus.TERMINATED, terminated.output))
 
     def _fail_nondeterministic(self, err: NonDeterminismError) -> None:
         self._broken = True
         self._unconfirmed.clear()
         self._emitted.clear()
         self.continued_as_new = None
-        self._finish(ExecutionCompleted(RuntimeStatus.FAILED, None, failure_from_exception(err)))
+        self._finish(ExecutionCompleted(WorkflowStatus.FAILED, None, failure_from_exception(err)))
 
     def _record_outcome(self, recorded: ExecutionCompleted) -> None:
         self.outcome = recorded

@@ -12,8 +12,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.codec import StatusRecord
-from engine.history import (
+from engine.core.history import (
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -34,6 +33,7 @@ from engine.history import (
     failure_details_from_record,
     failure_details_to_record,
 )
+from engine.state.codec import StatusRecord
 
 ENDED = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED})
 # The timer ID of a start deferred with ``start_at``: workflow timers count up from 0.

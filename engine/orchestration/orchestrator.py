@@ -15,13 +15,11 @@ import uuid
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from engine.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
-from engine.config import Settings
-from engine.executor import ExecutionResult, Executor
-from engine.history import (
+from engine.core.clock import now_utc
+from engine.core.history import (
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -43,26 +41,23 @@ from engine.history import (
     validate_event_name,
     validate_instance_id,
 )
-from engine.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
-from engine.instance_store import InstanceStore
-from engine.partitioner import partition_for
-from engine.registry import Registry
-from engine.step_watchdog import StepTimeLimitExceeded, StepWatchdog
-from engine.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
+from engine.core.partitioner import partition_for
+from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
+from engine.replay.executor import ExecutionResult, Executor
+from engine.replay.registry import Registry
+from engine.state.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
+from engine.state.config import Settings
+from engine.state.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
+from engine.state.instance_store import InstanceStore
+from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
 from streams.processor import ProcessorConfig
 from streams.store import PartitionStore, StoreBatch
 
-log = logging.getLogger("engine.orchestrator")
+log = logging.getLogger("engine.orchestration.orchestrator")
 
 # A workflow that continues as new without ever waiting would spin forever in one step.
 MAX_CONTINUATIONS_PER_STEP = 1000
 RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
-
-
-def now_utc() -> datetime:
-    """Wall-clock time at millisecond precision, the precision history keeps."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass

@@ -24,15 +24,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from engine.activities import ActivityOutcome, async_run_activity
-from engine.codec import ActivityTask, decode_task, encode_event
-from engine.config import Settings
-from engine.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFailed
-from engine.orchestrator import now_utc
-from engine.registry import Registry
-from engine.topics import ACTIVITIES, DLQ, INBOX
+from engine.core.clock import now_utc
+from engine.core.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFailed
+from engine.edges.activities import ActivityOutcome, async_run_activity
+from engine.replay.registry import Registry
+from engine.state.codec import ActivityTask, decode_task, encode_event
+from engine.state.config import Settings
+from engine.state.topics import ACTIVITIES, DLQ, INBOX
 
-log = logging.getLogger("engine.worker")
+log = logging.getLogger("engine.edges.worker")
 
 # Tasks fetched per poll: enough to keep the pool busy, small enough to stay responsive.
 POLL_BATCH = 500

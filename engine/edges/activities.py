@@ -7,10 +7,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from engine import payload
-from engine.errors import ActivityNotRegistered, failure_from_exception
-from engine.history import FailureDetails
-from engine.registry import Registered, Registry
+from engine.core import payload
+from engine.core.errors import ActivityNotRegistered, failure_from_exception
+from engine.core.history import FailureDetails
+from engine.replay.registry import Registered, Registry
 
 
 class WorkflowActivityContext:

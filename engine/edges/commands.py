@@ -25,9 +25,8 @@ from typing import Any, cast
 
 from confluent_kafka.admin import AdminClient
 
-from engine.codec import encode_event
-from engine.config import Settings
-from engine.history import (
+from engine.core.clock import now_utc
+from engine.core.history import (
     EventRaised,
     ExecutionResumed,
     ExecutionStarted,
@@ -38,9 +37,10 @@ from engine.history import (
     validate_event_name,
     validate_instance_id,
 )
-from engine.orchestrator import now_utc
-from engine.partitioner import partition_for
-from engine.topics import DLQ, INBOX, workflow_topics
+from engine.core.partitioner import partition_for
+from engine.state.codec import encode_event
+from engine.state.config import Settings
+from engine.state.topics import DLQ, INBOX, workflow_topics
 from streams.handler import Batch, Handler
 from streams.processor import Processor, ProcessorConfig
 from streams.store import PartitionStore, StoreBatch

@@ -18,11 +18,11 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from engine.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState
-from engine.history import WorkflowStatus, validate_event_name, validate_instance_id
-from engine.history_reader import read_history
-from engine.timeline import timeline_rows
-from engine.web_ui import mount_ui
+from engine.api.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState
+from engine.api.history_reader import read_history
+from engine.api.timeline import timeline_rows
+from engine.api.web_ui import mount_ui
+from engine.core.history import WorkflowStatus, validate_event_name, validate_instance_id
 
 PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from engine.history import FailureDetails
+from engine.core.history import FailureDetails
 
 
 @dataclass(frozen=True)

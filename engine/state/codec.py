@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from engine.history import (
+from engine.core.history import (
     FailureDetails,
     HistoryEvent,
     WorkflowStatus,
@@ -20,7 +20,7 @@ from engine.history import (
 )
 from streams.serde import AvroSerde, load_named_schema
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache

@@ -26,18 +26,18 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from engine.errors import failure_from_exception
-from engine.history import (
+from engine.core.errors import failure_from_exception
+from engine.core.history import (
     ContinuedAsNew,
     CustomStatusSet,
     Event,
     ExecutionCompleted,
     FailureDetails,
     HistoryEvent,
-    RuntimeStatus,
+    WorkflowStatus,
 )
-from engine.registry import Registry
-from engine.replay import ContinueAsNew, WorkflowRun
+from engine.replay.registry import Registry
+from engine.replay.workflow_run import ContinueAsNew, WorkflowRun
 
 __all__ = ["ContinueAsNew", "ExecutionResult", "Executor"]
 
@@ -56,7 +56,7 @@ class ExecutionResult:
     """
 
     actions: list[Event]
-    status: RuntimeStatus
+    status: WorkflowStatus
     output: str | None = None
     failure: FailureDetails | None = None
     custom_status: str | None = None
@@ -112,8 +112,8 @@ class Executor:
             self._cache.pop(instance_id, None)
             failure = failure_from_exception(err)
             return ExecutionResult(
-                actions=[ExecutionCompleted(RuntimeStatus.FAILED, None, failure)],
-                status=RuntimeStatus.FAILED,
+                actions=[ExecutionCompleted(WorkflowStatus.FAILED, None, failure)],
+                status=WorkflowStatus.FAILED,
                 failure=failure,
             )
 
@@ -185,7 +185,7 @@ def _identity(event: Event) -> tuple[type, object]:
 
 def _ended(history: Sequence[HistoryEvent]) -> ExecutionResult:
     last = history[-1].event
-    completed = last if isinstance(last, ExecutionCompleted) else ExecutionCompleted(RuntimeStatus.CONTINUED_AS_NEW)
+    completed = last if isinstance(last, ExecutionCompleted) else ExecutionCompleted(WorkflowStatus.CONTINUED_AS_NEW)
     custom_status = None
     for event in reversed(history):
         if isinstance(event.event, CustomStatusSet):

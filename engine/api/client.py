@@ -15,10 +15,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from engine import payload
-from engine.codec import StatusRecord, encode_event
-from engine.config import Settings
-from engine.history import (
+from engine.api.status_view import StatusView
+from engine.core import payload
+from engine.core.clock import now_utc
+from engine.core.history import (
     EventRaised,
     ExecutionResumed,
     ExecutionStarted,
@@ -31,11 +31,11 @@ from engine.history import (
     validate_event_name,
     validate_instance_id,
 )
-from engine.instance_state import ENDED
-from engine.orchestrator import now_utc
-from engine.registry import name_of
-from engine.status_view import StatusView
-from engine.topics import INBOX
+from engine.replay.registry import name_of
+from engine.state.codec import StatusRecord, encode_event
+from engine.state.config import Settings
+from engine.state.instance_state import ENDED
+from engine.state.topics import INBOX
 
 # How long a management call waits to see its effect before saying so.
 DEFAULT_ACK_TIMEOUT_S = 30.0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from engine.payload import input_annotation
+from engine.core.payload import input_annotation
 
 F = TypeVar("F", bound=Callable[..., Any])
 

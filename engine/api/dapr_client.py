@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.client import WorkflowClient
-from engine.config import Settings
+from engine.api.client import WorkflowClient
+from engine.state.config import Settings
 
 COMPONENT = "dapr"
 

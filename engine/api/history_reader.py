@@ -12,11 +12,11 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from engine.codec import decode_event
-from engine.config import Settings
-from engine.history import ExecutionStarted, HistoryEvent, PurgeRequested
-from engine.partitioner import partition_for
-from engine.topics import HISTORY
+from engine.core.history import ExecutionStarted, HistoryEvent, PurgeRequested
+from engine.core.partitioner import partition_for
+from engine.state.codec import decode_event
+from engine.state.config import Settings
+from engine.state.topics import HISTORY
 
 # Records fetched per call while scanning.
 SCAN_BATCH = 5000

@@ -59,9 +59,6 @@ class WorkflowStatus(Enum):
     SUSPENDED = "SUSPENDED"
 
 
-RuntimeStatus = WorkflowStatus
-"""The schema's name for WorkflowStatus; both names denote the same enum."""
-
 
 @dataclass(frozen=True, slots=True)
 class FailureDetails:
@@ -216,7 +213,7 @@ class ContinuedAsNew:
 class ExecutionCompleted:
     """The execution ended: COMPLETED, FAILED, TERMINATED or CONTINUED_AS_NEW."""
 
-    status: RuntimeStatus
+    status: WorkflowStatus
     output: str | None = None
     failure: FailureDetails | None = None
 

@@ -1,10 +1,10 @@
-"""The runtime's topics (DESIGN section 3)."""
+"""The runtime's topics (ARCHITECTURE.md, "Topics and records")."""
 
 from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient
 
-from engine.config import Settings
+from engine.state.config import Settings
 from streams.topics import DAY_MS, TopicSpec, ensure_topics
 
 INBOX, HISTORY, ACTIVITIES, STATUS, DLQ = "inbox", "history", "activities", "status", "dlq"

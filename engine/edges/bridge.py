@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.codec import encode_event
-from engine.config import Settings
-from engine.history import EventRaised, HistoryEvent, validate_instance_id
-from engine.orchestrator import now_utc
-from engine.partitioner import partition_for
-from engine.status_view import StatusView
-from engine.topics import DLQ, INBOX
+from engine.api.status_view import StatusView
+from engine.core.clock import now_utc
+from engine.core.history import EventRaised, HistoryEvent, validate_instance_id
+from engine.core.partitioner import partition_for
+from engine.state.codec import encode_event
+from engine.state.config import Settings
+from engine.state.topics import DLQ, INBOX
 from streams.handler import Batch
 from streams.processor import (
     DLQ_ERROR,
@@ -35,7 +35,7 @@ from streams.processor import (
 from streams.serde import AvroSerde, read_schema_json
 from streams.store import PartitionStore, StoreBatch
 
-log = logging.getLogger("engine.bridge")
+log = logging.getLogger("engine.edges.bridge")
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine import payload
-from engine.history import utc, validate_instance_id
-from engine.registry import name_of
-from engine.retry import RetryPolicy
-from engine.tasks import Task
+from engine.core import payload
+from engine.core.history import utc, validate_instance_id
+from engine.replay.registry import name_of
+from engine.replay.retry import RetryPolicy
+from engine.replay.tasks import Task
 
 if TYPE_CHECKING:
-    from engine.replay import WorkflowRun
+    from engine.replay.workflow_run import WorkflowRun
 
 
 class WorkflowContext:

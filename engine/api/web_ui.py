@@ -1,6 +1,6 @@
 """The web page at ``/ui``: instances, and each one's state and timeline, in a browser.
 
-The page is three static files (``engine/ui/``) that read everything through the HTTP
+The page is three static files (``engine/api/ui/``) that read everything through the HTTP
 API's list and history routes with ``fetch``; no build step, nothing from the network.
 """
 
@@ -18,7 +18,7 @@ UI_DIR = Path(__file__).resolve().with_name("ui")
 
 
 def mount_ui(app: FastAPI) -> None:
-    """Serve ``engine/ui/`` at ``/ui`` (``/ui`` itself redirects to ``/ui/``).
+    """Serve ``engine/api/ui/`` at ``/ui`` (``/ui`` itself redirects to ``/ui/``).
 
     The files hold no instance data, so they are served ahead of the API token check:
     a browser cannot add a header to the page load itself. The page then sends the token

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from engine.codec import StatusRecord, decode_status
-from engine.config import Settings
-from engine.topics import STATUS
+from engine.state.codec import StatusRecord, decode_status
+from engine.state.config import Settings
+from engine.state.topics import STATUS
 from streams.store import PartitionStore
 
-log = logging.getLogger("engine.status_view")
+log = logging.getLogger("engine.api.status_view")
 
 # How long a new view may take to read the topic up to its end before start() gives up.
 CATCH_UP_TIMEOUT_S = 60.0

@@ -16,9 +16,9 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-from engine.codec import decode_event
-from engine.history import HistoryEvent, PurgeRequested
-from engine.instance_state import Change, InstanceState, OpenItem, fold
+from engine.core.history import HistoryEvent, PurgeRequested
+from engine.state.codec import decode_event
+from engine.state.instance_state import Change, InstanceState, OpenItem, fold
 from streams.store import PartitionStore, StoreBatch
 
 SEP = b"\x00"
