@@ -36,13 +36,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
 import engine as wf
 from engine.core.history import ExecutionCompleted, TaskCompleted, TaskFailed
 from engine.state.codec import decode_event
 from engine.state.config import Settings
 from engine.state.topics import HISTORY, ensure_workflow_topics
+from streams.reader import read_to_end
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench.chaos:runtime"
@@ -283,40 +282,19 @@ def scan_history(settings: Settings, timeout: float = SCAN_TIMEOUT_S) -> dict[st
 
     Returns ``{"events": n, "duplicates": n, "examples": [...]}``.
     """
-    topic = settings.topic(HISTORY)
-    consumer = Consumer({**settings.client(), "group.id": f"chaos-scan-{uuid.uuid4().hex}",
-                         "enable.auto.commit": "false", "isolation.level": "read_committed",
-                         "enable.partition.eof": "true"})
     sequences: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
     terminals: Counter[tuple[str, str]] = Counter()
     results: Counter[tuple[str, str, int]] = Counter()
     events = 0
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        deadline = time.monotonic() + timeout
-        done = {p for p, end in ends.items() if end == 0}
-        while len(done) < len(ends):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not readable to its end in {timeout:.0f} s (done: {sorted(done)})")
-            for message in consumer.consume(5000, 0.5):
-                if message.error() is not None:
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        done.add(message.partition())
-                    continue
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
-                record = decode_event(message.value())
-                events += 1
-                execution = (record.instance_id, record.execution_id)
-                sequences[execution][record.sequence] += 1
-                if isinstance(record.event, ExecutionCompleted):
-                    terminals[execution] += 1
-                elif isinstance(record.event, TaskCompleted | TaskFailed):
-                    results[(*execution, record.event.task_id)] += 1
-    finally:
-        consumer.close()
+    for message in read_to_end(settings.client(), settings.topic(HISTORY), timeout=timeout):
+        record = decode_event(message.value())
+        events += 1
+        execution = (record.instance_id, record.execution_id)
+        sequences[execution][record.sequence] += 1
+        if isinstance(record.event, ExecutionCompleted):
+            terminals[execution] += 1
+        elif isinstance(record.event, TaskCompleted | TaskFailed):
+            results[(*execution, record.event.task_id)] += 1
     examples = []
     duplicates = 0
     for execution, counts in sequences.items():
