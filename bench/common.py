@@ -10,12 +10,8 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,16 +33,13 @@ from engine.state.codec import decode_status
 from engine.state.config import Settings
 from engine.state.instance_state import ENDED
 from engine.state.topics import STATUS, ensure_workflow_topics
-from streams.broker import KAFKA_VERSION, LocalBroker, broker_answers, free_port_pair
+from engine.testing import RuntimeProcess
+from streams.broker import KAFKA_VERSION, broker_answers, fresh_local_broker
 from streams.topics import TopicSpec, delete_topics_with_prefix, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench.apps:runtime"
 PARTITIONS = 8
-# A runtime joins two consumer groups and restores its state; a minute means it is broken.
-READY_TIMEOUT_S = 90.0
-READY = re.compile(r"^runtime ready \(", re.MULTILINE)
-RESTORED = re.compile(r"restored \S+-\d+: (\d+) records up to offset \d+ in ([0-9.]+) s")
 
 console = Console(stderr=True)
 
@@ -116,17 +109,11 @@ def broker(warm_up_s: float = 60.0) -> Iterator[str]:
             warm_up(configured, warm_up_s)
         yield configured
         return
-    local = LocalBroker(home=(REPO / ".kwf").resolve(), port=free_port_pair(), folder_name="bench-broker")
-    local.stop()
-    shutil.rmtree(local.folder, ignore_errors=True)
-    note(f"starting a local broker (Kafka {KAFKA_VERSION}) on {local.bootstrap}")
-    address = local.start()
-    try:
+    note(f"starting a local broker (Kafka {KAFKA_VERSION})")
+    with fresh_local_broker((REPO / ".kwf").resolve(), "bench-broker") as address:
         if warm_up_s > 0:
             warm_up(address, warm_up_s)
         yield address
-    finally:
-        local.stop()
 
 
 def pingpong(bootstrap: str, topic: str, seconds: float, value: bytes) -> int:
@@ -217,112 +204,23 @@ def delete_topics(settings: Settings) -> None:
 # -- the runtime in a subprocess -----------------------------------------------------------
 
 
-@dataclass
-class RuntimeProcess:
-    """``kwf run --app bench.apps:runtime --no-http`` in a subprocess, restartable as the same process.
+def bench_runtime(settings: Settings, profile_to: Path | None = None) -> RuntimeProcess:
+    """The benchmark app in a runtime subprocess, its state and log under ``settings.state_dir``.
 
     The runtime's code comes from this checkout, or from the one named by
     ``KWF_BENCH_RUNTIME_CHECKOUT`` (to compare a change against a baseline in one run).
-
-    ``profile_to``: run it under py-spy and write its samples there (collapsed stacks, one
-    line per stack: ``frame;frame;... count``; ``python -m bench.profile FILE`` sums them up).
+    ``profile_to``: run it under py-spy (``python -m bench.profile FILE`` sums the samples up).
     """
-
-    settings: Settings
-    env: dict[str, str] = field(default_factory=dict)
-    profile_to: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.settings.state_dir / "runtime.log"
-
-    def start(self, wait: bool = True, **extra_env: str) -> float:
-        """Start it; with ``wait``, return the seconds until it said it was ready."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KWF_")}
-        env.update({
-            "KWF_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
-            "KWF_TOPIC_PREFIX": self.settings.topic_prefix,
-            "KWF_PARTITIONS": str(self.settings.partitions),
-            "KWF_STATE_DIR": str(self.settings.state_dir / "state"),
-            "KWF_PROCESS_ID": self.settings.process_id,
-            "PYTHONUNBUFFERED": "1",
-            **self.env,
-            **extra_env,
-        })
-        command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", APP, "--no-http"]
-        if self.profile_to is not None:
-            spy = Path(sys.executable).with_name("py-spy")
-            # Non-blocking: sampling without pausing the process keeps its timing close to normal.
-            command = [str(spy), "record", "--format", "raw", "--rate", "100", "--threads", "--nonblocking",
-                       "-o", str(self.profile_to), "--", *command]
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- start {self.starts}\n".encode())
-            log.flush()
-            began = time.monotonic()
-            checkout = os.environ.get("KWF_BENCH_RUNTIME_CHECKOUT") or str(REPO)
-            self.proc = subprocess.Popen(command, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if not wait:
-            return 0.0
-        self.wait_ready()
-        return time.monotonic() - began
-
-    def current_log(self) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text.rsplit(f"--- start {self.starts}\n", 1)[-1]
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not READY.search(self.current_log()):
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the runtime exited with {self.proc.returncode}:\n{self.current_log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the runtime was not ready in {timeout:.0f} s:\n{self.current_log()[-3000:]}")
-            time.sleep(0.05)
-
-    def restored(self) -> tuple[int, float]:
-        """History records restored at the latest start, and the seconds the restore took."""
-        found = RESTORED.findall(self.current_log())
-        return sum(int(n) for n, _ in found), max((float(s) for _, s in found), default=0.0)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, open transactions stay open."""
-        if self.proc is not None and self.proc.poll() is None:
-            target = self.proc.pid
-            if self.profile_to is not None:
-                target = _child_pid(self.proc.pid) or target
-            os.kill(target, signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (SIGINT to py-spy, which then writes its profile) and wait."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT if self.profile_to is not None else signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def _child_pid(pid: int) -> int | None:
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
+    checkout = Path(os.environ.get("KWF_BENCH_RUNTIME_CHECKOUT") or REPO)
+    return RuntimeProcess(settings, settings.process_id, settings.state_dir, APP, profile_to=profile_to,
+                          checkout=checkout)
 
 
 @contextmanager
 def running_runtime(settings: Settings, profile_to: Path | None = None) -> Iterator[RuntimeProcess]:
     """A ready runtime subprocess for one workload; stopped and its topics deleted afterwards."""
     ensure_workflow_topics(settings)
-    runtime = RuntimeProcess(settings, profile_to=profile_to)
+    runtime = bench_runtime(settings, profile_to)
     try:
         seconds = runtime.start()
         note(f"runtime ready in {seconds:.1f} s ({settings.topic_prefix})")

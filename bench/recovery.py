@@ -25,8 +25,8 @@ import uuid
 
 from bench.apps import RELEASE_ENV
 from bench.common import (
-    RuntimeProcess,
     StatusWatcher,
+    bench_runtime,
     broker,
     delete_topics,
     emit,
@@ -48,7 +48,7 @@ TIMEOUT_S = 300.0
 def run(bootstrap: str, *, count: int = COUNT, keep_log: bool = False) -> None:
     settings = fresh_settings(bootstrap, WORKLOAD)
     ensure_workflow_topics(settings)
-    runtime = RuntimeProcess(settings)
+    runtime = bench_runtime(settings)
     try:
         note(f"recovery: runtime ready in {runtime.start():.1f} s")
         with StatusWatcher(settings) as watcher:
@@ -77,7 +77,7 @@ def run(bootstrap: str, *, count: int = COUNT, keep_log: bool = False) -> None:
             if keep_log:
                 print(runtime.current_log(), file=sys.stderr)
         runtime.stop()
-        shutil.rmtree(settings.state_dir / "state", ignore_errors=True)
+        shutil.rmtree(runtime.state_dir, ignore_errors=True)
         runtime.start(**{RELEASE_ENV: "1"})
         records, restore_s = runtime.restored()
         note(f"recovery: restored {records} history records in {restore_s:.2f} s from an empty state folder")

@@ -41,7 +41,7 @@ from examples.running_totals import RunningTotals
 from streams.kafka_config import client_settings
 from streams.processor import Batch, Processor, ProcessorConfig
 from streams.store import PartitionStore, StoreBatch
-from streams.topics import TopicSpec, ensure_topics
+from streams.topics import TopicSpec, delete_topics_with_prefix, ensure_topics
 
 RECORDS = 200_000
 KEYS = 10_000
@@ -220,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"round {round_}: kwf {args.records / ours[-1]:,.0f} records/s")
     finally:
         shutil.rmtree(state_root, ignore_errors=True)
-        admin = AdminClient(client)
-        doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
-        if doomed:
-            admin.delete_topics(doomed, operation_timeout=30)
+        delete_topics_with_prefix(AdminClient(client), prefix)
     ours_s, raw_s = statistics.median(ours), statistics.median(raw)
     report("kwf", args.records, ours_s)
     report("kafka-raw", args.records, raw_s)

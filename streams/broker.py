@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,6 +353,21 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except Exception:
         return False
+
+
+@contextmanager
+def fresh_local_broker(home: Path, folder_name: str) -> Iterator[str]:
+    """A local broker in a new folder ``home/folder_name`` on free ports, for one test or
+    benchmark run: yields its bootstrap address, and stops it afterwards.
+    """
+    broker = LocalBroker(home=home, port=free_port_pair(), folder_name=folder_name)
+    broker.stop()  # one a killed run left behind
+    shutil.rmtree(broker.folder, ignore_errors=True)
+    address = broker.start()
+    try:
+        yield address
+    finally:
+        broker.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

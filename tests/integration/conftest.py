@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from engine.api.status_view import StatusView
-from streams.broker import LocalBroker, broker_answers, free_port_pair
+from streams.broker import broker_answers, fresh_local_broker
 from streams.topics import delete_topics_with_prefix
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,17 +49,13 @@ def kafka_bootstrap() -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     home = Path(os.environ.get("KWF_HOME", REPO / ".kwf")).resolve()
-    broker = LocalBroker(home=home, port=free_port_pair(), folder_name="test-broker")
-    broker.stop()
-    shutil.rmtree(broker.folder, ignore_errors=True)
-    bootstrap = broker.start()
-    os.environ["KWF_BOOTSTRAP_SERVERS"] = bootstrap  # subprocesses started by tests inherit it
-    try:
-        yield bootstrap
-    finally:
-        os.environ.pop("KWF_BOOTSTRAP_SERVERS", None)
-        close_kafka_clients()
-        broker.stop()
+    with fresh_local_broker(home, "test-broker") as bootstrap:
+        os.environ["KWF_BOOTSTRAP_SERVERS"] = bootstrap  # subprocesses started by tests inherit it
+        try:
+            yield bootstrap
+        finally:
+            os.environ.pop("KWF_BOOTSTRAP_SERVERS", None)
+            close_kafka_clients()
 
 
 def close_kafka_clients() -> None:

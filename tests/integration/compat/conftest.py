@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 import engine as wf
+from streams.topics import delete_topics_with_prefix
 from tests.integration.compat import app
 
 PARTITIONS = 2
@@ -34,14 +35,8 @@ def compat_env(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
             mp.setenv(key, value)
         yield env
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    # The prefix is random: every topic under it (the tests' own prefixes too) is this run's.
-    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(env["KWF_TOPIC_PREFIX"])]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:
-                pass  # cleanup only; the next run uses another prefix anyway
+    for prefix in (env["KWF_TOPIC_PREFIX"], env["KWF_TOPIC_PREFIX"] + "-idle"):  # the idle test's own
+        delete_topics_with_prefix(admin, prefix)
 
 
 @pytest.fixture(scope="package")

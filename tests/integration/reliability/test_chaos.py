@@ -1,6 +1,7 @@
 """Chaos, bounded: mixed workflows while orchestrators and workers are SIGKILLed at random.
 
-The longer run is ``python -m bench.chaos --minutes N``; both use ``bench.chaos.run_chaos``.
+The longer run is ``python -m tests.integration.reliability.chaos --minutes N``; both use
+``run_chaos`` of ``chaos.py`` beside it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from bench.chaos import ChaosConfig, run_chaos
+from tests.integration.reliability.chaos import ChaosConfig, run_chaos
 
 # Two to three minutes on a 2-core machine: ~75 s of kills, then the settling.
 BOUNDED = ChaosConfig(instances=150, chaos_s=75.0, settle_s=120.0, partitions=4, kill_every_s=(4.0, 9.0),

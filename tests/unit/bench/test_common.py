@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench.common import RESTORED, Results, percentile
+from bench.common import Results, percentile
+from engine.testing import RESTORED
 
 
 def test_a_result_is_one_json_line_with_the_five_fields(capsys: pytest.CaptureFixture[str]) -> None:

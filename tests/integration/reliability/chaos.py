@@ -12,9 +12,9 @@ than expected), ``duplicates`` (history anomalies), ``kills``, ``never_ran`` (ac
 with no recorded run), and counts and timings besides. The integration test
 ``tests/integration/reliability/test_chaos.py`` runs a bounded version of the same code.
 
-    python -m bench.chaos --minutes N [--instances 500] [--seed 1]
+    python -m tests.integration.reliability.chaos --minutes N [--instances 500] [--seed 1]
 
-This module is also the app the runtime processes host (``--app bench.chaos:runtime``).
+This module is also the app the runtime processes host (``--app tests.integration.reliability.chaos:runtime``).
 """
 
 from __future__ import annotations
@@ -24,37 +24,36 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka.admin import AdminClient
 
 import engine as wf
 from engine.core.history import ExecutionCompleted, TaskCompleted, TaskFailed
 from engine.state.codec import decode_event
 from engine.state.config import Settings
 from engine.state.topics import HISTORY, ensure_workflow_topics
+from engine.testing import READY_TIMEOUT_S, REPO, RuntimeProcess
+from streams.broker import fresh_local_broker
 from streams.reader import read_to_end
+from streams.topics import delete_topics_with_prefix
 
-REPO = Path(__file__).resolve().parent.parent
-APP = "bench.chaos:runtime"
+APP = "tests.integration.reliability.chaos:runtime"
 RUNS_ENV = "KWF_CHAOS_RUNS_DIR"
 WORKLOAD = "chaos"
 KINDS = ("chain", "fan_out", "timer", "continue_as_new", "event")
 CHAIN_LENGTH = 3
 FAN_OUT = 20
 CONTINUATIONS = 3
-# A process start (imports, joining groups, restoring) takes seconds on a busy 2-core machine.
-READY_TIMEOUT_S = 90.0
-# SIGTERM gets this long to finish the open transaction before SIGKILL.
-STOP_TIMEOUT_S = 20.0
 # Reading the whole history topic back: a minute means a transaction is stuck open.
 SCAN_TIMEOUT_S = 90.0
 
@@ -199,79 +198,15 @@ def plan(count: int, window_s: float, rng: random.Random) -> list[Planned]:
 # -- runtime processes ---------------------------------------------------------------------
 
 
-@dataclass
-class ChaosProcess:
-    """One ``kwf run --role ROLE`` subprocess; a restart is the same process (ID and state folder)."""
-
-    settings: Settings
-    name: str
-    role: str
-    folder: Path
-    runs_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    kills: int = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.folder / f"{self.name}.log"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KWF_")}
-        env.update({
-            "KWF_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
-            "KWF_TOPIC_PREFIX": self.settings.topic_prefix,
-            "KWF_PARTITIONS": str(self.settings.partitions),
-            "KWF_STATE_DIR": str(self.folder / f"state-{self.name}"),
-            "KWF_PROCESS_ID": f"{self.settings.topic_prefix}-{self.name}",
-            RUNS_ENV: str(self.runs_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- start {self.starts}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", APP, "--role", self.role,
-                 "--no-http"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def ready(self) -> bool:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "runtime ready (" in text.rsplit(f"--- start {self.starts}\n", 1)[-1]
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, open transactions stay open."""
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+def chaos_process(settings: Settings, name: str, role: str, folder: Path, runs_dir: Path) -> RuntimeProcess:
+    """One ``kwf run --role ROLE`` of this module's app; a restart is the same process."""
+    return RuntimeProcess(settings, f"{settings.topic_prefix}-{name}", folder, APP, role, {RUNS_ENV: str(runs_dir)})
 
 
-def wait_ready(processes: list[ChaosProcess], timeout: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
+def wait_ready(processes: list[RuntimeProcess]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
     for process in processes:
-        while not process.ready():
-            if not process.alive:
-                raise RuntimeError(f"{process.name} exited during start-up:\n{process.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{process.name} was not ready in {timeout:.0f} s:\n{process.log_tail()}")
-            time.sleep(0.1)
+        process.wait_ready(max(0.0, deadline - time.monotonic()))
 
 
 # -- checking the outcome ------------------------------------------------------------------
@@ -350,7 +285,7 @@ class ChaosRun:
     config: ChaosConfig
     settings: Settings
     folder: Path
-    processes: list[ChaosProcess] = field(default_factory=list)
+    processes: list[RuntimeProcess] = field(default_factory=list)
     kills: int = 0
     kill_log: list[str] = field(default_factory=list)
 
@@ -368,46 +303,46 @@ def run_chaos(bootstrap: str, config: ChaosConfig, folder: Path | None = None,
                         partitions=config.partitions, state_dir=folder / "client-state", process_id="chaos-driver")
     ensure_workflow_topics(settings)
     run = ChaosRun(config, settings, folder)
-    run.processes = [ChaosProcess(settings, f"orchestrator-{i}", "orchestrator", folder, runs_dir)
+    run.processes = [chaos_process(settings, f"orchestrator-{i}", "orchestrator", folder, runs_dir)
                      for i in range(config.orchestrators)]
-    run.processes += [ChaosProcess(settings, f"worker-{i}", "worker", folder, runs_dir) for i in range(config.workers)]
+    run.processes += [chaos_process(settings, f"worker-{i}", "worker", folder, runs_dir)
+                      for i in range(config.workers)]
     client = wf.WorkflowClient(settings=settings)
     planned = plan(config.instances, config.chaos_s * config.start_share, rng)
     began = time.monotonic()
     try:
         for process in run.processes:
-            process.start()
+            process.start(wait=False)
         wait_ready(run.processes)
         say(f"chaos: {len(run.processes)} processes ready in {time.monotonic() - began:.1f} s; "
             f"{config.instances} instances over {config.chaos_s:.0f} s, seed {config.seed}")
         t0 = time.monotonic()
         next_kill = t0 + rng.uniform(*config.kill_every_s)
-        restarts: list[tuple[float, ChaosProcess]] = []
+        restarts: list[tuple[float, RuntimeProcess]] = []
         while time.monotonic() - t0 < config.chaos_s:
             now = time.monotonic()
             _start_due(client, planned, now - t0)
             _raise_due(client, planned, now)
             for due, process in [r for r in restarts if r[0] <= now]:
                 restarts.remove((due, process))
-                process.start()
+                process.start(wait=False)
             if now >= next_kill:
                 up = [p for p in run.processes if p.alive]
                 if up:
                     victim = rng.choice(up)
                     victim.kill()
-                    victim.kills += 1
                     run.kills += 1
                     down = rng.uniform(*config.down_s)
-                    run.kill_log.append(f"{now - t0:.1f}s {victim.name} down {down:.1f}s")
+                    run.kill_log.append(f"{now - t0:.1f}s {victim.process_id} down {down:.1f}s")
                     restarts.append((now + down, victim))
                 next_kill = now + rng.uniform(*config.kill_every_s)
             time.sleep(0.05)
         chaos_end = time.monotonic()
         for _, process in restarts:
-            process.start()
+            process.start(wait=False)
         for process in run.processes:
             if not process.alive:
-                process.start()
+                process.start(wait=False)
         say(f"chaos: window over after {run.kills} kills; waiting for every instance to end")
         ended = _settle(client, planned, config.settle_s)
         settle_seconds = time.monotonic() - chaos_end
@@ -419,7 +354,7 @@ def run_chaos(bootstrap: str, config: ChaosConfig, folder: Path | None = None,
         for process in run.processes:
             process.stop()
         client.close()
-        _delete_topics(settings)
+        delete_topics_with_prefix(AdminClient(settings.client()), settings.topic_prefix)
         if own_folder:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -506,33 +441,20 @@ def _judge(run: ChaosRun, client: wf.WorkflowClient, planned: list[Planned], run
     }
 
 
-def _delete_topics(settings: Settings) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(settings.client())
-    doomed = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix + ".")]
-    if doomed:
-        for future in admin.delete_topics(doomed, operation_timeout=30).values():
-            try:
-                future.result(timeout=30)
-            except Exception:
-                pass  # cleanup only
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.integration.reliability.chaos",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the kill window")
     parser.add_argument("--instances", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--orchestrators", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from bench.common import broker, note
-
     config = ChaosConfig(instances=args.instances, chaos_s=args.minutes * 60, seed=args.seed,
                          orchestrators=args.orchestrators, workers=args.workers)
-    with broker() as bootstrap:
-        summary = run_chaos(bootstrap, config, log=note)
+    configured = os.environ.get("KWF_BOOTSTRAP_SERVERS")
+    with nullcontext(configured) if configured else fresh_local_broker(REPO / ".kwf", "chaos-broker") as bootstrap:
+        summary = run_chaos(bootstrap, config)
     print(json.dumps(summary), flush=True)
     failed = summary["lost"] or summary["wrong"] or summary["duplicates"] or summary["never_ran"]
     sys.exit(1 if failed else 0)
