@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from streams.store import PartitionStore, StoreBatch
 
-if TYPE_CHECKING:
-    from streams.transaction import TransactionalWriter
-
 Headers = list[tuple[str, bytes | None]]
 ChangelogEntry = tuple[bytes | None, bytes | None, Any]
+
+
+class RecordSink(Protocol):
+    """Where a batch's records go: the processor's transactional writer, or a test's list."""
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+                headers: Headers | None = None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -49,7 +53,7 @@ class Batch:
         partition: int,
         store: PartitionStore,
         records: list[Record],
-        writer: TransactionalWriter,
+        writer: RecordSink,
         changelog: list[ChangelogEntry] | None,
     ) -> None:
         self.partition = partition
