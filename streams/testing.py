@@ -78,7 +78,9 @@ class HandlerHarness:
 
     def punctuate(self, now_ms: int, commit: bool = True) -> Turn:
         """One punctuation at ``now_ms`` (the handler must define ``punctuate``)."""
-        punctuate = self.handler.punctuate
+        punctuate = getattr(self.handler, "punctuate", None)
+        if punctuate is None:
+            raise TypeError(f"{type(self.handler).__name__} has no punctuate hook")
         return self._turn(lambda batch: punctuate(batch, now_ms), [], commit)
 
     def commit(self, turn: Turn) -> None:
