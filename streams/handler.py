@@ -88,10 +88,12 @@ class Batch:
 
 
 class Handler(Protocol):
-    """The application part of a processor: ``decode``, ``process`` and ``apply_changelog``.
+    """The application part of a processor: ``decode`` and ``process``.
 
     Optional hooks, called when the handler defines them:
 
+    * ``apply_changelog(store_batch, store, key, value, decoded)``: required when the
+      processor has a changelog topic (see ``StatefulHandler``).
     * ``punctuate(batch, now_ms)``: wall-clock callback per assigned partition (e.g. fire
       due timers); its emits go out in the same transactional way.
     * ``on_partition_ready(partition, store)``: the partition's store is restored; its
@@ -109,6 +111,10 @@ class Handler(Protocol):
         (after aborting the transaction): it is a bug, not a bad record.
         """
         ...
+
+
+class StatefulHandler(Handler, Protocol):
+    """A handler whose state lives in its partition stores, rebuilt from a changelog."""
 
     def apply_changelog(
         self,

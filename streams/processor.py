@@ -27,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streams.handler import Batch, ChangelogEntry, Handler, Headers, Record
+from streams.handler import Batch, ChangelogEntry, Handler, Headers, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
 from streams.store import PartitionStore, StoreBatch
 from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
@@ -146,9 +146,14 @@ class Processor:
         ready: Set once the first assignment arrived and all its partitions are restored.
     """
 
-    def __init__(self, config: ProcessorConfig, handler: Handler) -> None:
+    def __init__(self, config: ProcessorConfig, handler: Handler | StatefulHandler) -> None:
         self.config = config
         self.handler = handler
+        # Folds changelog records into the stores; only a processor with a changelog calls it.
+        self._apply_changelog = getattr(handler, "apply_changelog", _no_changelog)
+        if config.changelog_topic is not None and self._apply_changelog is _no_changelog:
+            raise TypeError(f"{type(handler).__name__} has no apply_changelog, and the processor of "
+                            f"{config.input_topic} has a changelog topic to fold")
         self.ready = threading.Event()
         self._stopping = threading.Event()
         self._stores: dict[int, PartitionStore] = {}
@@ -313,7 +318,7 @@ class Processor:
         return [p for p, last in self._last_punctuate.items() if now - last >= interval]
 
     def _apply_committed(self, changelog: dict[int, list[ChangelogEntry]], offsets: dict[int, int]) -> None:
-        apply = self.handler.apply_changelog
+        apply = self._apply_changelog
         for partition, entries in changelog.items():
             if not entries:
                 continue
@@ -412,7 +417,7 @@ class Processor:
         self.ready.set()
 
     def _apply_restored(self, batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None) -> None:
-        self.handler.apply_changelog(batch, store, key, value, None)
+        self._apply_changelog(batch, store, key, value, None)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._release([tp.partition for tp in partitions], "revoked")
@@ -456,6 +461,10 @@ class Processor:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _no_changelog(*_: Any) -> None:
+    raise AssertionError("a processor without a changelog topic folded a changelog record")
 
 
 def run_until_signal(processor: Processor) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.handler import Batch, ChangelogEntry, Handler, Headers, Record
+from streams.handler import Batch, ChangelogEntry, Headers, Record, StatefulHandler
 from streams.store import PartitionStore
 
 
@@ -60,7 +60,7 @@ class HandlerHarness:
         input_topic: The topic the records claim to come from.
     """
 
-    def __init__(self, handler: Handler, folder: Path, partition: int = 0, input_topic: str = "input") -> None:
+    def __init__(self, handler: StatefulHandler, folder: Path, partition: int = 0, input_topic: str = "input") -> None:
         self.handler = handler
         self.partition = partition
         self.input_topic = input_topic
