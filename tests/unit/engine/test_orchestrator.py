@@ -1,0 +1,88 @@
+"""The orchestrator's decisions over inbox batches, without Kafka (``OrchestratorHarness``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.codec import decode_event
+from engine.history import (
+    EventRaised,
+    ExecutionStarted,
+    HistoryEvent,
+    WorkflowStatus,
+)
+from engine.orchestrator import now_utc
+from engine.registry import Registry
+from streams.processor import DLQ_ERROR, DLQ_ERROR_TYPE, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
+from tests.unit.engine.orchestrator_harness import OrchestratorHarness
+
+registry = Registry()
+
+
+@registry.activity(name="note")
+def note(ctx: object, value: object) -> object:
+    return value
+
+
+@registry.workflow(name="await_payment")
+def await_payment(ctx, order: str):
+    paid = yield ctx.wait_for_external_event("paid")
+    return {"order": order, "paid": paid}
+
+
+@registry.workflow(name="one_step")
+def one_step(ctx, value: int):
+    result = yield ctx.call_activity(note, input=value)
+    return result
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[OrchestratorHarness]:
+    made = OrchestratorHarness(registry, tmp_path)
+    yield made
+    made.close()
+
+
+def inbox(instance_id: str, event: object, execution_id: str = "") -> HistoryEvent:
+    return HistoryEvent(instance_id, execution_id, -1, now_utc(), event)  # type: ignore[arg-type]
+
+
+# A bridge event names the record it came from, in the dead-letter headers' terms.
+FROM_PAYMENTS = [(DLQ_SOURCE_TOPIC, b"payments"), (DLQ_SOURCE_PARTITION, b"2"), (DLQ_SOURCE_OFFSET, b"41")]
+
+
+# -- events from the pub/sub bridge ---------------------------------------------------
+
+
+def test_a_bridge_event_right_after_its_start_reaches_the_instance(harness: OrchestratorHarness) -> None:
+    out = harness.feed([inbox("order-1", ExecutionStarted("await_payment", '"lamp"'), "e1"),
+                        (inbox("order-1", EventRaised("paid", "25")), FROM_PAYMENTS)])
+    assert harness.dead_letters(out) == []
+    status = harness.status("order-1")
+    assert status is not None and status.runtime_status is WorkflowStatus.COMPLETED, status
+    assert json.loads(status.output or "null") == {"order": "lamp", "paid": 25}
+
+
+def test_a_bridge_event_for_an_unknown_instance_is_dead_lettered_with_the_reason(
+        harness: OrchestratorHarness) -> None:
+    event = inbox("nobody", EventRaised("paid", "5"))
+    out = harness.feed([(event, FROM_PAYMENTS)])
+    [dead] = harness.dead_letters(out)
+    headers = dict(dead.headers or [])
+    assert headers[DLQ_ERROR] == b"no workflow instance 'nobody' for event 'paid'"
+    assert headers[DLQ_ERROR_TYPE] == b"UnknownInstance"
+    # The source record (the payment), not the inbox copy, is what the headers name.
+    assert (headers[DLQ_SOURCE_TOPIC], headers[DLQ_SOURCE_PARTITION], headers[DLQ_SOURCE_OFFSET]) == (
+        b"payments", b"2", b"41")
+    assert dead.key == b"nobody"
+    assert decode_event(dead.value).event == EventRaised("paid", "5")
+    assert harness.statuses(out) == []
+
+
+def test_a_client_event_for_an_unknown_instance_is_dropped_as_before(harness: OrchestratorHarness) -> None:
+    out = harness.feed([inbox("nobody", EventRaised("paid", "5"))])
+    assert out == []
