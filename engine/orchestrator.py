@@ -43,7 +43,7 @@ from engine.history import (
     validate_event_name,
     validate_instance_id,
 )
-from engine.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
+from engine.instance_state import InstanceState, fold, from_ms
 from engine.instance_store import InstanceStore
 from engine.partitioner import partition_for
 from engine.registry import Registry
@@ -287,7 +287,9 @@ class Orchestrator:
                 return f"no open {expected} {item_id} (a duplicate or stray result)"
             return None
         if isinstance(payload, ExecutionSuspended):
-            return None if status is WorkflowStatus.RUNNING else f"it is {status.name if status else '?'}"
+            # A deferred start (PENDING) can be suspended too: it then waits for its resume.
+            return None if status in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING) \
+                else f"it is {status.name if status else '?'}"
         if isinstance(payload, ExecutionResumed):
             return None if status is WorkflowStatus.SUSPENDED else "it is not suspended"
         if isinstance(payload, EventRaised | ExecutionTerminated):
@@ -315,14 +317,17 @@ class Orchestrator:
             return state
         numbered = [HistoryEvent(e.instance_id, state.execution_id, state.next_sequence + i, now, e.event)
                     for i, e in enumerate(pending)]
-        if state.status is WorkflowStatus.PENDING:
+        if state.awaiting_start:
             return self._run_pending(batch, store, state, numbered, now)
         return self._execute(batch, store, state, self._history(store, state), numbered, now)
 
     def _run_pending(self, batch: Any, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
                      now: datetime) -> InstanceState | None:
-        """Events for an instance whose start is deferred: history only, until it starts."""
-        fired = any(isinstance(e.event, TimerFired) and e.event.timer_id == START_TIMER_ID for e in events)
+        """Events for an instance whose start is deferred: history only, until it begins.
+
+        It begins once its time has come and it is not suspended: the start timer fires, or a
+        resume arrives after the timer fired while it was suspended.
+        """
         terminated = next((e.event for e in events if isinstance(e.event, ExecutionTerminated)), None)
         if terminated is not None:
             end = ExecutionCompleted(WorkflowStatus.TERMINATED, terminated.output, None)
@@ -331,7 +336,7 @@ class Orchestrator:
             return self._commit(batch, state, events)
         stored = list(self._history(store, state))
         after = self._commit(batch, state, events)
-        if not fired or after is None:
+        if after is None or after.awaiting_start or after.ended:
             return after
         # The start is due: the executor sees the whole execution so far as its first step.
         return self._execute(batch, store, after, [], [*stored, *events], now, emitted=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,14 @@ import pytest
 from engine.codec import decode_event
 from engine.history import (
     EventRaised,
+    ExecutionResumed,
     ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionTerminated,
     HistoryEvent,
     WorkflowStatus,
 )
+from engine.instance_state import to_ms
 from engine.orchestrator import now_utc
 from engine.registry import Registry
 from streams.processor import DLQ_ERROR, DLQ_ERROR_TYPE, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
@@ -86,3 +91,51 @@ def test_a_bridge_event_for_an_unknown_instance_is_dead_lettered_with_the_reason
 def test_a_client_event_for_an_unknown_instance_is_dropped_as_before(harness: OrchestratorHarness) -> None:
     out = harness.feed([inbox("nobody", EventRaised("paid", "5"))])
     assert out == []
+
+
+# -- suspending an instance whose start is deferred --------------------------------------
+
+
+def deferred_start(harness: OrchestratorHarness, instance_id: str, delay: timedelta) -> int:
+    """Start ``one_step`` at now + delay; return the start time in ms."""
+    start_at = now_utc() + delay
+    harness.feed([inbox(instance_id, ExecutionStarted("one_step", "7", None, start_at), "e1")])
+    status = harness.status(instance_id)
+    assert status is not None and status.runtime_status is WorkflowStatus.PENDING
+    return to_ms(start_at)
+
+
+def test_a_pending_instance_suspends_and_starts_on_resume_once_its_time_has_come(
+        harness: OrchestratorHarness) -> None:
+    start_ms = deferred_start(harness, "later", timedelta(minutes=5))
+    harness.feed([inbox("later", ExecutionSuspended(None))])
+    assert harness.status("later").runtime_status is WorkflowStatus.SUSPENDED  # type: ignore[union-attr]
+
+    # Its time comes while it is suspended: it stays suspended and runs nothing.
+    out = harness.punctuate(start_ms + 1)
+    assert harness.tasks(out) == []
+    assert harness.status("later").runtime_status is WorkflowStatus.SUSPENDED  # type: ignore[union-attr]
+
+    out = harness.feed([inbox("later", ExecutionResumed(None))])
+    assert harness.status("later").runtime_status is WorkflowStatus.RUNNING  # type: ignore[union-attr]
+    assert [t.name for t in harness.tasks(out)] == ["note"]
+
+
+def test_a_pending_instance_resumed_before_its_time_waits_for_it(harness: OrchestratorHarness) -> None:
+    start_ms = deferred_start(harness, "later", timedelta(minutes=5))
+    harness.feed([inbox("later", ExecutionSuspended(None))])
+    assert harness.status("later").runtime_status is WorkflowStatus.SUSPENDED  # type: ignore[union-attr]
+    out = harness.feed([inbox("later", ExecutionResumed(None))])
+    assert harness.status("later").runtime_status is WorkflowStatus.PENDING  # type: ignore[union-attr]
+    assert harness.tasks(out) == []
+
+    out = harness.punctuate(start_ms + 1)
+    assert harness.status("later").runtime_status is WorkflowStatus.RUNNING  # type: ignore[union-attr]
+    assert [t.name for t in harness.tasks(out)] == ["note"]
+
+
+def test_a_suspended_pending_instance_can_be_terminated(harness: OrchestratorHarness) -> None:
+    deferred_start(harness, "later", timedelta(minutes=5))
+    harness.feed([inbox("later", ExecutionSuspended(None))])
+    harness.feed([inbox("later", ExecutionTerminated(None, None, True))])
+    assert harness.status("later").runtime_status is WorkflowStatus.TERMINATED  # type: ignore[union-attr]
