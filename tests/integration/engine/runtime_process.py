@@ -53,6 +53,9 @@ class RuntimeProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    # None: started in the repository with KWF_STATE_DIR and KWF_PROCESS_ID of its own.
+    # A folder: started there with neither set, as a user runs `kwf run` from an app's folder.
+    cwd: Path | None = None
 
     @property
     def log_path(self) -> Path:
@@ -60,8 +63,11 @@ class RuntimeProcess:
 
     def start(self, wait: bool = True) -> RuntimeProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
-        env = runtime_env(self.settings, KWF_STATE_DIR=str(self.folder / f"state-{self.process_id}"),
-                          KWF_PROCESS_ID=self.process_id, **self.env)
+        if self.cwd is None:
+            env = runtime_env(self.settings, KWF_STATE_DIR=str(self.folder / f"state-{self.process_id}"),
+                              KWF_PROCESS_ID=self.process_id, **self.env)
+        else:
+            env = runtime_env(self.settings, PYTHONPATH=str(REPO), **self.env)
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
@@ -69,7 +75,7 @@ class RuntimeProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", APP,
                  "--role", self.role, "--no-http"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.cwd or REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         if wait:
             self.wait_ready()
@@ -124,9 +130,10 @@ def runtime_processes(settings: Settings, folder: Path) -> Iterator[Callable[...
     """Make ``RuntimeProcess``es; every one still running is SIGKILLed on exit."""
     made: list[RuntimeProcess] = []
 
-    def make(process_id: str, role: str = "all", start: bool = True, wait: bool = True,
+    def make(process_id: str, role: str = "all", start: bool = True, wait: bool = True, cwd: Path | None = None,
              **env: str) -> RuntimeProcess:
-        process = RuntimeProcess(settings, f"{settings.topic_prefix}-{process_id}", folder, role, dict(env))
+        process = RuntimeProcess(settings, f"{settings.topic_prefix}-{process_id}", folder, role, dict(env),
+                                 cwd=cwd)
         made.append(process)
         if start:
             process.start(wait=wait)
