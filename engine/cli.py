@@ -122,7 +122,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
         server = serve_in_thread(runtime, ns.http_host, ns.http_port)
         print(f"HTTP API on http://{ns.http_host}:{ns.http_port} (web page: /ui)", file=sys.stderr)
-    print(f"runtime ready ({ns.role}); workflows: {', '.join(runtime.registry.workflow_names) or 'none'}",
+    print(f"runtime ready ({ns.role}, process {runtime.settings.process_id or '-'}, state "
+          f"{runtime.settings.state_dir}); workflows: {', '.join(runtime.registry.workflow_names) or 'none'}",
           file=sys.stderr)
     try:
         import time

@@ -24,6 +24,7 @@ from engine.edges.worker import ActivityWorker
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.config import Settings
+from engine.state.state_slot import StateSlot, settle_identity
 from engine.state.topics import INBOX, ensure_workflow_topics
 from streams.processor import Processor
 from streams.topics import TopicSpec, ensure_topics
@@ -67,6 +68,8 @@ class WorkflowRuntime:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         self.settings = settings or Settings.from_env()
+        # As configured; ``settings`` becomes this process's own (state folder, ID) at start.
+        self._configured = self.settings
         self.registry = registry or Registry()
         self.role = role
         self.cache_size = cache_size
@@ -79,6 +82,7 @@ class WorkflowRuntime:
         self._routes: list[BridgeRoute] = []
         # Other processors of the orchestrator role: the JSON commands door and the bridges.
         self._doors: list[Processor] = []
+        self._slot: StateSlot | None = None
 
     # -- registration (delegates to the registry) ----------------------------------------
 
@@ -103,6 +107,10 @@ class WorkflowRuntime:
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Create topics, start the processes of this role; return once they are ready."""
+        if self.role in ("all", "orchestrator"):
+            # Processors with state and transactions: this process's own folder and identity.
+            self.settings, self._slot = settle_identity(self._configured)
+            log.info("state folder %s, process ID %s", self.settings.state_dir, self.settings.process_id)
         ensure_workflow_topics(self.settings)
         inbox = self.settings.topic(INBOX)
         partitions = len(AdminClient(self.settings.client()).list_topics(inbox, timeout=30).topics[inbox].partitions)
@@ -145,6 +153,9 @@ class WorkflowRuntime:
         for thread in self._threads:
             thread.join(30)
         self._threads.clear()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
 
     def wait(self) -> None:
         """Block until a process of the runtime stops (used by ``kwf run``)."""

@@ -59,6 +59,9 @@ class RuntimeProcess:
         env: More environment variables.
         profile_to: Run it under py-spy and write collapsed stacks there.
         checkout: The source tree to run (default: this one).
+        cwd: None: started in ``checkout`` with a ``KWF_STATE_DIR`` and ``KWF_PROCESS_ID``
+            of its own. A folder: started there with neither set, as a user runs
+            ``kwf run`` from an application's folder.
     """
 
     settings: Settings
@@ -69,6 +72,7 @@ class RuntimeProcess:
     env: dict[str, str] = field(default_factory=dict)
     profile_to: Path | None = None
     checkout: Path = REPO
+    cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -89,8 +93,11 @@ class RuntimeProcess:
         until it said it was ready.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        env = runtime_env(self.settings, KWF_STATE_DIR=str(self.state_dir), KWF_PROCESS_ID=self.process_id,
-                          **{**self.env, **extra_env})
+        if self.cwd is None:
+            env = runtime_env(self.settings, KWF_STATE_DIR=str(self.state_dir), KWF_PROCESS_ID=self.process_id,
+                              **{**self.env, **extra_env})
+        else:
+            env = runtime_env(self.settings, PYTHONPATH=str(self.checkout), **{**self.env, **extra_env})
         command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", self.app,
                    "--role", self.role, "--no-http"]
         if self.profile_to is not None:
@@ -103,7 +110,8 @@ class RuntimeProcess:
             log.write(f"--- start {self.starts}\n".encode())
             log.flush()
             began = time.monotonic()
-            self.proc = subprocess.Popen(command, cwd=self.checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, cwd=self.cwd or self.checkout, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
         if not wait:
             return 0.0
         self.wait_ready()

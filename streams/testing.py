@@ -18,6 +18,15 @@ from streams.store import PartitionStore
 
 
 @dataclass(frozen=True, slots=True)
+class Incoming:
+    """An input record with a key or headers (a bare value stands for one with neither)."""
+
+    value: Any
+    key: bytes | None = None
+    headers: Headers | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Emitted:
     """One record a batch sent to an output topic."""
 
@@ -68,11 +77,13 @@ class HandlerHarness:
         self._offset = 0  # next input offset
         self._changelog_offset = 0
 
-    def process(self, *values: Any, commit: bool = True) -> Turn:
-        """One batch of decoded ``values``, keyed by nothing; committed unless ``commit`` is False."""
+    def process(self, *items: Any, commit: bool = True) -> Turn:
+        """One batch of decoded values (or ``Incoming`` records); committed unless ``commit`` is False."""
         records = []
-        for value in values:
-            records.append(Record(self.input_topic, self.partition, self._offset, None, value, 0, None))
+        for item in items:
+            incoming = item if isinstance(item, Incoming) else Incoming(item)
+            records.append(Record(self.input_topic, self.partition, self._offset, incoming.key, incoming.value, 0,
+                                  incoming.headers))
             self._offset += 1
         return self._turn(lambda batch: self.handler.process(batch), records, commit)
 

@@ -3,6 +3,10 @@
 Commands are ``HistoryEvent`` records produced to ``kwf.inbox`` keyed by instance ID;
 reads come from a ``StatusView`` of ``kwf.status``. Each management call waits (bounded)
 until the view shows its effect, so a read right after it sees the change.
+
+A client may start before any runtime: before its first command or read it creates the
+runtime's topics where missing (the same specs the runtime uses), so its commands wait on
+the inbox and its view follows the status topic, whichever process came first.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from engine.replay.registry import name_of
 from engine.state.codec import StatusRecord, encode_event
 from engine.state.config import Settings
 from engine.state.instance_state import ENDED
-from engine.state.topics import INBOX
+from engine.state.topics import INBOX, ensure_workflow_topics
 
 # How long a management call waits to see its effect before saying so.
 DEFAULT_ACK_TIMEOUT_S = 30.0
@@ -126,10 +130,12 @@ class WorkflowClient:
         self._inbox = self.settings.topic(INBOX)
         self._view: StatusView | None = None
         self._delivery_errors: list[str] = []
+        self._topics_ready = False
 
     @property
     def view(self) -> StatusView:
         if self._view is None:
+            self._ensure_topics()
             self._view = StatusView.shared(self.settings)
         return self._view
 
@@ -287,7 +293,14 @@ class WorkflowClient:
                                   f"{self.settings.max_payload_bytes} bytes (KWF_MAX_PAYLOAD_BYTES)")
         return text
 
+    def _ensure_topics(self) -> None:
+        """Create the runtime's topics where missing, once: a runtime may not have run yet."""
+        if not self._topics_ready:
+            ensure_workflow_topics(self.settings)
+            self._topics_ready = True
+
     def _produce(self, event: HistoryEvent, flush: bool = True) -> None:
+        self._ensure_topics()
         while True:
             try:
                 self._producer.produce(self._inbox, key=event.instance_id.encode(), value=encode_event(event),

@@ -4,6 +4,11 @@ A background thread reads every partition of the compacted status topic from the
 beginning (read_committed) into a RocksDB store, so memory does not grow with the
 number of instances. Readers wait on a condition for the view to show what they expect
 (read-your-writes for the client).
+
+The topic may not exist yet when the view starts, and partitions may be added to it
+later: the thread looks its partitions up again from time to time and reads new ones
+from their beginning. The view is caught up once it has read every partition there is
+to its end; a topic with no partitions is never caught up.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from engine.state.codec import StatusRecord, decode_status
 from engine.state.config import Settings
@@ -28,6 +33,16 @@ log = logging.getLogger("engine.api.status_view")
 
 # How long a new view may take to read the topic up to its end before start() gives up.
 CATCH_UP_TIMEOUT_S = 60.0
+# Status records read per call; a view catching up reads in large steps.
+READ_BATCH = 1000
+# How long one read waits when nothing arrives; bounds how late a stop() is noticed.
+IDLE_WAIT_S = 0.2
+# Partitions can be added to a topic at any time: the view looks for new ones this often.
+PARTITION_LOOKUP_S = 5.0
+# A topic not created yet (a client started before any runtime) is looked for more often.
+TOPIC_LOOKUP_S = 0.5
+# One metadata request; a broker that does not answer is retried at the next lookup.
+METADATA_TIMEOUT_S = 10.0
 
 
 class StatusView:
@@ -123,17 +138,20 @@ class StatusView:
             # End-of-partition events tell when the first read has reached the end.
             "enable.partition.eof": "true",
         })
+        assigned: set[int] = set()
+        at_end: set[int] = set()
+        next_lookup = 0.0
         try:
-            meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-            if meta.error is not None:
-                raise RuntimeError(f"topic {self.topic}: {meta.error}")
-            partitions = sorted(meta.partitions)
-            consumer.assign([TopicPartition(self.topic, p, 0) for p in partitions])
-            at_end: set[int] = set()
             while not self._stop.is_set():
-                messages = consumer.consume(1000, timeout=0.05)
+                if time.monotonic() >= next_lookup:
+                    fresh = sorted(self._partitions(consumer) - assigned)
+                    if fresh:
+                        log.info("status view: reading %s partitions %s", self.topic, fresh)
+                        consumer.incremental_assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in fresh])
+                        assigned.update(fresh)
+                    next_lookup = time.monotonic() + (PARTITION_LOOKUP_S if assigned else TOPIC_LOOKUP_S)
                 batch = self._store.batch()
-                for message in messages:
+                for message in self._next_messages(consumer):
                     if message.error() is not None:
                         if message.error().code() == KafkaError._PARTITION_EOF:
                             at_end.add(message.partition())
@@ -148,10 +166,36 @@ class StatusView:
                     with self._changed:
                         self._store.write(batch)
                         self._changed.notify_all()
-                if not self._caught_up.is_set() and len(at_end) == len(partitions):
+                # Caught up once every partition there is has been read to its end; a topic
+                # with no partitions yet (not created) is never "read to its end".
+                if not self._caught_up.is_set() and assigned and assigned <= at_end:
                     self._caught_up.set()
         except BaseException as err:  # reported through start() and the log
             self._error = err
             log.exception("status view stopped")
         finally:
             consumer.close()
+
+    def _partitions(self, consumer: Consumer) -> set[int]:
+        """The topic's partitions now; none while it does not exist (yet)."""
+        try:
+            meta = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S).topics.get(self.topic)
+        except KafkaException as err:
+            log.warning("status view: looking up %s failed: %s", self.topic, err)
+            return set()
+        if meta is None or meta.error is not None:
+            return set()
+        return set(meta.partitions)
+
+    @staticmethod
+    def _next_messages(consumer: Consumer) -> list[Message]:
+        """What has arrived; waits (up to ``IDLE_WAIT_S``) only when nothing has.
+
+        ``consume(n, timeout)`` returns early only once ``n`` records arrived: one status
+        change would sit out the whole timeout before its waiting client saw it.
+        """
+        messages = consumer.consume(READ_BATCH, 0)
+        if messages:
+            return messages
+        first = consumer.poll(IDLE_WAIT_S)
+        return [] if first is None else [first, *consumer.consume(READ_BATCH - 1, 0)]

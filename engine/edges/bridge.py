@@ -4,29 +4,30 @@ A route names the topic (``payments``), the event (``payment_received``) and whe
 instance ID is: the record key, or a field of the JSON payload (``order.id``). Payloads
 are JSON, or Avro single-object encoded with a given schema. Each record becomes one
 ``EventRaised`` on the inbox in the same transaction as its consumed offset: exactly
-once. A record that names no instance, or an instance that does not exist, goes to the
-dead-letter topic with the reason.
+once. A record that names no instance goes to the dead-letter topic with the reason.
+
+Whether the instance exists is not the bridge's to decide: a start may be on the inbox
+and not yet in any status, and only the orchestrator, reading the inbox in order, knows.
+So every event goes to the inbox carrying where it came from (the dead-letter source
+headers), and the orchestrator sends the ones for unknown instances to the dead-letter
+topic with the reason.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.api.status_view import StatusView
 from engine.core.clock import now_utc
 from engine.core.history import EventRaised, HistoryEvent, validate_instance_id
 from engine.core.partitioner import partition_for
 from engine.state.codec import encode_event
 from engine.state.config import Settings
 from engine.state.topics import DLQ, INBOX
-from streams.handler import Batch
+from streams.handler import Batch, Headers, Record
 from streams.processor import (
-    DLQ_ERROR,
-    DLQ_ERROR_TYPE,
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
@@ -34,8 +35,6 @@ from streams.processor import (
 )
 from streams.serde import AvroSerde, read_schema_json
 from streams.store import PartitionStore, StoreBatch
-
-log = logging.getLogger("engine.edges.bridge")
 
 
 @dataclass(frozen=True)
@@ -68,15 +67,13 @@ class Routed:
 class PubSubBridge:
     """The ``streams`` handler of one route."""
 
-    def __init__(self, settings: Settings, route: BridgeRoute, partitions: int,
-                 view: StatusView | None = None) -> None:
+    def __init__(self, settings: Settings, route: BridgeRoute, partitions: int) -> None:
         self.settings = settings
         self.route = route
         self.partitions = partitions
         self.inbox = settings.topic(INBOX)
         self.dlq = settings.topic(DLQ)
         self._serde = None if route.avro_schema is None else AvroSerde(read_schema_json(route.avro_schema))
-        self._view = view
 
     def processor_config(self) -> ProcessorConfig:
         return ProcessorConfig(
@@ -88,12 +85,6 @@ class PubSubBridge:
             process_id=self.settings.process_id,
             client=self.settings.client(),
         )
-
-    @property
-    def view(self) -> StatusView:
-        if self._view is None:
-            self._view = StatusView.shared(self.settings)
-        return self._view
 
     def decode(self, topic: str, key: bytes | None, value: bytes | None) -> Routed:
         if value is None:
@@ -113,23 +104,24 @@ class PubSubBridge:
         now = now_utc()
         for record in batch.records:
             routed: Routed = record.value
-            if self.view.get(routed.instance_id) is None:
-                reason = f"no workflow instance {routed.instance_id!r} for event {self.route.event_name!r}"
-                log.warning("%s (from %s-%d@%d)", reason, record.topic, record.partition, record.offset)
-                batch.emit(self.dlq, record.key, routed.raw, headers=[
-                    (DLQ_ERROR, reason.encode()), (DLQ_ERROR_TYPE, b"UnknownInstance"),
-                    (DLQ_SOURCE_TOPIC, record.topic.encode()), (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
-                    (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
-                ])
-                continue
             event = EventRaised(self.route.event_name, json.dumps(routed.data, default=str))
             key = routed.instance_id.encode()
             batch.emit(self.inbox, key, encode_event(HistoryEvent(routed.instance_id, "", -1, now, event)),
-                       partition=partition_for(key, self.partitions))
+                       partition=partition_for(key, self.partitions), headers=source_headers(record))
 
     def apply_changelog(self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None,
                         value: bytes | None, decoded: Any) -> None:
         """The bridge keeps no state."""
+
+
+def source_headers(record: Record) -> Headers:
+    """Where an event came from, in the dead-letter headers' terms, for the orchestrator to
+    dead-letter it with if its instance turns out not to exist."""
+    return [
+        (DLQ_SOURCE_TOPIC, record.topic.encode()),
+        (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
+        (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+    ]
 
 
 def _json(value: bytes) -> Any:

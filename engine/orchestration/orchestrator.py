@@ -47,10 +47,18 @@ from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
 from engine.state.config import Settings
-from engine.state.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
+from engine.state.instance_state import InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
-from streams.processor import ProcessorConfig
+from streams.handler import Record
+from streams.processor import (
+    DLQ_ERROR,
+    DLQ_ERROR_TYPE,
+    DLQ_SOURCE_OFFSET,
+    DLQ_SOURCE_PARTITION,
+    DLQ_SOURCE_TOPIC,
+    ProcessorConfig,
+)
 from streams.store import PartitionStore, StoreBatch
 
 log = logging.getLogger("engine.orchestration.orchestrator")
@@ -95,6 +103,7 @@ class Orchestrator:
         self.history_topic = settings.topic(HISTORY)
         self.activities = settings.topic(ACTIVITIES)
         self.status = settings.topic(STATUS)
+        self.dlq = settings.topic(DLQ)
         # Keyed by the store object: a revoked partition's store is closed and dropped.
         self._stores: weakref.WeakKeyDictionary[PartitionStore, InstanceStore] = weakref.WeakKeyDictionary()
         self._txn = _Transaction()
@@ -104,7 +113,7 @@ class Orchestrator:
             group_id=f"{self.settings.topic_prefix}.{group_suffix}",
             input_topic=self.inbox,
             changelog_topic=self.history_topic,
-            dlq_topic=self.settings.topic(DLQ),
+            dlq_topic=self.dlq,
             state_dir=self.settings.state_dir / "orchestrator",
             process_id=self.settings.process_id,
             client=self.settings.client(),
@@ -126,18 +135,19 @@ class Orchestrator:
 
     def process(self, batch: Any) -> None:
         store = self._store(batch.store)
-        by_instance: dict[str, list[HistoryEvent]] = {}
+        by_instance: dict[str, list[Record]] = {}
         for record in batch.records:
             event: HistoryEvent = record.value
             owner = partition_for(event.instance_id.encode(), self.partitions)
             if owner != batch.partition:
                 # Produced with another partitioner: hand it to the partition that owns it.
-                batch.emit(self.inbox, event.instance_id.encode(), encode_event(event), partition=owner)
+                batch.emit(self.inbox, event.instance_id.encode(), encode_event(event), partition=owner,
+                           headers=record.headers)
                 continue
-            by_instance.setdefault(event.instance_id, []).append(event)
+            by_instance.setdefault(event.instance_id, []).append(record)
         now = now_utc()
-        for instance_id, events in by_instance.items():
-            self._step(batch, store, instance_id, events, now)
+        for instance_id, records in by_instance.items():
+            self._step(batch, store, instance_id, [r.value for r in records], now, records)
 
     def punctuate(self, batch: Any, now_ms: int) -> None:
         store = self._store(batch.store)
@@ -184,12 +194,17 @@ class Orchestrator:
         return store.state(instance_id)
 
     def _step(
-        self, batch: Any, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime
+        self, batch: Any, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime,
+        records: Sequence[Record] = (),
     ) -> None:
+        """Accept or refuse each proposed event in order, then run the instance over the accepted.
+
+        ``records`` are the inbox records the events came from (none for fired timers).
+        """
         state = self._state(store, instance_id)
         pending: list[HistoryEvent] = []
         status = None if state is None else state.status
-        for event in proposed:
+        for index, event in enumerate(proposed):
             payload = event.event
             if isinstance(payload, ExecutionStarted):
                 if state is not None and not state.ended and status is not WorkflowStatus.CONTINUED_AS_NEW:
@@ -212,6 +227,9 @@ class Orchestrator:
                 self.executor.evict(instance_id)
                 self._txn.states[instance_id] = state = status = None
                 continue
+            if state is None and index < len(records) and _traced(records[index]):
+                self._dead_letter_unknown(batch, records[index], event)
+                continue
             if state is None or state.ended:
                 log.info("dropped %s for %s: the instance is %s", type(payload).__name__, instance_id,
                          "unknown" if state is None else state.status.name)
@@ -231,6 +249,17 @@ class Orchestrator:
                                       else payload.task_id))
             pending.append(HistoryEvent(instance_id, state.execution_id, -1, now, payload))
         self._run(batch, store, state, pending, now)
+
+    def _dead_letter_unknown(self, batch: Any, record: Record, event: HistoryEvent) -> None:
+        """An event from another topic (the pub/sub bridge) for an instance that does not exist.
+
+        The record keeps the headers naming its source record; the reason is added to them.
+        """
+        name = event.event.name if isinstance(event.event, EventRaised) else type(event.event).__name__
+        reason = f"no workflow instance {event.instance_id!r} for event {name!r}"
+        log.warning("%s (from %s); sending it to %s", reason, _source(record), self.dlq)
+        headers = [*(record.headers or []), (DLQ_ERROR, reason.encode()), (DLQ_ERROR_TYPE, b"UnknownInstance")]
+        batch.emit(self.dlq, record.key, encode_event(event), headers=headers)
 
     def _refusal(self, store: InstanceStore, state: InstanceState, status: WorkflowStatus | None,
                  event: HistoryEvent) -> str | None:
@@ -253,7 +282,9 @@ class Orchestrator:
                 return f"no open {expected} {item_id} (a duplicate or stray result)"
             return None
         if isinstance(payload, ExecutionSuspended):
-            return None if status is WorkflowStatus.RUNNING else f"it is {status.name if status else '?'}"
+            # A deferred start (PENDING) can be suspended too: it then waits for its resume.
+            return None if status in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING) \
+                else f"it is {status.name if status else '?'}"
         if isinstance(payload, ExecutionResumed):
             return None if status is WorkflowStatus.SUSPENDED else "it is not suspended"
         if isinstance(payload, EventRaised | ExecutionTerminated):
@@ -281,14 +312,17 @@ class Orchestrator:
             return state
         numbered = [HistoryEvent(e.instance_id, state.execution_id, state.next_sequence + i, now, e.event)
                     for i, e in enumerate(pending)]
-        if state.status is WorkflowStatus.PENDING:
+        if state.awaiting_start:
             return self._run_pending(batch, store, state, numbered, now)
         return self._execute(batch, store, state, self._history(store, state), numbered, now)
 
     def _run_pending(self, batch: Any, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
                      now: datetime) -> InstanceState | None:
-        """Events for an instance whose start is deferred: history only, until it starts."""
-        fired = any(isinstance(e.event, TimerFired) and e.event.timer_id == START_TIMER_ID for e in events)
+        """Events for an instance whose start is deferred: history only, until it begins.
+
+        It begins once its time has come and it is not suspended: the start timer fires, or a
+        resume arrives after the timer fired while it was suspended.
+        """
         terminated = next((e.event for e in events if isinstance(e.event, ExecutionTerminated)), None)
         if terminated is not None:
             end = ExecutionCompleted(WorkflowStatus.TERMINATED, terminated.output, None)
@@ -297,7 +331,7 @@ class Orchestrator:
             return self._commit(batch, state, events)
         stored = list(self._history(store, state))
         after = self._commit(batch, state, events)
-        if not fired or after is None:
+        if after is None or after.awaiting_start or after.ended:
             return after
         # The start is due: the executor sees the whole execution so far as its first step.
         return self._execute(batch, store, after, [], [*stored, *events], now, emitted=True)
@@ -424,3 +458,15 @@ class Orchestrator:
 
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
+
+
+def _traced(record: Record) -> bool:
+    """Whether the record names a source record elsewhere (the bridge's events do)."""
+    return any(name == DLQ_SOURCE_TOPIC for name, _ in record.headers or ())
+
+
+def _source(record: Record) -> str:
+    """The source record a traced inbox record names, for logs: ``topic-partition@offset``."""
+    found = {name: (value or b"").decode(errors="replace") for name, value in record.headers or ()}
+    return (f"{found.get(DLQ_SOURCE_TOPIC, '?')}-{found.get(DLQ_SOURCE_PARTITION, '?')}"
+            f"@{found.get(DLQ_SOURCE_OFFSET, '?')}")

@@ -48,7 +48,14 @@ from engine.core.history import (
 from engine.replay.context import WorkflowContext
 from engine.replay.registry import Registry
 from engine.replay.retry import RetryPolicy
-from engine.replay.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
+from engine.replay.tasks import (
+    ActivityTask,
+    ChildWorkflowTask,
+    CompletableTask,
+    ExternalEventTask,
+    Task,
+    TimerTask,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

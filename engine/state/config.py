@@ -23,7 +23,10 @@ class Settings:
         topic_prefix: ``KWF_TOPIC_PREFIX``; topics are ``{prefix}.inbox`` and so on.
         partitions: ``KWF_PARTITIONS``, for topics this runtime creates.
         state_dir: ``KWF_STATE_DIR``, the RocksDB stores.
-        process_id: ``KWF_PROCESS_ID``, the stable identity behind transactional IDs.
+        per_process_state: Whether each runtime process takes a folder of its own under
+            ``state_dir`` (``engine.state.state_slot``): true when ``KWF_STATE_DIR`` is not set.
+        process_id: ``KWF_PROCESS_ID``, the stable identity behind transactional IDs; empty:
+            derived from the (process's) state folder when the runtime starts.
         api_token: ``KWF_API_TOKEN``; when set the HTTP API wants it in ``dapr-api-token``.
         max_payload_bytes: ``KWF_MAX_PAYLOAD_BYTES``, the largest input, output or event payload.
         step_time_limit_s: ``KWF_STEP_TIME_LIMIT_S``, the longest one replay step of workflow
@@ -40,6 +43,7 @@ class Settings:
     topic_prefix: str = "kwf"
     partitions: int = 8
     state_dir: Path = Path(".kwf/state")
+    per_process_state: bool = False
     process_id: str = ""
     api_token: str | None = field(default=None, repr=False)
     max_payload_bytes: int = MIB
@@ -68,7 +72,11 @@ class Settings:
             kafka=kafka,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-        if not settings.process_id:
+        # Without a state folder of its own, each process takes a slot of the default one
+        # when its runtime starts, and derives its process ID from that.
+        if "KWF_STATE_DIR" not in env and overrides.get("state_dir") is None:
+            settings = replace(settings, per_process_state=True)
+        elif not settings.process_id:
             settings = replace(settings, process_id=default_process_id(settings.state_dir))
         return settings
 

@@ -38,6 +38,9 @@ from engine.state.codec import StatusRecord
 ENDED = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.TERMINATED})
 # The timer ID of a start deferred with ``start_at``: workflow timers count up from 0.
 START_TIMER_ID = -1
+# Where a deferred start stands while its execution has not begun: waiting for its time,
+# or due (its time came while the instance was suspended: it begins on resume).
+START_WAITING, START_DUE = "waiting", "due"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,13 @@ class InstanceState:
     parent_execution_id: str | None = None
     parent_task_id: int | None = None
     parent_name: str | None = None
+    # START_WAITING or START_DUE while a deferred start has not begun; None once it has.
+    deferred_start: str | None = None
+
+    @property
+    def awaiting_start(self) -> bool:
+        """Whether the execution has yet to begin (a deferred start, possibly suspended)."""
+        return self.deferred_start is not None or self.status is WorkflowStatus.PENDING
 
     @property
     def parent(self) -> ParentInstance | None:
@@ -163,6 +173,7 @@ def fold(state: InstanceState | None, event: HistoryEvent) -> Change:
             parent_execution_id=None if payload.parent is None else payload.parent.execution_id,
             parent_task_id=None if payload.parent is None else payload.parent.task_id,
             parent_name=None if payload.parent is None else payload.parent.name,
+            deferred_start=START_WAITING if deferred else None,
         )
         opened: tuple[tuple[int, OpenItem], ...] = ()
         if deferred:
@@ -182,16 +193,23 @@ def fold(state: InstanceState | None, event: HistoryEvent) -> Change:
         return Change(state, closed=(payload.task_id,))
     if isinstance(payload, TimerFired):
         if payload.timer_id == START_TIMER_ID:
-            state = replace(state, status=WorkflowStatus.RUNNING)
+            # The start is due: it begins now, or on resume if the instance is suspended.
+            if state.status is WorkflowStatus.SUSPENDED:
+                state = replace(state, deferred_start=START_DUE)
+            else:
+                state = replace(state, status=WorkflowStatus.RUNNING, deferred_start=None)
         return Change(state, closed=(payload.timer_id,))
     if isinstance(payload, CustomStatusSet):
         return Change(replace(state, custom_status=payload.status))
     if isinstance(payload, ExecutionSuspended):
         return Change(replace(state, status=WorkflowStatus.SUSPENDED))
     if isinstance(payload, ExecutionResumed):
-        return Change(replace(state, status=WorkflowStatus.RUNNING))
+        if state.deferred_start == START_WAITING:
+            return Change(replace(state, status=WorkflowStatus.PENDING))
+        return Change(replace(state, status=WorkflowStatus.RUNNING, deferred_start=None))
     if isinstance(payload, ExecutionCompleted):
-        ended = replace(state, status=payload.status, output=payload.output, failure=payload.failure)
+        ended = replace(state, status=payload.status, output=payload.output, failure=payload.failure,
+                        deferred_start=None)
         return Change(ended, close_all=True)
     # EventRaised, ExecutionTerminated, ContinuedAsNew: history only; their effect on the
     # status arrives with the ExecutionCompleted or status events the executor decides.

@@ -84,6 +84,23 @@ def test_a_deferred_start_reads_back_pending_and_can_be_terminated(wfc: wf.Workf
     assert wfc.get_workflow_state(instance_id).runtime_status is Status.TERMINATED
 
 
+def test_a_deferred_start_can_be_suspended_and_begins_on_resume_after_its_time(wfc: wf.WorkflowClient) -> None:
+    later = datetime.now(UTC) + timedelta(seconds=3)
+    instance_id = wfc.schedule_new_workflow(app.hello, input="later", instance_id=new_id("paused"), start_at=later)
+    began = time.monotonic()
+    wfc.pause_workflow(instance_id)
+    assert time.monotonic() - began < 10, "the suspend of a pending instance was not acknowledged"
+    assert wfc.get_workflow_state(instance_id).runtime_status is Status.SUSPENDED
+
+    # Its time passes while it is suspended: nothing runs.
+    time.sleep(max(0.0, (later - datetime.now(UTC)).total_seconds()) + 1.5)
+    assert wfc.get_workflow_state(instance_id).runtime_status is Status.SUSPENDED
+
+    wfc.resume_workflow(instance_id)
+    state = wfc.wait_for_workflow_completion(instance_id, timeout_in_seconds=DONE_S)
+    assert state is not None and state.runtime_status is Status.COMPLETED, state
+
+
 def test_a_start_says_so_when_no_runtime_confirms_it_in_time_and_a_bulk_start_does_not_wait(
     compat_env: dict[str, str], kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,9 +23,10 @@ def runtime_processes(settings: Settings, folder: Path) -> Iterator[Callable[...
     """Make ``RuntimeProcess``es; every one still running is SIGKILLed on exit."""
     made: list[RuntimeProcess] = []
 
-    def make(process_id: str, role: str = "all", start: bool = True, wait: bool = True,
+    def make(process_id: str, role: str = "all", start: bool = True, wait: bool = True, cwd: Path | None = None,
              **env: str) -> RuntimeProcess:
-        process = RuntimeProcess(settings, f"{settings.topic_prefix}-{process_id}", folder, APP, role, dict(env))
+        process = RuntimeProcess(settings, f"{settings.topic_prefix}-{process_id}", folder, APP, role, dict(env),
+                                 cwd=cwd)
         made.append(process)
         if start:
             process.start(wait=wait)

@@ -58,3 +58,25 @@ def test_payment_wakes_the_waiting_order_and_strays_go_to_the_dlq(
     assert len(reasons) == 2, reasons
     assert any("no field 'orderId'" in r for r in reasons), reasons
     assert any("no workflow instance 'nobody'" in r for r in reasons), reasons
+
+
+def test_a_payment_published_right_after_its_order_starts_reaches_the_order(
+        settings: Settings, start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient) -> None:
+    payments = settings.topic("payments")
+
+    def register(runtime: WorkflowRuntime) -> None:
+        order_payment.register(runtime)
+        runtime.add_bridge(BridgeRoute(topic=payments, event_name="payment_received", instance_id_field="orderId"))
+
+    start_runtime(register)
+    orders = [f"order-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    for order_id in orders:
+        # The start is on the inbox, no status shows it yet, and the payment follows at once.
+        client.schedule_new_workflows(order_payment.order_payment_workflow,
+                                      [(order_id, order_payment.PurchaseOrder("lamp", 25.0))])
+        publish_payment(order_id, 25.0, topic=payments, bootstrap=settings.bootstrap_servers)
+    for order_id in orders:
+        state = client.wait_for_workflow_completion(order_id, timeout_in_seconds=60)
+        assert state is not None and state.runtime_status is WorkflowStatus.COMPLETED, state
+        assert json.loads(state.serialized_output) == {"status": "paid", "amount": 25.0}
+    assert dead_letters(settings, 1, timeout=3) == []
