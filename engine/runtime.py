@@ -19,13 +19,13 @@ from confluent_kafka.admin import AdminClient
 
 from engine.core.history import validate_event_name
 from engine.edges.bridge import BridgeRoute, PubSubBridge
-from engine.edges.commands import CommandsDoor
+from engine.edges.commands import CommandsDoor, commands_topic
 from engine.edges.worker import ActivityWorker
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.config import Settings
 from engine.state.state_slot import StateSlot, settle_identity
-from engine.state.topics import INBOX, ensure_workflow_topics
+from engine.state.topics import INBOX, workflow_topics
 from streams.processor import Processor
 from streams.topics import TopicSpec, ensure_topics
 
@@ -111,20 +111,15 @@ class WorkflowRuntime:
             # Processors with state and transactions: this process's own folder and identity.
             self.settings, self._slot = settle_identity(self._configured)
             log.info("state folder %s, process ID %s", self.settings.state_dir, self.settings.process_id)
-        ensure_workflow_topics(self.settings)
-        inbox = self.settings.topic(INBOX)
-        partitions = len(AdminClient(self.settings.client()).list_topics(inbox, timeout=30).topics[inbox].partitions)
+        partitions = self._ensure_topics()
         waits: list[threading.Event] = []
         if self.role in ("all", "orchestrator"):
             orchestrator = Orchestrator(self.settings, self.registry, partitions, cache_size=self.cache_size)
-            self._processor = Processor(orchestrator.processor_config(), orchestrator)
+            self._processor = hosted(orchestrator)
             self._spawn("kwf-orchestrator", self._processor.run, restartable=True)
             waits.append(self._processor.ready)
-            self._doors.append(CommandsDoor(self.settings, inbox_partitions=partitions).processor())
-            for route in self._routes:
-                ensure_topics(AdminClient(self.settings.client()),
-                              [TopicSpec(route.topic, self.settings.partitions, co_partitioned=False)])
-                self._doors.append(Processor(*_bridge_parts(self.settings, route, partitions)))
+            self._doors.append(hosted(CommandsDoor(self.settings, partitions)))
+            self._doors += [hosted(PubSubBridge(self.settings, route, partitions)) for route in self._routes]
             for door in self._doors:
                 self._spawn(f"kwf-{door.config.input_topic}", door.run, restartable=True)
                 waits.append(door.ready)
@@ -140,6 +135,17 @@ class WorkflowRuntime:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the runtime was not ready within {timeout:.0f} s "
                                        f"(broker {self.settings.bootstrap_servers})")
+
+    def _ensure_topics(self) -> int:
+        """Create what this role reads and writes where missing; return the inbox's partition count."""
+        specs = workflow_topics(self.settings)
+        if self.role in ("all", "orchestrator"):
+            specs.append(commands_topic(self.settings))
+            specs += [TopicSpec(route.topic, self.settings.partitions, co_partitioned=False) for route in self._routes]
+        admin = AdminClient(self.settings.client())
+        ensure_topics(admin, specs)
+        inbox = self.settings.topic(INBOX)
+        return len(admin.list_topics(inbox, timeout=30).topics[inbox].partitions)
 
     def shutdown(self) -> None:
         """Stop the processes cleanly: open transactions are finished, stores closed."""
@@ -211,6 +217,6 @@ def transient(err: BaseException) -> bool:
     return not error.fatal() and (error.retriable() or error.code() in TRANSIENT_CODES)
 
 
-def _bridge_parts(settings: Settings, route: BridgeRoute, partitions: int) -> tuple[Any, PubSubBridge]:
-    bridge = PubSubBridge(settings, route, partitions)
-    return bridge.processor_config(), bridge
+def hosted(handler: Orchestrator | CommandsDoor | PubSubBridge) -> Processor:
+    """The processor that runs ``handler`` with the configuration it asks for."""
+    return Processor(handler.processor_config(), handler)

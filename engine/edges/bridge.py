@@ -34,7 +34,6 @@ from streams.processor import (
     ProcessorConfig,
 )
 from streams.serde import AvroSerde, read_schema_json
-from streams.store import PartitionStore, StoreBatch
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,6 @@ class PubSubBridge:
             batch.emit(self.inbox, key, encode_event(HistoryEvent(routed.instance_id, "", -1, now, event)),
                        partition=partition_for(key, self.partitions), headers=source_headers(record))
 
-    def apply_changelog(self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None,
-                        value: bytes | None, decoded: Any) -> None:
-        """The bridge keeps no state."""
 
 
 def source_headers(record: Record) -> Headers:

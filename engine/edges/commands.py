@@ -21,9 +21,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
-
-from confluent_kafka.admin import AdminClient
+from typing import Any
 
 from engine.core.clock import now_utc
 from engine.core.history import (
@@ -40,11 +38,10 @@ from engine.core.history import (
 from engine.core.partitioner import partition_for
 from engine.state.codec import encode_event
 from engine.state.config import Settings
-from engine.state.topics import DLQ, INBOX, workflow_topics
-from streams.handler import Batch, Handler
-from streams.processor import Processor, ProcessorConfig
-from streams.store import PartitionStore, StoreBatch
-from streams.topics import ADMIN_TIMEOUT_S, DAY_MS, TopicSpec, ensure_topics
+from engine.state.topics import DLQ, INBOX
+from streams.handler import Batch
+from streams.processor import ProcessorConfig
+from streams.topics import DAY_MS, TopicSpec
 
 COMMANDS = "commands"
 COMMAND_TYPES = ("start", "raise", "terminate", "suspend", "resume", "purge")
@@ -220,26 +217,17 @@ def commands_topic(settings: Settings) -> TopicSpec:
                      co_partitioned=False)
 
 
-def ensure_commands_topics(settings: Settings) -> int:
-    """Create the commands topic and the runtime's topics where missing; return the inbox's partition count."""
-    admin = AdminClient(settings.client())
-    ensure_topics(admin, [*workflow_topics(settings), commands_topic(settings)])
-    inbox = settings.topic(INBOX)
-    return len(admin.list_topics(inbox, timeout=ADMIN_TIMEOUT_S).topics[inbox].partitions)
-
-
 class CommandsDoor:
     """The handler of the commands processor (see ``streams.processor.Handler``).
 
-    Run it with ``CommandsDoor(settings).processor().run()``, usually on a thread of its
-    own; ``Processor.ready`` is set once it holds its partitions, ``Processor.stop`` ends it.
+    The runtime hosts it beside the orchestrator (``engine.runtime.hosted``).
 
     Args:
         settings: Topics, identity and the payload limit.
-        inbox_partitions: The inbox's partition count; ``processor()`` looks it up when None.
+        inbox_partitions: The inbox's partition count, for placing each instance's events.
     """
 
-    def __init__(self, settings: Settings, inbox_partitions: int | None = None) -> None:
+    def __init__(self, settings: Settings, inbox_partitions: int) -> None:
         self.settings = settings
         self.inbox = settings.topic(INBOX)
         self.inbox_partitions = inbox_partitions
@@ -255,14 +243,6 @@ class CommandsDoor:
             client=self.settings.client(),
         )
 
-    def processor(self) -> Processor:
-        """Create the topics where missing and return the processor, not yet running."""
-        partitions = ensure_commands_topics(self.settings)
-        if self.inbox_partitions is None:
-            self.inbox_partitions = partitions
-        # The optional hooks (punctuate, on_partition_*) are left out on purpose: no timers, no caches.
-        return Processor(self.processor_config(), cast(Handler, self))
-
     # -- the streams handler ------------------------------------------------------------
 
     def decode(self, topic: str, key: bytes | None, value: bytes | None) -> HistoryEvent:
@@ -270,15 +250,9 @@ class CommandsDoor:
 
     def process(self, batch: Batch) -> None:
         partitions = self.inbox_partitions
-        if partitions is None:
-            raise RuntimeError("the inbox partition count is unknown; build the processor with processor()")
         for record in batch.records:
             event: HistoryEvent = record.value
             key = event.instance_id.encode()
             # Explicitly murmur2, whatever partitioner the client settings name: the
             # orchestrator owns an instance in exactly this partition.
             batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, partitions))
-
-    def apply_changelog(self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None,
-                        value: bytes | None, decoded: Any | None) -> None:
-        """Never called: the door has no changelog."""
