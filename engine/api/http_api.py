@@ -23,6 +23,7 @@ from engine.api.history_reader import read_history
 from engine.api.timeline import timeline_rows
 from engine.api.web_ui import mount_ui
 from engine.core.history import WorkflowStatus, validate_event_name, validate_instance_id
+from engine.observability.exposition import mount_metrics
 
 PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"
@@ -109,6 +110,7 @@ def create_app(client: WorkflowClient) -> FastAPI:
     for prefix in PREFIXES:
         app.include_router(_routes(client), prefix=prefix)
     mount_ui(app)
+    mount_metrics(app)
     return app
 
 

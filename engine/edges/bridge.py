@@ -24,6 +24,7 @@ from engine.state.codec import encode_event
 from engine.state.config import Settings
 from engine.state.topics import DLQ, INBOX
 from streams.handler import Batch
+from streams.metrics import dead_lettered
 from streams.processor import (
     DLQ_ERROR,
     DLQ_ERROR_TYPE,
@@ -121,6 +122,7 @@ class PubSubBridge:
                     (DLQ_SOURCE_TOPIC, record.topic.encode()), (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
                     (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
                 ])
+                dead_lettered(self.processor_config().group_id, "UnknownInstance")
                 continue
             event = EventRaised(self.route.event_name, json.dumps(routed.data, default=str))
             key = routed.instance_id.encode()

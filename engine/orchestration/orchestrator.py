@@ -42,6 +42,7 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.core.partitioner import partition_for
+from engine.observability import logs, metrics
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
@@ -90,6 +91,7 @@ class Orchestrator:
         self.settings = settings
         self.partitions = partitions
         self.executor = Executor(registry, cache_size=cache_size)
+        metrics.watch_executor(self.executor)
         self._watchdog = StepWatchdog(settings.step_time_limit_s)
         self.inbox = settings.topic(INBOX)
         self.history_topic = settings.topic(HISTORY)
@@ -183,6 +185,7 @@ class Orchestrator:
             return self._txn.states[instance_id]
         return store.state(instance_id)
 
+    @logs.for_instance_step
     def _step(
         self, batch: Any, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime
     ) -> None:
@@ -194,6 +197,7 @@ class Orchestrator:
             if isinstance(payload, ExecutionStarted):
                 if state is not None and not state.ended and status is not WorkflowStatus.CONTINUED_AS_NEW:
                     log.warning("refused a start of %s: instance is %s", instance_id, status.name if status else "?")
+                    metrics.event_dropped(payload)
                     continue
                 state = self._run(batch, store, state, pending, now)
                 pending = []
@@ -215,10 +219,12 @@ class Orchestrator:
             if state is None or state.ended:
                 log.info("dropped %s for %s: the instance is %s", type(payload).__name__, instance_id,
                          "unknown" if state is None else state.status.name)
+                metrics.event_dropped(payload)
                 continue
             reason = self._refusal(store, state, status, event)
             if reason is not None:
                 log.info("dropped %s for %s: %s", type(payload).__name__, instance_id, reason)
+                metrics.event_dropped(payload)
                 continue
             if isinstance(payload, ExecutionSuspended):
                 status = WorkflowStatus.SUSPENDED
@@ -413,6 +419,8 @@ class Orchestrator:
         return [*store.history(committed), *fresh]
 
     def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
+        events = list(events)
+        metrics.history_emitted(events)
         for event in events:
             batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
             if isinstance(event.event, PurgeRequested):
@@ -424,3 +432,4 @@ class Orchestrator:
 
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
+        metrics.status_emitted(state)
