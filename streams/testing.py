@@ -68,11 +68,12 @@ class HandlerHarness:
         self._offset = 0  # next input offset
         self._changelog_offset = 0
 
-    def process(self, *values: Any, commit: bool = True) -> Turn:
-        """One batch of decoded ``values``, keyed by nothing; committed unless ``commit`` is False."""
+    def process(self, *values: Any, commit: bool = True, headers: Headers | None = None) -> Turn:
+        """One batch of decoded ``values``, keyed by nothing, each with ``headers``; committed unless
+        ``commit`` is False."""
         records = []
         for value in values:
-            records.append(Record(self.input_topic, self.partition, self._offset, None, value, 0, None))
+            records.append(Record(self.input_topic, self.partition, self._offset, None, value, 0, headers))
             self._offset += 1
         return self._turn(lambda batch: self.handler.process(batch), records, commit)
 

@@ -128,7 +128,8 @@ def _routes(client: WorkflowClient) -> APIRouter:
             _instance_id(instanceID)
         value = await _json_body(request)
         try:
-            instance_id = await _blocking(client.schedule_new_workflow, name, input=value, instance_id=instanceID)
+            instance_id = await _blocking(client.schedule_new_workflow, name, input=value, instance_id=instanceID,
+                                          traceparent=request.headers.get("traceparent"))
         except InstanceExists as err:
             raise ApiError(409, "ERR_INSTANCE_EXISTS", str(err)) from err
         except PayloadTooLarge as err:

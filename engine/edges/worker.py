@@ -245,7 +245,7 @@ class ActivityWorker:
     def _launch(self, loop: asyncio.AbstractEventLoop, starts: list[tuple[Message, ActivityTask]]) -> None:
         """Run on the loop: start one asyncio task per activity task."""
         for message, task in starts:
-            running = loop.create_task(self._run_task(task))
+            running = loop.create_task(self._run_task(task, message.headers()))
 
             def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
                 self._finished.put((m, t, _outcome(done)))
@@ -283,7 +283,7 @@ class ActivityWorker:
             event = HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), self._result(task, outcome))
             producer.produce(
                 self.inbox, key=task.instance_id.encode(), value=encode_event(event),
-                on_delivery=self._delivered_callback(message),
+                on_delivery=self._delivered_callback(message), headers=message.headers(),
             )
 
     def _result(self, task: ActivityTask, outcome: ActivityOutcome) -> Any:

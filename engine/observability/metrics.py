@@ -163,21 +163,24 @@ def watch_executor(executor: Any) -> None:
 R = TypeVar("R")
 # A worker's method that runs one attempt of a task: ``async (self, task) -> outcome``.
 AttemptRunner = Callable[[Any, Any], Coroutine[Any, Any, R]]
+# The same, decorated: ``async (self, task, headers=None) -> outcome``, with the task record's headers.
+ObservedRunner = Callable[..., Coroutine[Any, Any, R]]
 
 
-def observed_activity(run: AttemptRunner[R]) -> AttemptRunner[R]:
+def observed_activity(run: AttemptRunner[R]) -> ObservedRunner[R]:
     """Decorates a worker's ``async (self, task) -> ActivityOutcome``: counts, times and
-    measures the scheduling delay of each attempt, and names it in log records and traces."""
+    measures the scheduling delay of each attempt, names it in log records, and runs it in a
+    span under the trace context of the task record's ``headers`` (an extra argument)."""
     from engine.observability import logs, tracing
 
     @functools.wraps(run)
-    async def observed(self: Any, task: Any) -> R:
+    async def observed(self: Any, task: Any, headers: Any = None) -> R:
         began = time.perf_counter()
         if _enabled:
             SCHEDULING_DELAY.labels(task.name).observe(_seconds_since(task.scheduled_at))
             ACTIVITIES_IN_FLIGHT.inc()
         with logs.bound(instance_id=task.instance_id, workflow=task.workflow_name, activity=task.name), \
-                tracing.activity_span(task) as span:
+                tracing.activity_span(task, headers) as span:
             try:
                 outcome: Any = await run(self, task)
             finally:

@@ -42,7 +42,7 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.core.partitioner import partition_for
-from engine.observability import logs, metrics
+from engine.observability import logs, metrics, tracing
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
@@ -92,6 +92,7 @@ class Orchestrator:
         self.partitions = partitions
         self.executor = Executor(registry, cache_size=cache_size)
         metrics.watch_executor(self.executor)
+        self._spans = tracing.WorkflowSpans()
         self._watchdog = StepWatchdog(settings.step_time_limit_s)
         self.inbox = settings.topic(INBOX)
         self.history_topic = settings.topic(HISTORY)
@@ -131,6 +132,7 @@ class Orchestrator:
         by_instance: dict[str, list[HistoryEvent]] = {}
         for record in batch.records:
             event: HistoryEvent = record.value
+            self._spans.received(event, record.headers)
             owner = partition_for(event.instance_id.encode(), self.partitions)
             if owner != batch.partition:
                 # Produced with another partitioner: hand it to the partition that owns it.
@@ -375,11 +377,12 @@ class Orchestrator:
             if isinstance(payload, TaskScheduled):
                 task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
                                     payload.input, state.name, now)
-                batch.emit(self.activities, task.key, encode_task(task))
+                batch.emit(self.activities, task.key, encode_task(task), headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ChildWorkflowScheduled):
                 parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
                 start = ExecutionStarted(payload.name, payload.input, parent, None)
-                self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start))
+                self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start),
+                           headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)
 
@@ -403,9 +406,9 @@ class Orchestrator:
                 stop = ExecutionTerminated(f"parent {state.instance_id} was terminated", None, True)
                 self._send(batch, item.child_instance_id, HistoryEvent(item.child_instance_id, "", -1, now, stop))
 
-    def _send(self, batch: Any, instance_id: str, event: HistoryEvent) -> None:
+    def _send(self, batch: Any, instance_id: str, event: HistoryEvent, headers: Any = None) -> None:
         key = instance_id.encode()
-        batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions))
+        batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions), headers=headers)
 
     def _history(self, store: InstanceStore, state: InstanceState) -> Sequence[HistoryEvent]:
         """The current execution's history: the store's, plus what this transaction added."""
@@ -421,6 +424,7 @@ class Orchestrator:
     def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
         events = list(events)
         metrics.history_emitted(events)
+        self._spans.history_emitted(events)
         for event in events:
             batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
             if isinstance(event.event, PurgeRequested):
@@ -433,3 +437,4 @@ class Orchestrator:
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
         metrics.status_emitted(state)
+        self._spans.status_emitted(state)
