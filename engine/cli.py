@@ -30,7 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from engine.observability.logs import configure_logging
 
-    configure_logging(getattr(logging, ns.log_level))
+    try:
+        configure_logging(getattr(logging, ns.log_level))
+    except ValueError as err:  # a KWF_LOG_FORMAT nobody knows
+        print(f"kwf: {err}", file=sys.stderr)
+        return 2
     from engine.api.client import InstanceExists
 
     try:

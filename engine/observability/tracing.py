@@ -41,7 +41,14 @@ try:
 except ImportError:  # the API is a dependency; a broken install only loses the traces
     trace = None  # type: ignore[assignment]
 
-from engine.core.history import ExecutionStarted, HistoryEvent, TimerCreated, WorkflowStatus
+from engine.core.history import (
+    ExecutionStarted,
+    HistoryEvent,
+    TaskCompleted,
+    TaskFailed,
+    TimerCreated,
+    WorkflowStatus,
+)
 
 log = logging.getLogger("engine.observability.tracing")
 TRACER_NAME = "kafka-workflows"
@@ -113,10 +120,12 @@ class WorkflowSpans:
 
     def received(self, event: HistoryEvent, headers: Any) -> None:
         """An inbox record: a start opens the instance's workflow span under the headers' context
-        (a new trace without one); another record with a context teaches it to an orchestrator
-        that does not know it."""
+        (a new trace without one); an activity result teaches the workflow span's context to an
+        orchestrator that does not know it (one that restarted)."""
+        if not headers and not isinstance(event.event, ExecutionStarted):
+            return  # the common case, checked first: a result with no trace context
         tracer = _tracer()
-        if tracer is None or (not headers and not isinstance(event.event, ExecutionStarted)):
+        if tracer is None:
             return
         parent = context_of_headers(headers)
         if isinstance(event.event, ExecutionStarted):
@@ -125,7 +134,10 @@ class WorkflowSpans:
                 attributes={"kwf.instance_id": event.instance_id, "kwf.workflow": event.event.name})
             if span.get_span_context().is_valid:  # not a no-op span (no SDK installed)
                 self._put(event.instance_id, span)
-        elif parent is not None and event.instance_id not in self._spans:
+        elif parent is not None and isinstance(event.event, TaskCompleted | TaskFailed) \
+                and event.instance_id not in self._spans:
+            # A result carries its task's headers: the workflow span's context (other records,
+            # such as a raised event, carry their sender's).
             self._put(event.instance_id, trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context()))
 
     def headers(self, instance_id: str) -> list[tuple[str, bytes]] | None:
