@@ -62,7 +62,13 @@ _propagator = TraceContextTextMapPropagator() if trace is not None else None
 
 
 def _tracer() -> Any:
-    return None if trace is None else trace.get_tracer(TRACER_NAME)
+    """The runtime's tracer, or None while no SDK provider is installed (every span would be a no-op)."""
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        return None
+    return provider.get_tracer(TRACER_NAME)
 
 
 # -- headers --------------------------------------------------------------------------
