@@ -8,7 +8,7 @@ cheap ones and reports medians.
 A broker JVM commits transactions ten times slower in its first minute than once warm,
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
-    python -m bench [--quick] [--only chain3,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+    python -m bench [--quick] [--only chain3,observability,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, fanout, peer_dbos, recovery
+from bench import ceiling, chain, fanout, observability, peer_dbos, recovery
 from bench.common import broker, console, machine, note, results
 
-WORKLOADS = ("chain3", "fanout", "ceiling", "recovery", "dbos")
+WORKLOADS = ("chain3", "observability", "fanout", "ceiling", "recovery", "dbos")
 
 
 def main() -> None:
@@ -46,6 +46,8 @@ def main() -> None:
                         seconds=3.0 if args.quick else ceiling.ROUNDTRIP_SECONDS)
         if "chain3" in chosen:
             chain.run(bootstrap, count=2000, rate=20.0, seconds=seconds, repeats=repeats)
+        if "observability" in chosen:
+            observability.run(bootstrap, count=2000, repeats=repeats)
         if "fanout" in chosen:
             fanout.run(bootstrap, repeats=repeats)
         if "recovery" in chosen:

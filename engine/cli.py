@@ -28,7 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(ns, "command", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=getattr(logging, ns.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from engine.observability.logs import configure_logging
+
+    try:
+        configure_logging(getattr(logging, ns.log_level))
+    except ValueError as err:  # a KWF_LOG_FORMAT nobody knows
+        print(f"kwf: {err}", file=sys.stderr)
+        return 2
     from engine.api.client import InstanceExists
 
     try:
@@ -51,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     http.add_argument("--http-port", type=int, default=3500)
     http.add_argument("--no-http", action="store_true")
     run.add_argument("--http-host", default="127.0.0.1")
+    run.add_argument("--metrics-port", type=int, default=None,
+                     help="serve Prometheus /metrics on this port too (for --no-http processes and workers)")
     run.set_defaults(handler=cmd_run)
 
     start = sub.add_parser("start", help="start a workflow instance")
@@ -102,6 +110,13 @@ def load_app(spec: str) -> Any:
 def cmd_run(ns: argparse.Namespace) -> int:
     runtime = load_app(ns.app)
     runtime.role = ns.role
+    from engine.observability.exposition import serve_metrics
+    from engine.observability.tracing import configure_tracing
+
+    configure_tracing()
+    if ns.metrics_port is not None:
+        serve_metrics(ns.metrics_port, ns.http_host)
+        print(f"metrics on http://{ns.http_host}:{ns.metrics_port}/metrics", file=sys.stderr)
     stop = {"now": False}
 
     def on_signal(signum: int, _: Any) -> None:

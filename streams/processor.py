@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streams import metrics
 from streams.handler import Batch, ChangelogEntry, Handler, Headers, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
 from streams.store import PartitionStore, StoreBatch
@@ -192,7 +193,7 @@ class Processor:
         writer.init()
         if config.changelog_topic is not None:
             self._restorer = ChangelogRestorer(config.client, config.changelog_topic)
-        consumer = self._consumer = Consumer(config.consumer_settings())
+        consumer = self._consumer = Consumer(metrics.reporting_lag(config.consumer_settings()))
         consumer.subscribe(
             [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -288,7 +289,9 @@ class Processor:
             if not writer.in_transaction:
                 return  # a punctuation that emitted nothing
             offsets = [TopicPartition(config.input_topic, p, last + 1) for p, (_, last) in span.items()]
+            began = time.perf_counter()
             writer.commit(offsets, consumer.consumer_group_metadata() if offsets else None)
+            metrics.transaction_committed(config.group_id, time.perf_counter() - began)
         except AbortRequired as err:
             self._abort(err, span, due)
             return
@@ -341,6 +344,7 @@ class Processor:
             (DLQ_SOURCE_OFFSET, str(offset).encode()),
         ]
         writer.produce(self.config.dlq_topic, message.key(), message.value(), None, headers)
+        metrics.dead_lettered(self.config.group_id, type(err).__name__)
 
     def _abort(self, err: AbortRequired, span: dict[int, list[int]], due: list[int]) -> None:
         """Abort, rewind the batch's partitions to their committed offsets, reset handler caches."""
@@ -348,6 +352,7 @@ class Processor:
                     err, sorted(span))
         assert self._writer is not None and self._consumer is not None
         self._writer.abort()
+        metrics.transaction_aborted(self.config.group_id)
         self._aborts_in_a_row += 1
         if self._aborts_in_a_row >= MAX_ABORTS_IN_A_ROW:
             raise ProcessorFenced(

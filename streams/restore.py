@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from streams import metrics
 from streams.store import PartitionStore, StoreBatch
 
 log = logging.getLogger("streams.restore")
@@ -209,12 +210,15 @@ class ChangelogRestorer:
                     apply(batch, store, record.key(), record.value())
                 store.write(batch, changelog_offset=records[-1].offset())
                 reports[partition].records += len(records)
+                metrics.restore_progress(self.topic, partition, pending.get(partition, 0) - records[-1].offset() - 1,
+                                         len(records))
             positions = self._consumer.position([TopicPartition(self.topic, p) for p in pending])
             now = time.monotonic()
             for tp in positions:
                 if restore_done(tp.offset, pending[tp.partition]):
                     del pending[tp.partition]
                     reports[tp.partition].seconds = now - began
+                    metrics.restore_finished(self.topic, tp.partition, now - began)
             if pending and now - last_progress > PROGRESS_LOG_INTERVAL_S:
                 last_progress = now
                 log.info(

@@ -35,6 +35,7 @@ from engine.core.history import (
     validate_event_name,
     validate_instance_id,
 )
+from engine.observability.tracing import headers_of_context, remote_parent
 from engine.replay.registry import name_of
 from engine.state.codec import StatusRecord, encode_event
 from engine.state.config import Settings
@@ -143,8 +144,11 @@ class WorkflowClient:
 
     def schedule_new_workflow(self, workflow: Callable[..., Any] | str, *, input: Any = None,
                               instance_id: str | None = None, start_at: datetime | None = None,
-                              reuse_id_policy: Any = None) -> str:
+                              reuse_id_policy: Any = None, traceparent: str | None = None) -> str:
         """Start an instance and return its ID once the runtime has accepted it.
+
+        The start carries the current OpenTelemetry context, or the W3C ``traceparent`` given,
+        so the workflow's spans and its activities' join the caller's trace.
 
         Raises:
             InstanceExists: ``instance_id`` names an instance that has not ended.
@@ -152,7 +156,8 @@ class WorkflowClient:
             TimeoutError: no runtime accepted the start in time.
         """
         instance_id = instance_id or uuid.uuid4().hex
-        execution_id, previous = self._send_start(workflow, input, instance_id, start_at)
+        with remote_parent(traceparent):
+            execution_id, previous = self._send_start(workflow, input, instance_id, start_at)
         # A workflow that continues as new in its first step replaces the execution ID in the
         # same transaction, so any execution other than the previous one counts as started.
         self.view.wait_for(
@@ -304,7 +309,7 @@ class WorkflowClient:
         while True:
             try:
                 self._producer.produce(self._inbox, key=event.instance_id.encode(), value=encode_event(event),
-                                       on_delivery=self._delivered)
+                                       on_delivery=self._delivered, headers=headers_of_context())
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.05)

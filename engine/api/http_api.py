@@ -23,6 +23,7 @@ from engine.api.history_reader import read_history
 from engine.api.timeline import timeline_rows
 from engine.api.web_ui import mount_ui
 from engine.core.history import WorkflowStatus, validate_event_name, validate_instance_id
+from engine.observability.exposition import mount_metrics
 
 PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"
@@ -109,6 +110,7 @@ def create_app(client: WorkflowClient) -> FastAPI:
     for prefix in PREFIXES:
         app.include_router(_routes(client), prefix=prefix)
     mount_ui(app)
+    mount_metrics(app)
     return app
 
 
@@ -126,7 +128,8 @@ def _routes(client: WorkflowClient) -> APIRouter:
             _instance_id(instanceID)
         value = await _json_body(request)
         try:
-            instance_id = await _blocking(client.schedule_new_workflow, name, input=value, instance_id=instanceID)
+            instance_id = await _blocking(client.schedule_new_workflow, name, input=value, instance_id=instanceID,
+                                          traceparent=request.headers.get("traceparent"))
         except InstanceExists as err:
             raise ApiError(409, "ERR_INSTANCE_EXISTS", str(err)) from err
         except PayloadTooLarge as err:

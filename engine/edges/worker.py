@@ -27,10 +27,12 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from engine.core.clock import now_utc
 from engine.core.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFailed
 from engine.edges.activities import ActivityOutcome, async_run_activity
+from engine.observability.metrics import observed_activity
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, decode_task, encode_event
 from engine.state.config import Settings
 from engine.state.topics import ACTIVITIES, DLQ, INBOX
+from streams.metrics import dead_lettered, reporting_lag
 
 log = logging.getLogger("engine.edges.worker")
 
@@ -158,7 +160,7 @@ class ActivityWorker:
         loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="kwf-activity"))
         loop_thread = threading.Thread(target=loop.run_forever, name="kwf-activity-loop", daemon=True)
         loop_thread.start()
-        consumer = Consumer(self.consumer_settings())
+        consumer = Consumer(reporting_lag(self.consumer_settings()))
         producer = Producer(self.settings.producer())
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                            on_lost=self._on_revoke)
@@ -243,13 +245,14 @@ class ActivityWorker:
     def _launch(self, loop: asyncio.AbstractEventLoop, starts: list[tuple[Message, ActivityTask]]) -> None:
         """Run on the loop: start one asyncio task per activity task."""
         for message, task in starts:
-            running = loop.create_task(self._run_task(task))
+            running = loop.create_task(self._run_task(task, message.headers()))
 
             def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
                 self._finished.put((m, t, _outcome(done)))
 
             running.add_done_callback(finished)
 
+    @observed_activity
     async def _run_task(self, task: ActivityTask) -> ActivityOutcome:
         """Run one activity under ``KWF_ACTIVITY_TIMEOUT_S``, when set."""
         running = async_run_activity(self.registry, task.name, task.input, instance_id=task.instance_id,
@@ -280,7 +283,7 @@ class ActivityWorker:
             event = HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), self._result(task, outcome))
             producer.produce(
                 self.inbox, key=task.instance_id.encode(), value=encode_event(event),
-                on_delivery=self._delivered_callback(message),
+                on_delivery=self._delivered_callback(message), headers=message.headers(),
             )
 
     def _result(self, task: ActivityTask, outcome: ActivityOutcome) -> Any:
@@ -333,6 +336,7 @@ class ActivityWorker:
             ("source.partition", str(message.partition()).encode()),
             ("source.offset", str(message.offset()).encode()),
         ])
+        dead_lettered(self.consumer_settings()["group.id"], type(err).__name__)
 
 
 def _poll(consumer: Consumer, timeout: float) -> list[Message]:

@@ -42,6 +42,7 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.core.partitioner import partition_for
+from engine.observability import logs, metrics, tracing
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
@@ -51,6 +52,7 @@ from engine.state.instance_state import InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
 from streams.handler import Record
+from streams.metrics import dead_lettered
 from streams.processor import (
     DLQ_ERROR,
     DLQ_ERROR_TYPE,
@@ -98,6 +100,8 @@ class Orchestrator:
         self.settings = settings
         self.partitions = partitions
         self.executor = Executor(registry, cache_size=cache_size)
+        metrics.watch_executor(self.executor)
+        self._spans = tracing.WorkflowSpans()
         self._watchdog = StepWatchdog(settings.step_time_limit_s)
         self.inbox = settings.topic(INBOX)
         self.history_topic = settings.topic(HISTORY)
@@ -138,6 +142,7 @@ class Orchestrator:
         by_instance: dict[str, list[Record]] = {}
         for record in batch.records:
             event: HistoryEvent = record.value
+            self._spans.received(event, record.headers)
             owner = partition_for(event.instance_id.encode(), self.partitions)
             if owner != batch.partition:
                 # Produced with another partitioner: hand it to the partition that owns it.
@@ -193,6 +198,7 @@ class Orchestrator:
             return self._txn.states[instance_id]
         return store.state(instance_id)
 
+    @logs.for_instance_step
     def _step(
         self, batch: Any, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime,
         records: Sequence[Record] = (),
@@ -209,6 +215,7 @@ class Orchestrator:
             if isinstance(payload, ExecutionStarted):
                 if state is not None and not state.ended and status is not WorkflowStatus.CONTINUED_AS_NEW:
                     log.warning("refused a start of %s: instance is %s", instance_id, status.name if status else "?")
+                    metrics.event_dropped(payload)
                     continue
                 state = self._run(batch, store, state, pending, now)
                 pending = []
@@ -233,10 +240,12 @@ class Orchestrator:
             if state is None or state.ended:
                 log.info("dropped %s for %s: the instance is %s", type(payload).__name__, instance_id,
                          "unknown" if state is None else state.status.name)
+                metrics.event_dropped(payload)
                 continue
             reason = self._refusal(store, state, status, event)
             if reason is not None:
                 log.info("dropped %s for %s: %s", type(payload).__name__, instance_id, reason)
+                metrics.event_dropped(payload)
                 continue
             if isinstance(payload, ExecutionSuspended):
                 status = WorkflowStatus.SUSPENDED
@@ -260,6 +269,7 @@ class Orchestrator:
         log.warning("%s (from %s); sending it to %s", reason, _source(record), self.dlq)
         headers = [*(record.headers or []), (DLQ_ERROR, reason.encode()), (DLQ_ERROR_TYPE, b"UnknownInstance")]
         batch.emit(self.dlq, record.key, encode_event(event), headers=headers)
+        dead_lettered(self.processor_config().group_id, "UnknownInstance")
 
     def _refusal(self, store: InstanceStore, state: InstanceState, status: WorkflowStatus | None,
                  event: HistoryEvent) -> str | None:
@@ -403,11 +413,12 @@ class Orchestrator:
             if isinstance(payload, TaskScheduled):
                 task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
                                     payload.input, state.name, now)
-                batch.emit(self.activities, task.key, encode_task(task))
+                batch.emit(self.activities, task.key, encode_task(task), headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ChildWorkflowScheduled):
                 parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
                 start = ExecutionStarted(payload.name, payload.input, parent, None)
-                self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start))
+                self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start),
+                           headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)
 
@@ -431,9 +442,9 @@ class Orchestrator:
                 stop = ExecutionTerminated(f"parent {state.instance_id} was terminated", None, True)
                 self._send(batch, item.child_instance_id, HistoryEvent(item.child_instance_id, "", -1, now, stop))
 
-    def _send(self, batch: Any, instance_id: str, event: HistoryEvent) -> None:
+    def _send(self, batch: Any, instance_id: str, event: HistoryEvent, headers: Any = None) -> None:
         key = instance_id.encode()
-        batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions))
+        batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions), headers=headers)
 
     def _history(self, store: InstanceStore, state: InstanceState) -> Sequence[HistoryEvent]:
         """The current execution's history: the store's, plus what this transaction added."""
@@ -447,6 +458,9 @@ class Orchestrator:
         return [*store.history(committed), *fresh]
 
     def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
+        events = list(events)
+        metrics.history_emitted(events)
+        self._spans.history_emitted(events)
         for event in events:
             batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
             if isinstance(event.event, PurgeRequested):
@@ -458,6 +472,8 @@ class Orchestrator:
 
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
+        metrics.status_emitted(state)
+        self._spans.status_emitted(state)
 
 
 def _traced(record: Record) -> bool:

@@ -85,6 +85,10 @@ class Executor:
         self._registry = registry
         self._cache_size = cache_size
         self._cache: OrderedDict[str, _CachedRun] = OrderedDict()
+        # Steps that advanced a cached run, and later steps that replayed: plain counts, read by
+        # the metrics layer (this layer records nothing itself).
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     @property
     def cached_instances(self) -> int:
@@ -129,9 +133,12 @@ class Executor:
             return _ended(history)
         run = self._cached_run(instance_id, history)
         if run is None:
+            self.cache_misses += bool(history)  # a first step has nothing to replay
             run = WorkflowRun(self._registry, instance_id)
             for event in history:
                 run.apply(event, replaying=True)
+        else:
+            self.cache_hits += 1
         for event in new_events:
             run.apply(event, replaying=False)
         actions = run.take_actions()
