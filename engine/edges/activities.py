@@ -38,9 +38,23 @@ class WorkflowActivityContext:
         return self._instance_id
 
     @property
+    def orchestration_id(self) -> str:
+        """The ID of the calling workflow instance (the Durable Task name for it)."""
+        return self._instance_id
+
+    @property
     def task_id(self) -> int:
         """The task ID of this call, unique within the instance's execution."""
         return self._task_id
+
+    def get_inner_context(self) -> WorkflowActivityContext:
+        """The underlying activity context.
+
+        Dapr returns the Durable Task ``ActivityContext`` here; this runtime has no layer
+        below, so the context itself answers, with the same ``orchestration_id`` and
+        ``task_id``.
+        """
+        return self
 
 
 @dataclass(frozen=True, slots=True)

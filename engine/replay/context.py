@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random as _random
+import string
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -115,21 +118,29 @@ class WorkflowContext:
             raise TypeError(f"create_timer takes a datetime or a timedelta, got {type(fire_at).__name__}")
         return self._run.schedule_timer(due)
 
-    def wait_for_external_event(self, name: str, *, timeout: timedelta | None = None) -> Task:
+    def wait_for_external_event(self, name: str, *, timeout: datetime | timedelta | None = None) -> Task:
         """Wait for an event raised to this instance; names compare case-insensitively.
 
         Events raised before the wait are kept in order and handed to waits in order.
 
         Args:
             name: The event name.
-            timeout: Give up after this long; the task then fails with TimeoutError.
+            timeout: Give up after this long (a delay from ``current_utc_datetime``) or at this
+                moment (naive means UTC); the task then fails with TimeoutError.
 
         Returns:
             A task whose result is the event's data.
         """
-        if timeout is not None and not isinstance(timeout, timedelta):
-            raise TypeError(f"timeout must be a timedelta, got {type(timeout).__name__}")
-        return self._run.wait_for_event(name, timeout)
+        timeout_at: datetime | None
+        if timeout is None:
+            timeout_at = None
+        elif isinstance(timeout, timedelta):
+            timeout_at = self._run.current_time + timeout
+        elif isinstance(timeout, datetime):
+            timeout_at = utc(timeout)
+        else:
+            raise TypeError(f"timeout must be a timedelta or a datetime, got {type(timeout).__name__}")
+        return self._run.wait_for_event(name, timeout_at)
 
     def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
         """Restart this workflow from the beginning with new input and a fresh history.
@@ -146,6 +157,48 @@ class WorkflowContext:
     def set_custom_status(self, status: Any) -> None:
         """Publish a JSON-encodable value as the instance's custom status."""
         self._run.set_custom_status(payload.encode(status))
+
+    # Deterministic helpers: the same values on every replay ------------------------------
+
+    def now(self) -> datetime:
+        """The workflow's current time: ``current_utc_datetime``, the same on every replay."""
+        return self._run.current_time
+
+    def random(self) -> _random.Random:
+        """A ``random.Random`` whose numbers are the same on every replay.
+
+        Each call returns a generator with a seed of its own, derived from the instance ID,
+        the execution ID and how many times the code called a helper before: two calls in
+        one step give different numbers, a replay gives the same ones in the same order.
+        """
+        return _random.Random(self._run.next_seed())
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID that is the same on every replay (each call a new one)."""
+        bits = self.random().getrandbits(128)
+        return uuid.UUID(int=bits, version=4)
+
+    def new_guid(self) -> uuid.UUID:
+        """The same as ``uuid4()``: a replay-stable UUID (the name other Durable Task SDKs use)."""
+        return self.uuid4()
+
+    def random_string(self, length: int, alphabet: str | None = None) -> str:
+        """A string of ``length`` characters from ``alphabet``, the same on every replay.
+
+        Args:
+            length: How many characters (0 or more).
+            alphabet: The characters to draw from; default ASCII letters and digits.
+
+        Raises:
+            ValueError: ``length`` is negative or ``alphabet`` is empty.
+        """
+        if length < 0:
+            raise ValueError(f"length must be 0 or more, got {length}")
+        chars = alphabet if alphabet is not None else string.ascii_letters + string.digits
+        if not chars:
+            raise ValueError("alphabet must not be empty")
+        rng = self.random()
+        return "".join(rng.choice(chars) for _ in range(length))
 
 
 DaprWorkflowContext = WorkflowContext

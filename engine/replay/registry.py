@@ -14,18 +14,48 @@ F = TypeVar("F", bound=Callable[..., Any])
 REGISTERED_NAME_ATTRIBUTE = "_kwf_registered_name"
 """Attribute set on a registered function: the name it was registered under."""
 
+ALTERNATE_NAME_ATTRIBUTE = "_dapr_alternate_name"
+"""Attribute ``alternate_name`` sets: the name to register the function under (Dapr's attribute)."""
+
+
+def alternate_name(name: str | None = None) -> Callable[[F], F]:
+    """Give a workflow or activity function the name it registers and is called by.
+
+    Use it under the registering decorator (``@wfr.workflow`` then ``@alternate_name("x")``)
+    or on a function registered later with ``register_workflow``/``register_activity``.
+
+    Args:
+        name: The name; default the function's ``__name__``.
+
+    Raises:
+        ValueError: The function already has an alternate name.
+    """
+
+    def give_name(fn: F) -> F:
+        if hasattr(fn, ALTERNATE_NAME_ATTRIBUTE):
+            raise ValueError(
+                f"function {getattr(fn, '__name__', fn)!r} already has the alternate name "
+                f"{getattr(fn, ALTERNATE_NAME_ATTRIBUTE)!r}; give it one name"
+            )
+        setattr(fn, ALTERNATE_NAME_ATTRIBUTE, name or fn.__name__)
+        return fn
+
+    return give_name
+
 
 def name_of(fn_or_name: Callable[..., Any] | str) -> str:
     """The name a workflow or activity is known by.
 
     A string is the name itself; a registered function answers with the name it was
-    registered under; any other callable with its ``__name__``.
+    registered under, one with an ``alternate_name`` with that; any other callable with
+    its ``__name__``.
     """
     if isinstance(fn_or_name, str):
         return fn_or_name
-    registered = getattr(fn_or_name, REGISTERED_NAME_ATTRIBUTE, None)
-    if isinstance(registered, str):
-        return registered
+    for attribute in (REGISTERED_NAME_ATTRIBUTE, ALTERNATE_NAME_ATTRIBUTE):
+        registered = getattr(fn_or_name, attribute, None)
+        if isinstance(registered, str):
+            return registered
     name = getattr(fn_or_name, "__name__", None)
     if not isinstance(name, str):
         raise TypeError(f"expected a workflow or activity function or its name, got {fn_or_name!r}")
@@ -128,7 +158,14 @@ class Registry:
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cannot register {fn!r} as a {kind}: it is not callable")
-        registered_name = name if name is not None else getattr(fn, "__name__", None)
+        alternate = getattr(fn, ALTERNATE_NAME_ATTRIBUTE, None)
+        if name is not None and alternate is not None and name != alternate:
+            raise ValueError(
+                f"{kind} {alternate!r} has an alternate name and was registered as {name!r}; give it one name"
+            )
+        registered_name = name if name is not None else alternate if alternate is not None else getattr(
+            fn, "__name__", None
+        )
         if not isinstance(registered_name, str) or not registered_name:
             raise ValueError(f"cannot register {fn!r} as a {kind}: give it a name with name=...")
         for entry in table.values():

@@ -13,11 +13,12 @@ retry timers and event-wait timeouts), in the order the code (or a retry) asks f
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.core import payload
@@ -135,6 +136,7 @@ class WorkflowRun:
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._suspended = False
         self._held: list[Event] = []
+        self._seeds_taken = 0
 
     @property
     def status(self) -> WorkflowStatus:
@@ -231,8 +233,22 @@ class WorkflowRun:
             self._record(timer_id, TimerCreated(timer_id, fire_at))
         return task
 
-    def wait_for_event(self, name: str, timeout: timedelta | None) -> Task:
-        """Return a task for the next event of that name: a buffered one, or a future one."""
+    def next_seed(self) -> int:
+        """A seed for a deterministic random generator: the same sequence on every replay.
+
+        It hashes the instance ID, the execution ID (both recorded in history) and how many
+        seeds this run has taken before, so every call gets a fresh one, and a replay, which
+        makes the same calls in the same order, gets the same ones.
+        """
+        self._seeds_taken += 1
+        material = f"{self.instance_id}\x00{self.execution_id}\x00{self._seeds_taken}".encode()
+        return int.from_bytes(hashlib.sha256(material).digest()[:16], "big")
+
+    def wait_for_event(self, name: str, timeout_at: datetime | None) -> Task:
+        """Return a task for the next event of that name: a buffered one, or a future one.
+
+        ``timeout_at`` is when the wait gives up (the task then fails with TimeoutError).
+        """
         task = ExternalEventTask(name)
         if self.outcome is not None:
             return task
@@ -245,10 +261,10 @@ class WorkflowRun:
             task.complete(payload.decode(raised.data))
             return task
         self._waiters.setdefault(key, deque()).append(task)
-        if timeout is not None:
+        if timeout_at is not None:
             timer_id = self._take_id()
             self._open[timer_id] = _Open(_EVENT_TIMEOUT, task=task)
-            self._record(timer_id, TimerCreated(timer_id, self.current_time + timeout))
+            self._record(timer_id, TimerCreated(timer_id, timeout_at))
         return task
 
     def request_continue_as_new(self, input_json: str | None, save_events: bool) -> None:
