@@ -121,6 +121,16 @@ class WorkflowRuntime:
     def register_activity(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
         self.registry.register_activity(fn, name=name)
 
+    def versioned_workflow(self, *, name: str, version_name: str | None = None, is_latest: bool) -> Any:
+        """Register one version of workflow ``name`` (decorator); see ``register_versioned_workflow``."""
+        return self.registry.versioned_workflow(name=name, version_name=version_name, is_latest=is_latest)
+
+    def register_versioned_workflow(self, fn: Callable[..., Any], *, name: str, version_name: str | None = None,
+                                    is_latest: bool) -> None:
+        """Register ``fn`` as one version of workflow ``name``: new instances run the version
+        registered with ``is_latest=True``, a running instance the version it started with."""
+        self.registry.register_versioned_workflow(fn, name=name, version_name=version_name, is_latest=is_latest)
+
     def add_bridge(self, route: BridgeRoute) -> None:
         """Route records of an external topic to external events (started with the orchestrator)."""
         validate_event_name(route.event_name)

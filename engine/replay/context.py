@@ -158,6 +158,20 @@ class WorkflowContext:
         """Publish a JSON-encodable value as the instance's custom status."""
         self._run.set_custom_status(payload.encode(status))
 
+    def is_patched(self, patch_name: str) -> bool:
+        """Whether to take the patched code path here; the same answer on every replay.
+
+        True on a first run through this point (the patch is recorded in history) and on
+        a replay of history that recorded it; False on a replay of history written before
+        the patch existed, so running instances keep the path they took. Keep the check
+        while instances that recorded it may still run: removing it stalls them
+        (STALLED, PATCH_MISMATCH) until the check is back.
+
+        Args:
+            patch_name: A name for this change, unique within the workflow.
+        """
+        return self._run.is_patched(patch_name)
+
     # Deterministic helpers: the same values on every replay ------------------------------
 
     def now(self) -> datetime:

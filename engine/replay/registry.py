@@ -94,6 +94,9 @@ class Registry:
     def __init__(self) -> None:
         self._workflows: dict[str, Registered] = {}
         self._activities: dict[str, Registered] = {}
+        # Versioned workflows: name -> version name -> function, and each name's latest.
+        self._versions: dict[str, dict[str, Registered]] = {}
+        self._latest: dict[str, str] = {}
 
     @overload
     def workflow(self, fn: F, *, name: str | None = None) -> F: ...
@@ -135,9 +138,81 @@ class Registry:
         """
         self._register(self._activities, "activity", fn, name)
 
+    def versioned_workflow(self, *, name: str, version_name: str | None = None,
+                           is_latest: bool) -> Callable[[F], F]:
+        """Register a version of a workflow; use as ``@reg.versioned_workflow(name="x", is_latest=True)``."""
+
+        def register(fn: F) -> F:
+            self.register_versioned_workflow(fn, name=name, version_name=version_name, is_latest=is_latest)
+            return fn
+
+        return register
+
+    def register_versioned_workflow(self, fn: Callable[..., Any], *, name: str, version_name: str | None = None,
+                                    is_latest: bool) -> None:
+        """Register ``fn`` as one version of the workflow ``name``.
+
+        New instances of ``name`` run the version registered with ``is_latest=True``; a
+        running instance runs the version its history recorded when it started.
+
+        Args:
+            fn: The workflow function of this version.
+            name: The workflow name that clients start and that versions share.
+            version_name: This version's name, recorded in history; default ``fn.__name__``.
+            is_latest: Whether new instances run this version (one version per name).
+
+        Raises:
+            ValueError: A plain workflow has that name, the version is registered already,
+                another version is the latest, or the function is registered already.
+        """
+        if not callable(fn):
+            raise TypeError(f"cannot register {fn!r} as a workflow: it is not callable")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a versioned workflow needs a name: register_versioned_workflow(fn, name=...)")
+        version = version_name if version_name is not None else getattr(fn, "__name__", None)
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"cannot register {fn!r} as a version of {name!r}: give it a version_name")
+        if name in self._workflows:
+            raise ValueError(f"a workflow named {name!r} is registered without versions; register every "
+                             "version with register_versioned_workflow")
+        versions = self._versions.setdefault(name, {})
+        if version in versions:
+            raise ValueError(f"version {version!r} of workflow {name!r} is already registered")
+        for entry in [*self._workflows.values(), *(e for vs in self._versions.values() for e in vs.values())]:
+            if entry.fn is fn:
+                raise ValueError(f"workflow function {getattr(fn, '__name__', fn)!r} is already registered; "
+                                 "register each function once")
+        if is_latest and name in self._latest:
+            raise ValueError(f"workflow {name!r} already has a latest version, {self._latest[name]!r}; "
+                             "mark one version is_latest=True")
+        versions[version] = Registered(name=name, fn=fn, takes_input=_takes_input(fn),
+                                       input_type=input_annotation(fn))
+        if is_latest:
+            self._latest[name] = version
+        try:
+            setattr(fn, REGISTERED_NAME_ATTRIBUTE, name)
+        except (AttributeError, TypeError):
+            pass
+
     def get_workflow(self, name: str) -> Registered | None:
-        """The workflow registered under ``name``, or None."""
+        """The workflow registered under ``name`` without versions, or None."""
         return self._workflows.get(name)
+
+    def is_versioned(self, name: str) -> bool:
+        """Whether ``name`` was registered with ``register_versioned_workflow``."""
+        return name in self._versions
+
+    def latest_version(self, name: str) -> str | None:
+        """The version new instances of ``name`` run, or None if no version is the latest."""
+        return self._latest.get(name)
+
+    def get_workflow_version(self, name: str, version: str) -> Registered | None:
+        """Version ``version`` of the versioned workflow ``name``, or None."""
+        return self._versions.get(name, {}).get(version)
+
+    def workflow_versions(self, name: str) -> list[str]:
+        """The version names registered for ``name``, in registration order."""
+        return list(self._versions.get(name, {}))
 
     def get_activity(self, name: str) -> Registered | None:
         """The activity registered under ``name``, or None."""
@@ -145,8 +220,8 @@ class Registry:
 
     @property
     def workflow_names(self) -> list[str]:
-        """Names of the registered workflows, in registration order."""
-        return list(self._workflows)
+        """Names of the registered workflows (versioned ones once), in registration order."""
+        return [*self._workflows, *self._versions]
 
     @property
     def activity_names(self) -> list[str]:
@@ -171,7 +246,7 @@ class Registry:
         for entry in table.values():
             if entry.fn is fn:
                 raise ValueError(f"{kind} {entry.name!r} is already registered; register each function once")
-        if registered_name in table:
+        if registered_name in table or (table is self._workflows and registered_name in self._versions):
             raise ValueError(f"a {kind} named {registered_name!r} is already registered; pick another name")
         table[registered_name] = Registered(
             name=registered_name,

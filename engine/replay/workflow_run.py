@@ -9,6 +9,15 @@ same actions as replaying the whole history into a fresh run.
 
 Task IDs come from one counter shared by activities, child workflows and timers (including
 retry timers and event-wait timeouts), in the order the code (or a retry) asks for them.
+
+Versions and patches: an execution of a versioned workflow records the version it runs in
+a ``VersionMarker`` when it starts, and each patch its code takes on a first run through
+that point (``ctx.is_patched``) in another. ``preload`` reads them from history before a
+replay. When the recorded version is not registered, or history recorded a patch the code
+no longer checks, the run stalls instead of failing: it emits ``ExecutionStalled`` (the
+instance's status becomes STALLED) and a re-check timer, ignores everything but a
+termination, and on a later replay with the right code emits ``ExecutionResumed`` and
+carries on.
 """
 
 from __future__ import annotations
@@ -16,14 +25,15 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.core import payload
 from engine.core.errors import NonDeterminismError, TaskFailedError, WorkflowNotRegistered, failure_from_exception
 from engine.core.history import (
+    STALL_CHECK_TIMER_ID,
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -33,21 +43,24 @@ from engine.core.history import (
     EventRaised,
     ExecutionCompleted,
     ExecutionResumed,
+    ExecutionStalled,
     ExecutionStarted,
     ExecutionSuspended,
     ExecutionTerminated,
     FailureDetails,
     HistoryEvent,
+    StallReason,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    VersionMarker,
     WorkflowStatus,
     validate_instance_id,
 )
 from engine.replay.context import WorkflowContext
-from engine.replay.registry import Registry
+from engine.replay.registry import Registered, Registry
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
 
@@ -63,6 +76,12 @@ _CALL = "call"  # an activity or child-workflow attempt
 _TIMER = "timer"  # a timer the workflow created
 _RETRY_TIMER = "retry-timer"  # the pause before the next attempt of a call
 _EVENT_TIMEOUT = "event-timeout"  # the deadline of an external-event wait
+
+# A STALLED instance is tried again after this pause, doubling at each try up to the cap: a
+# runtime with the right code picks it up within a minute of taking its partition, and a
+# long stall adds two history events a minute at most.
+STALL_CHECK_FIRST = timedelta(seconds=5)
+STALL_CHECK_CAP = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +156,14 @@ class WorkflowRun:
         self._suspended = False
         self._held: list[Event] = []
         self._seeds_taken = 0
+        # Versioning: what history recorded, what the code asked, and the stall if any.
+        self._recorded_version: str | None = None
+        self._patches_recorded_at: dict[str, int] = {}
+        self._patch_answers: dict[str, bool] = {}
+        self._stall: ExecutionStalled | None = None
+        self._recorded_stall: ExecutionStalled | None = None
+        self._stall_check_open = False
+        self._stall_checks = 0
 
     @property
     def status(self) -> WorkflowStatus:
@@ -145,7 +172,33 @@ class WorkflowRun:
             return self.outcome.status
         if not self.started:
             return WorkflowStatus.PENDING
+        if self._stall is not None:
+            return WorkflowStatus.STALLED
         return WorkflowStatus.SUSPENDED if self._suspended else WorkflowStatus.RUNNING
+
+    @property
+    def stall(self) -> FailureDetails | None:
+        """Why the execution is STALLED (type: a ``StallReason`` value), or None."""
+        return None if self._stall is None else FailureDetails(self._stall.reason, self._stall.message)
+
+    def preload(self, history: Iterable[HistoryEvent]) -> None:
+        """Read the version and patches history recorded; call before replaying that history."""
+        for event in history:
+            body = event.event
+            if isinstance(body, VersionMarker):
+                if body.version is not None:
+                    self._recorded_version = body.version
+                if body.patch is not None:
+                    self._patches_recorded_at.setdefault(body.patch, event.sequence)
+
+    def end_replay(self) -> None:
+        """Called once the recorded history is replayed: a recorded patch the code never
+        checked is a PATCH_MISMATCH."""
+        if self.outcome is not None or self._stall is not None or not self.started:
+            return
+        unchecked = sorted(set(self._patches_recorded_at) - set(self._patch_answers))
+        if unchecked:
+            self._stall_on_patches(unchecked)
 
     # Applying history ---------------------------------------------------------------
 
@@ -164,6 +217,15 @@ class WorkflowRun:
         self.current_time = event.timestamp
         body = event.event
         try:
+            if self._apply_versioning(body):
+                return
+            if self._stall is not None:
+                # Stalled: events stay in history for the code that can run them; only a
+                # termination ends the instance.
+                if isinstance(body, ExecutionTerminated) and self.outcome is None:
+                    self._stall = self._recorded_stall = None
+                    self._terminate(body)
+                return
             if isinstance(body, _STEP_KINDS):
                 self._confirm(body)
             elif isinstance(body, ExecutionCompleted):
@@ -189,16 +251,50 @@ class WorkflowRun:
                 else:
                     self._deliver(body)
         except NonDeterminismError as err:
-            self._fail_nondeterministic(err)
+            # A different step after a patch the code no longer checks is that patch's
+            # removal, not a bug in the code: stall until the code is back.
+            unchecked = sorted(name for name, at in self._patches_recorded_at.items()
+                               if at < event.sequence and name not in self._patch_answers)
+            if replaying and unchecked:
+                self._stall_on_patches(unchecked)
+            else:
+                self._fail_nondeterministic(err)
         except Exception as err:
             self._finish_failed(err)
+
+    def _apply_versioning(self, body: Event) -> bool:
+        """Note a versioning event of history; True if ``body`` was one (nothing else to do)."""
+        if isinstance(body, VersionMarker):
+            return True  # read by preload, or recorded by this run
+        if isinstance(body, ExecutionStalled):
+            self._recorded_stall = body
+            return True
+        if isinstance(body, ExecutionResumed) and self._recorded_stall is not None:
+            self._recorded_stall = None  # the runtime ended the stall: not a user resume
+            return True
+        if isinstance(body, TimerCreated) and body.timer_id == STALL_CHECK_TIMER_ID:
+            self._stall_check_open = True
+            self._stall_checks += 1
+            return True
+        if isinstance(body, TimerFired) and body.timer_id == STALL_CHECK_TIMER_ID:
+            self._stall_check_open = False
+            return True
+        return False
 
     def take_actions(self) -> list[Event]:
         """The new history events the workflow produced since the last call, in order.
 
-        The outcome (ExecutionCompleted) comes last, once.
+        The outcome (ExecutionCompleted) comes last, once. A stalled run gives its
+        ExecutionStalled (once) and a re-check timer; a run that replays past a recorded
+        stall begins with ExecutionResumed.
         """
-        actions = [*self._unconfirmed.values(), *self._emitted]
+        if self._stall is not None and self.outcome is None:
+            return self._stalled_actions()
+        actions: list[Event] = []
+        if self._recorded_stall is not None:
+            actions.append(ExecutionResumed(f"the code is available again ({self._recorded_stall.reason} resolved)"))
+            self._recorded_stall = None
+        actions += [*self._unconfirmed.values(), *self._emitted]
         self._unconfirmed = {}
         self._emitted = []
         if self.outcome is not None and not self._outcome_recorded:
@@ -271,6 +367,27 @@ class WorkflowRun:
         """Note that the execution ends as CONTINUED_AS_NEW when the code next returns or yields."""
         if self.outcome is None:
             self._continue_request = (input_json, save_events)
+
+    def is_patched(self, name: str) -> bool:
+        """Whether the code takes patch ``name`` here; the same answer for the whole run.
+
+        True when history recorded the patch, or on a first run through this point (which
+        records it); False when replaying history written before the patch existed.
+        """
+        answer = self._patch_answers.get(name)
+        if answer is not None:
+            return answer
+        if name in self._patches_recorded_at:
+            answer = True
+        elif self.is_replaying:
+            answer = False
+        else:
+            answer = True
+            self._patches_recorded_at[name] = -1
+            if self.outcome is None:
+                self._emitted.append(VersionMarker(patch=name))
+        self._patch_answers[name] = answer
+        return answer
 
     def set_custom_status(self, status_json: str | None) -> None:
         """Set the custom status; a change made outside replay becomes a CustomStatusSet action."""
@@ -412,7 +529,9 @@ class WorkflowRun:
         self.started = True
         self.workflow_name = started.name
         self.execution_id = execution_id
-        entry = self.registry.get_workflow(started.name)
+        entry = self._workflow_entry(started.name)
+        if self._stall is not None:
+            return
         if entry is None:
             self._finish_failed(
                 WorkflowNotRegistered(
@@ -440,6 +559,68 @@ class WorkflowRun:
             )
         else:
             self._finish_returned(result)
+
+    def _workflow_entry(self, name: str) -> Registered | None:
+        """The function to run: the recorded version, the latest for a new execution, or the
+        plain registration. Stalls when a version is needed and not registered here."""
+        registry = self.registry
+        if not registry.is_versioned(name):
+            if self._recorded_version is not None and registry.get_workflow(name) is None:
+                self._stall_on_version(name, f"version {self._recorded_version!r}")
+            return registry.get_workflow(name)
+        version = self._recorded_version
+        if version is None and self.is_replaying:
+            self._stall_on_version(name, "a version (its history, written before the workflow had versions, "
+                                         "records none)")
+            return None
+        if version is None:
+            version = registry.latest_version(name)
+            if version is None:
+                self._stall_on_version(name, "its latest version (no version is registered with is_latest=True)")
+                return None
+            self._recorded_version = version
+            self._emitted.append(VersionMarker(version=version))
+        entry = registry.get_workflow_version(name, version)
+        if entry is None:
+            self._stall_on_version(name, f"version {version!r}")
+        return entry
+
+    def _stall_on_version(self, name: str, wanted: str) -> None:
+        known = ", ".join(repr(v) for v in self.registry.workflow_versions(name)) or "none"
+        self._stall_with(StallReason.VERSION_NOT_AVAILABLE,
+                         f"workflow {name!r} (instance {self.instance_id!r}) needs {wanted}, which this runtime "
+                         f"does not register (versions here: {known}); deploy code that registers it and the "
+                         "instance resumes")
+
+    def _stall_on_patches(self, unchecked: list[str]) -> None:
+        names = ", ".join(repr(n) for n in unchecked)
+        self._stall_with(StallReason.PATCH_MISMATCH,
+                         f"workflow {self.workflow_name!r} (instance {self.instance_id!r}) recorded patch {names} "
+                         "in its history, but the code no longer checks it with ctx.is_patched; deploy code that "
+                         "keeps the patch check and the instance resumes")
+
+    def _stall_with(self, reason: StallReason, message: str) -> None:
+        self._stall = ExecutionStalled(reason.value, message)
+        # Whatever the code asked for on the way here was decided by the wrong code.
+        self._unconfirmed.clear()
+        self._emitted.clear()
+        self._gen = None
+        self._waiting = None
+
+    def _stalled_actions(self) -> list[Event]:
+        assert self._stall is not None
+        actions: list[Event] = []
+        if self._recorded_stall != self._stall:
+            actions.append(self._stall)
+            self._recorded_stall = self._stall
+        if not self._stall_check_open:
+            pause = min(STALL_CHECK_FIRST * (2 ** min(self._stall_checks, 16)), STALL_CHECK_CAP)
+            actions.append(TimerCreated(STALL_CHECK_TIMER_ID, self.current_time + pause))
+            self._stall_check_open = True
+            self._stall_checks += 1
+        self._unconfirmed.clear()
+        self._emitted.clear()
+        return actions
 
     def _resume_code(self) -> None:
         while self.outcome is None and self._waiting is not None and self._waiting.is_complete:

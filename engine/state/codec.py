@@ -18,15 +18,19 @@ from engine.core.history import (
     history_event_to_record,
     utc,
 )
-from streams.serde import AvroSerde, load_named_schema
+from streams.serde import AvroSerde, load_named_schema, read_schema_json
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+# Earlier versions of the schemas, in Avro's canonical form, one file per fingerprint
+# (``{full name}.{fingerprint}.avsc``): records written with them still decode.
+OLDER_SCHEMAS = SCHEMAS / "older"
 
 
 @cache
 def serde(full_name: str) -> AvroSerde:
     """The serde of one schema in ``schemas/``, parsed once per process."""
-    return AvroSerde(load_named_schema(SCHEMAS, full_name))
+    older = [read_schema_json(path) for path in sorted(OLDER_SCHEMAS.glob(f"{full_name}.*.avsc"))]
+    return AvroSerde(load_named_schema(SCHEMAS, full_name), older)
 
 
 def encode_event(event: HistoryEvent) -> bytes:

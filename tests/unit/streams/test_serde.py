@@ -36,6 +36,8 @@ EVENTS = {
     "ContinuedAsNew": {"input": "3"},
     "ExecutionCompleted": {"status": "FAILED", "output": None, "failure": FAILURE},
     "PurgeRequested": {},
+    "VersionMarker": {"version": "v2", "patch": None},
+    "ExecutionStalled": {"reason": "VERSION_NOT_AVAILABLE", "message": "version 'v1' is not registered"},
 }
 
 
