@@ -18,6 +18,14 @@ from engine.core.errors import ActivityNotRegistered, NonDeterminismError, TaskF
 from engine.core.history import WorkflowStatus
 from engine.edges.activities import WorkflowActivityContext
 from engine.replay.context import DaprWorkflowContext, WorkflowContext
+from engine.replay.propagation import (
+    ActivityResult,
+    ChildWorkflowResult,
+    PropagatedHistory,
+    PropagationNotFoundError,
+    PropagationScope,
+    WorkflowResult,
+)
 from engine.replay.registry import alternate_name
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import Task, when_all, when_any
@@ -43,6 +51,13 @@ __all__ = [
     "when_any",
     "RetryPolicy",
     "alternate_name",
+    # History propagation
+    "PropagationScope",
+    "PropagatedHistory",
+    "PropagationNotFoundError",
+    "WorkflowResult",
+    "ActivityResult",
+    "ChildWorkflowResult",
     "TaskFailedError",
     "NonDeterminismError",
     "WorkflowNotRegistered",

@@ -98,6 +98,7 @@ class ExecutionStarted:
     input: str | None = None
     parent: ParentInstance | None = None
     scheduled_start: datetime | None = None
+    propagated_history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class TaskScheduled:
     task_id: int
     name: str
     input: str | None = None
+    propagated_history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ class ChildWorkflowScheduled:
     name: str
     instance_id: str
     input: str | None = None
+    propagated_history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

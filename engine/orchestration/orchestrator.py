@@ -368,11 +368,11 @@ class Orchestrator:
             payload = event.event
             if isinstance(payload, TaskScheduled):
                 task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
-                                    payload.input, state.name, now)
+                                    payload.input, state.name, now, payload.propagated_history)
                 batch.emit(self.activities, task.key, encode_task(task))
             elif isinstance(payload, ChildWorkflowScheduled):
                 parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
-                start = ExecutionStarted(payload.name, payload.input, parent, None)
+                start = ExecutionStarted(payload.name, payload.input, parent, None, payload.propagated_history)
                 self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start))
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core import payload
 from engine.core.history import utc, validate_instance_id
+from engine.replay.propagation import PropagatedHistory, PropagationScope
 from engine.replay.registry import name_of
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import Task
@@ -62,6 +63,7 @@ class WorkflowContext:
         input: Any = None,
         retry_policy: RetryPolicy | None = None,
         app_id: str | None = None,
+        propagation: PropagationScope | None = None,
     ) -> Task:
         """Schedule an activity; yield the returned task to wait for its result.
 
@@ -70,11 +72,13 @@ class WorkflowContext:
             input: A JSON-encodable value (dataclasses and pydantic models too).
             retry_policy: How to retry the activity if it fails.
             app_id: Accepted for Dapr compatibility; every worker of the runtime can run it.
+            propagation: Hand this workflow's history (``OWN_HISTORY``), and what it
+                received (``LINEAGE``), to the activity's ``get_propagated_history()``.
 
         Returns:
             A task whose result is the activity's return value; it fails with TaskFailedError.
         """
-        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy)
+        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy, propagation)
 
     def call_child_workflow(
         self,
@@ -84,6 +88,7 @@ class WorkflowContext:
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         app_id: str | None = None,
+        propagation: PropagationScope | None = None,
     ) -> Task:
         """Start a child workflow; yield the returned task to wait for its output.
 
@@ -93,6 +98,8 @@ class WorkflowContext:
             instance_id: The child's instance ID; default ``"{this instance}:{task ID}"``.
             retry_policy: How to retry the child if it fails.
             app_id: Accepted for Dapr compatibility; the child runs on this runtime.
+            propagation: Hand this workflow's history (``OWN_HISTORY``), and what it
+                received (``LINEAGE``), to the child's ``ctx.get_propagated_history()``.
 
         Returns:
             A task whose result is the child's output; it fails with TaskFailedError.
@@ -102,7 +109,12 @@ class WorkflowContext:
         """
         if instance_id is not None:
             validate_instance_id(instance_id)
-        return self._run.schedule_child(name_of(workflow), payload.encode(input), instance_id, retry_policy)
+        return self._run.schedule_child(name_of(workflow), payload.encode(input), instance_id, retry_policy,
+                                        propagation)
+
+    def get_propagated_history(self) -> PropagatedHistory | None:
+        """The history the caller handed on with ``propagation=``; None if it handed none."""
+        return PropagatedHistory.from_json(self._run.propagated_history)
 
     def create_timer(self, fire_at: datetime | timedelta) -> Task:
         """A durable timer, due at a moment or after a delay from ``current_utc_datetime``.

@@ -60,6 +60,7 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.replay.context import WorkflowContext
+from engine.replay.propagation import PROPAGATED_KINDS, PropagationScope, propagate
 from engine.replay.registry import Registered, Registry
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
@@ -110,6 +111,7 @@ class _Call:
     policy: RetryPolicy | None
     first_scheduled_at: datetime
     attempts: int = 0
+    propagated_history: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -156,6 +158,9 @@ class WorkflowRun:
         self._suspended = False
         self._held: list[Event] = []
         self._seeds_taken = 0
+        # History propagation: what this execution received, and its own steps so far.
+        self.propagated_history: str | None = None
+        self._steps: list[Event] = []
         # Versioning: what history recorded, what the code asked, and the stall if any.
         self._recorded_version: str | None = None
         self._patches_recorded_at: dict[str, int] = {}
@@ -226,6 +231,8 @@ class WorkflowRun:
                     self._stall = self._recorded_stall = None
                     self._terminate(body)
                 return
+            if isinstance(body, PROPAGATED_KINDS):
+                self._steps.append(body)
             if isinstance(body, _STEP_KINDS):
                 self._confirm(body)
             elif isinstance(body, ExecutionCompleted):
@@ -297,6 +304,8 @@ class WorkflowRun:
         actions += [*self._unconfirmed.values(), *self._emitted]
         self._unconfirmed = {}
         self._emitted = []
+        # A run kept for the next step never sees its actions applied: they join its steps here.
+        self._steps += [a for a in actions if isinstance(a, PROPAGATED_KINDS)]
         if self.outcome is not None and not self._outcome_recorded:
             actions.append(self.outcome)
             self._outcome_recorded = True
@@ -304,21 +313,31 @@ class WorkflowRun:
 
     # Called by WorkflowContext --------------------------------------------------------
 
-    def schedule_activity(self, name: str, input_json: str | None, policy: RetryPolicy | None) -> Task:
+    def schedule_activity(self, name: str, input_json: str | None, policy: RetryPolicy | None,
+                          propagation: PropagationScope | None = None) -> Task:
         """Record an activity call and return its task."""
         task = ActivityTask(name)
         if self.outcome is None:
-            self._start_attempt(_Call(task, False, name, input_json, None, policy, self.current_time))
+            self._start_attempt(_Call(task, False, name, input_json, None, policy, self.current_time,
+                                      propagated_history=self._propagate(propagation)))
         return task
 
     def schedule_child(
-        self, name: str, input_json: str | None, instance_id: str | None, policy: RetryPolicy | None
+        self, name: str, input_json: str | None, instance_id: str | None, policy: RetryPolicy | None,
+        propagation: PropagationScope | None = None,
     ) -> Task:
         """Record a child-workflow call and return its task."""
         task = ChildWorkflowTask(name, instance_id)
         if self.outcome is None:
-            self._start_attempt(_Call(task, True, name, input_json, instance_id, policy, self.current_time))
+            self._start_attempt(_Call(task, True, name, input_json, instance_id, policy, self.current_time,
+                                      propagated_history=self._propagate(propagation)))
         return task
+
+    def _propagate(self, scope: PropagationScope | None) -> str | None:
+        # The steps so far: those applied from history, then those asked for in this step
+        # (awaiting confirmation while replaying, new otherwise): the same list either way.
+        steps = [*self._steps, *self._unconfirmed.values(), *self._emitted]
+        return propagate(scope, self.propagated_history, self.instance_id, self.workflow_name, steps)
 
     def schedule_timer(self, fire_at: datetime) -> Task:
         """Record a durable timer and return its task."""
@@ -420,9 +439,9 @@ class WorkflowRun:
             child_id = call.instance_id or validate_instance_id(f"{self.instance_id}:{task_id}")
             if isinstance(call.task, ChildWorkflowTask):
                 call.task.instance_id = child_id
-            step = ChildWorkflowScheduled(task_id, call.name, child_id, call.input)
+            step = ChildWorkflowScheduled(task_id, call.name, child_id, call.input, call.propagated_history)
         else:
-            step = TaskScheduled(task_id, call.name, call.input)
+            step = TaskScheduled(task_id, call.name, call.input, call.propagated_history)
         self._open[task_id] = _Open(_CALL, call=call)
         self._record(task_id, step)
 
@@ -529,6 +548,7 @@ class WorkflowRun:
         self.started = True
         self.workflow_name = started.name
         self.execution_id = execution_id
+        self.propagated_history = started.propagated_history
         entry = self._workflow_entry(started.name)
         if self._stall is not None:
             return

@@ -52,6 +52,7 @@ class ActivityTask:
     input: str | None
     workflow_name: str
     scheduled_at: datetime
+    propagated_history: str | None = None
 
     @property
     def key(self) -> bytes:
@@ -62,14 +63,14 @@ def encode_task(task: ActivityTask) -> bytes:
     return serde("kwf.ActivityTask").encode({
         "instance_id": task.instance_id, "execution_id": task.execution_id, "task_id": task.task_id,
         "name": task.name, "input": task.input, "workflow_name": task.workflow_name,
-        "scheduled_at": task.scheduled_at,
+        "scheduled_at": task.scheduled_at, "propagated_history": task.propagated_history,
     })
 
 
 def decode_task(data: bytes | None) -> ActivityTask:
     r = serde("kwf.ActivityTask").decode(data)
     return ActivityTask(r["instance_id"], r["execution_id"], r["task_id"], r["name"], r["input"],
-                        r["workflow_name"], utc(r["scheduled_at"]))
+                        r["workflow_name"], utc(r["scheduled_at"]), r.get("propagated_history"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ terminate and continue-as-new with and without saved events (test_events.py); ev
 non-determinism case and stray results (test_nondeterminism.py, test_context.py); the
 deterministic helpers, when_all's wait for every task, datetime event deadlines,
 alternate_name, the runtime's constructor keywords and the activity's inner context
-(test_dapr_surface.py); versions, patches and STALLED (test_versioning.py); the asyncio
+(test_dapr_surface.py); versions, patches and STALLED (test_versioning.py); history
+propagation (test_propagation.py); the asyncio
 client (tests/integration/compat/test_compat_aio_client_on_kafka.py).
 
 ``DAPR_SURFACE`` below is the table of what a ``dapr-ext-workflow`` 1.19 program may use:
@@ -34,7 +35,8 @@ DAPR_SURFACE: dict[str, tuple[str, ...]] = {
     "engine": (
         "WorkflowRuntime", "DaprWorkflowClient", "WorkflowClient", "DaprWorkflowContext", "WorkflowContext",
         "WorkflowActivityContext", "WorkflowState", "WorkflowStatus", "RetryPolicy", "when_all", "when_any",
-        "alternate_name", "Task", "TaskFailedError",
+        "alternate_name", "Task", "TaskFailedError", "PropagationScope", "PropagatedHistory",
+        "PropagationNotFoundError",
     ),
     "engine.WorkflowRuntime": (
         "workflow", "activity", "register_workflow", "register_activity", "versioned_workflow",
@@ -43,9 +45,13 @@ DAPR_SURFACE: dict[str, tuple[str, ...]] = {
     "engine.DaprWorkflowContext": (
         "instance_id", "is_replaying", "current_utc_datetime", "call_activity", "call_child_workflow",
         "create_timer", "wait_for_external_event", "continue_as_new", "set_custom_status", "is_patched",
-        "new_guid", "uuid4", "random", "random_string", "now",
+        "new_guid", "uuid4", "random", "random_string", "now", "get_propagated_history",
     ),
-    "engine.WorkflowActivityContext": ("workflow_id", "task_id", "get_inner_context"),
+    "engine.WorkflowActivityContext": ("workflow_id", "task_id", "get_inner_context", "get_propagated_history"),
+    "engine.PropagationScope": ("NONE", "OWN_HISTORY", "LINEAGE"),
+    "engine.PropagatedHistory": ("get_workflows", "get_workflows_by_name", "get_last_workflow_by_name", "get_app_ids"),
+    "engine.WorkflowResult": ("get_activities_by_name", "get_last_activity_by_name", "get_child_workflows_by_name",
+                              "get_last_child_workflow_by_name"),
     "engine.DaprWorkflowClient": (
         "schedule_new_workflow", "get_workflow_state", "wait_for_workflow_start", "wait_for_workflow_completion",
         "raise_workflow_event", "terminate_workflow", "pause_workflow", "resume_workflow", "purge_workflow",

@@ -69,3 +69,12 @@ def test_an_old_reader_reads_the_new_stalled_symbol_as_the_enum_default() -> Non
     assert enum["default"] == "RUNNING" and "STALLED" not in enum["symbols"]
     record = fastavro.schemaless_reader(out, new_schema, fastavro.parse_schema(old_schema))
     assert record["runtime_status"] == "RUNNING"
+
+
+def test_activity_tasks_written_before_propagation_still_decode() -> None:
+    from engine.state.codec import ActivityTask, decode_task
+
+    (_, schema), = older("kwf.ActivityTask")
+    record = {"instance_id": "i-1", "execution_id": "e-1", "task_id": 3, "name": "act", "input": "[1]",
+              "workflow_name": "flow", "scheduled_at": WHEN}
+    assert decode_task(single_object(schema, record)) == ActivityTask("i-1", "e-1", 3, "act", "[1]", "flow", WHEN)
