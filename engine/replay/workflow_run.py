@@ -10,14 +10,9 @@ same actions as replaying the whole history into a fresh run.
 Task IDs come from one counter shared by activities, child workflows and timers (including
 retry timers and event-wait timeouts), in the order the code (or a retry) asks for them.
 
-Versions and patches: an execution of a versioned workflow records the version it runs in
-a ``VersionMarker`` when it starts, and each patch its code takes on a first run through
-that point (``ctx.is_patched``) in another. ``preload`` reads them from history before a
-replay. When the recorded version is not registered, or history recorded a patch the code
-no longer checks, the run stalls instead of failing: it emits ``ExecutionStalled`` (the
-instance's status becomes STALLED) and a re-check timer, ignores everything but a
-termination, and on a later replay with the right code emits ``ExecutionResumed`` and
-carries on.
+Versions and patches are kept by a ``Versioning`` (``engine/replay/versioning.py``): a run
+whose code this runtime lacks stalls instead of failing, ignores everything but a
+termination, and carries on when a later replay has the right code.
 """
 
 from __future__ import annotations
@@ -27,13 +22,12 @@ import inspect
 from collections import deque
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.core import payload
 from engine.core.errors import NonDeterminismError, TaskFailedError, WorkflowNotRegistered, failure_from_exception
 from engine.core.history import (
-    STALL_CHECK_TIMER_ID,
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
@@ -43,27 +37,25 @@ from engine.core.history import (
     EventRaised,
     ExecutionCompleted,
     ExecutionResumed,
-    ExecutionStalled,
     ExecutionStarted,
     ExecutionSuspended,
     ExecutionTerminated,
     FailureDetails,
     HistoryEvent,
-    StallReason,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerCreated,
     TimerFired,
-    VersionMarker,
     WorkflowStatus,
     validate_instance_id,
 )
 from engine.replay.context import WorkflowContext
 from engine.replay.propagation import PROPAGATED_KINDS, PropagationScope, propagate
-from engine.replay.registry import Registered, Registry
+from engine.replay.registry import Registry
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
+from engine.replay.versioning import Versioning
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -77,12 +69,6 @@ _CALL = "call"  # an activity or child-workflow attempt
 _TIMER = "timer"  # a timer the workflow created
 _RETRY_TIMER = "retry-timer"  # the pause before the next attempt of a call
 _EVENT_TIMEOUT = "event-timeout"  # the deadline of an external-event wait
-
-# A STALLED instance is tried again after this pause, doubling at each try up to the cap: a
-# runtime with the right code picks it up within a minute of taking its partition, and a
-# long stall adds two history events a minute at most.
-STALL_CHECK_FIRST = timedelta(seconds=5)
-STALL_CHECK_CAP = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +147,7 @@ class WorkflowRun:
         # History propagation: what this execution received, and its own steps so far.
         self.propagated_history: str | None = None
         self._steps: list[Event] = []
-        # Versioning: what history recorded, what the code asked, and the stall if any.
-        self._recorded_version: str | None = None
-        self._patches_recorded_at: dict[str, int] = {}
-        self._patch_answers: dict[str, bool] = {}
-        self._stall: ExecutionStalled | None = None
-        self._recorded_stall: ExecutionStalled | None = None
-        self._stall_check_open = False
-        self._stall_checks = 0
+        self._versioning = Versioning()
 
     @property
     def status(self) -> WorkflowStatus:
@@ -177,31 +156,25 @@ class WorkflowRun:
             return self.outcome.status
         if not self.started:
             return WorkflowStatus.PENDING
-        if self._stall is not None:
+        if self._versioning.stall is not None:
             return WorkflowStatus.STALLED
         return WorkflowStatus.SUSPENDED if self._suspended else WorkflowStatus.RUNNING
 
     @property
     def stall(self) -> FailureDetails | None:
         """Why the execution is STALLED (type: a ``StallReason`` value), or None."""
-        return None if self._stall is None else FailureDetails(self._stall.reason, self._stall.message)
+        return self._versioning.stall_failure
 
     def preload(self, history: Iterable[HistoryEvent]) -> None:
         """Read the version and patches history recorded; call before replaying that history."""
-        for event in history:
-            body = event.event
-            if isinstance(body, VersionMarker):
-                if body.version is not None:
-                    self._recorded_version = body.version
-                if body.patch is not None:
-                    self._patches_recorded_at.setdefault(body.patch, event.sequence)
+        self._versioning.preload(history)
 
     def end_replay(self) -> None:
         """Called once the recorded history is replayed: a recorded patch the code never
         checked is a PATCH_MISMATCH."""
-        if self.outcome is not None or self._stall is not None or not self.started:
+        if self.outcome is not None or self._versioning.stall is not None or not self.started:
             return
-        unchecked = sorted(set(self._patches_recorded_at) - set(self._patch_answers))
+        unchecked = self._versioning.unchecked_patches()
         if unchecked:
             self._stall_on_patches(unchecked)
 
@@ -222,13 +195,13 @@ class WorkflowRun:
         self.current_time = event.timestamp
         body = event.event
         try:
-            if self._apply_versioning(body):
+            if self._versioning.note(body):
                 return
-            if self._stall is not None:
+            if self._versioning.stall is not None:
                 # Stalled: events stay in history for the code that can run them; only a
                 # termination ends the instance.
                 if isinstance(body, ExecutionTerminated) and self.outcome is None:
-                    self._stall = self._recorded_stall = None
+                    self._versioning.end_stall_for_termination()
                     self._terminate(body)
                 return
             if isinstance(body, PROPAGATED_KINDS):
@@ -260,33 +233,13 @@ class WorkflowRun:
         except NonDeterminismError as err:
             # A different step after a patch the code no longer checks is that patch's
             # removal, not a bug in the code: stall until the code is back.
-            unchecked = sorted(name for name, at in self._patches_recorded_at.items()
-                               if at < event.sequence and name not in self._patch_answers)
+            unchecked = self._versioning.unchecked_patches(before=event.sequence)
             if replaying and unchecked:
                 self._stall_on_patches(unchecked)
             else:
                 self._fail_nondeterministic(err)
         except Exception as err:
             self._finish_failed(err)
-
-    def _apply_versioning(self, body: Event) -> bool:
-        """Note a versioning event of history; True if ``body`` was one (nothing else to do)."""
-        if isinstance(body, VersionMarker):
-            return True  # read by preload, or recorded by this run
-        if isinstance(body, ExecutionStalled):
-            self._recorded_stall = body
-            return True
-        if isinstance(body, ExecutionResumed) and self._recorded_stall is not None:
-            self._recorded_stall = None  # the runtime ended the stall: not a user resume
-            return True
-        if isinstance(body, TimerCreated) and body.timer_id == STALL_CHECK_TIMER_ID:
-            self._stall_check_open = True
-            self._stall_checks += 1
-            return True
-        if isinstance(body, TimerFired) and body.timer_id == STALL_CHECK_TIMER_ID:
-            self._stall_check_open = False
-            return True
-        return False
 
     def take_actions(self) -> list[Event]:
         """The new history events the workflow produced since the last call, in order.
@@ -295,12 +248,15 @@ class WorkflowRun:
         ExecutionStalled (once) and a re-check timer; a run that replays past a recorded
         stall begins with ExecutionResumed.
         """
-        if self._stall is not None and self.outcome is None:
-            return self._stalled_actions()
+        if self._versioning.stall is not None and self.outcome is None:
+            # Whatever the code asked for was asked by the wrong code.
+            self._unconfirmed.clear()
+            self._emitted.clear()
+            return self._versioning.stalled_actions(self.current_time)
         actions: list[Event] = []
-        if self._recorded_stall is not None:
-            actions.append(ExecutionResumed(f"the code is available again ({self._recorded_stall.reason} resolved)"))
-            self._recorded_stall = None
+        resumed = self._versioning.resumed_action()
+        if resumed is not None:
+            actions.append(resumed)
         actions += [*self._unconfirmed.values(), *self._emitted]
         self._unconfirmed = {}
         self._emitted = []
@@ -393,19 +349,9 @@ class WorkflowRun:
         True when history recorded the patch, or on a first run through this point (which
         records it); False when replaying history written before the patch existed.
         """
-        answer = self._patch_answers.get(name)
-        if answer is not None:
-            return answer
-        if name in self._patches_recorded_at:
-            answer = True
-        elif self.is_replaying:
-            answer = False
-        else:
-            answer = True
-            self._patches_recorded_at[name] = -1
-            if self.outcome is None:
-                self._emitted.append(VersionMarker(patch=name))
-        self._patch_answers[name] = answer
+        answer, marker = self._versioning.is_patched(name, replaying=self.is_replaying)
+        if marker is not None and self.outcome is None:
+            self._emitted.append(marker)
         return answer
 
     def set_custom_status(self, status_json: str | None) -> None:
@@ -549,9 +495,13 @@ class WorkflowRun:
         self.workflow_name = started.name
         self.execution_id = execution_id
         self.propagated_history = started.propagated_history
-        entry = self._workflow_entry(started.name)
-        if self._stall is not None:
+        entry, marker = self._versioning.workflow_entry(self.registry, started.name, self.instance_id,
+                                                        replaying=self.is_replaying)
+        if self._versioning.stall is not None:
+            self._stall_release()
             return
+        if marker is not None:
+            self._emitted.append(marker)
         if entry is None:
             self._finish_failed(
                 WorkflowNotRegistered(
@@ -580,67 +530,16 @@ class WorkflowRun:
         else:
             self._finish_returned(result)
 
-    def _workflow_entry(self, name: str) -> Registered | None:
-        """The function to run: the recorded version, the latest for a new execution, or the
-        plain registration. Stalls when a version is needed and not registered here."""
-        registry = self.registry
-        if not registry.is_versioned(name):
-            if self._recorded_version is not None and registry.get_workflow(name) is None:
-                self._stall_on_version(name, f"version {self._recorded_version!r}")
-            return registry.get_workflow(name)
-        version = self._recorded_version
-        if version is None and self.is_replaying:
-            self._stall_on_version(name, "a version (its history, written before the workflow had versions, "
-                                         "records none)")
-            return None
-        if version is None:
-            version = registry.latest_version(name)
-            if version is None:
-                self._stall_on_version(name, "its latest version (no version is registered with is_latest=True)")
-                return None
-            self._recorded_version = version
-            self._emitted.append(VersionMarker(version=version))
-        entry = registry.get_workflow_version(name, version)
-        if entry is None:
-            self._stall_on_version(name, f"version {version!r}")
-        return entry
-
-    def _stall_on_version(self, name: str, wanted: str) -> None:
-        known = ", ".join(repr(v) for v in self.registry.workflow_versions(name)) or "none"
-        self._stall_with(StallReason.VERSION_NOT_AVAILABLE,
-                         f"workflow {name!r} (instance {self.instance_id!r}) needs {wanted}, which this runtime "
-                         f"does not register (versions here: {known}); deploy code that registers it and the "
-                         "instance resumes")
-
     def _stall_on_patches(self, unchecked: list[str]) -> None:
-        names = ", ".join(repr(n) for n in unchecked)
-        self._stall_with(StallReason.PATCH_MISMATCH,
-                         f"workflow {self.workflow_name!r} (instance {self.instance_id!r}) recorded patch {names} "
-                         "in its history, but the code no longer checks it with ctx.is_patched; deploy code that "
-                         "keeps the patch check and the instance resumes")
+        self._versioning.stall_on_patches(unchecked, self.workflow_name, self.instance_id)
+        self._stall_release()
 
-    def _stall_with(self, reason: StallReason, message: str) -> None:
-        self._stall = ExecutionStalled(reason.value, message)
-        # Whatever the code asked for on the way here was decided by the wrong code.
+    def _stall_release(self) -> None:
+        # The code is dropped, not finished: the execution goes on when the right code replays it.
         self._unconfirmed.clear()
         self._emitted.clear()
         self._gen = None
         self._waiting = None
-
-    def _stalled_actions(self) -> list[Event]:
-        assert self._stall is not None
-        actions: list[Event] = []
-        if self._recorded_stall != self._stall:
-            actions.append(self._stall)
-            self._recorded_stall = self._stall
-        if not self._stall_check_open:
-            pause = min(STALL_CHECK_FIRST * (2 ** min(self._stall_checks, 16)), STALL_CHECK_CAP)
-            actions.append(TimerCreated(STALL_CHECK_TIMER_ID, self.current_time + pause))
-            self._stall_check_open = True
-            self._stall_checks += 1
-        self._unconfirmed.clear()
-        self._emitted.clear()
-        return actions
 
     def _resume_code(self) -> None:
         while self.outcome is None and self._waiting is not None and self._waiting.is_complete:
