@@ -18,6 +18,15 @@ from engine.core.errors import ActivityNotRegistered, NonDeterminismError, TaskF
 from engine.core.history import WorkflowStatus
 from engine.edges.activities import WorkflowActivityContext
 from engine.replay.context import DaprWorkflowContext, WorkflowContext
+from engine.replay.propagation import (
+    ActivityResult,
+    ChildWorkflowResult,
+    PropagatedHistory,
+    PropagationNotFoundError,
+    PropagationScope,
+    WorkflowResult,
+)
+from engine.replay.registry import alternate_name
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import Task, when_all, when_any
 from engine.runtime import WorkflowRuntime
@@ -41,6 +50,14 @@ __all__ = [
     "when_all",
     "when_any",
     "RetryPolicy",
+    "alternate_name",
+    # History propagation
+    "PropagationScope",
+    "PropagatedHistory",
+    "PropagationNotFoundError",
+    "WorkflowResult",
+    "ActivityResult",
+    "ChildWorkflowResult",
     "TaskFailedError",
     "NonDeterminismError",
     "WorkflowNotRegistered",

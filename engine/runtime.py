@@ -54,17 +54,32 @@ class WorkflowRuntime:
     """Hosts workflows and activities (dapr.ext.workflow's ``WorkflowRuntime``).
 
     Args:
+        host, port, logger_options, interceptors: Dapr's sidecar address, logging and gRPC
+            options: accepted, no effect here (Kafka is configured by ``settings``).
+        maximum_concurrent_activity_work_items: Activity tasks running or queued at once
+            in this process (Dapr's name for ``max_concurrent_activities``).
+        maximum_concurrent_orchestration_work_items: Inbox records (workflow events) the
+            orchestrator takes into one transaction. Workflow steps run one at a time on
+            the orchestrator's thread, so this bounds the orchestration work in flight per
+            commit; default 500.
+        maximum_thread_pool_workers: Threads that run plain (``def``) activities; ``async
+            def`` activities run on the worker's event loop and take none. Default 32.
         settings: Configuration; by default read from ``KWF_*`` (the same source
             ``WorkflowClient()`` uses).
         role: ``all`` (orchestrator and worker), ``orchestrator`` or ``worker``.
         cache_size: Live workflow runs the orchestrator keeps in memory.
         max_concurrent_activities: Activity tasks running at once in this process.
-        Dapr's constructor arguments (host, port, logger options...) are accepted and ignored.
+        runtime_interceptors, workflow_outbound_interceptors: Dapr's interceptor hooks:
+            accepted, no effect here. Other keywords are accepted and ignored as well.
     """
 
-    def __init__(self, host: str | None = None, port: str | None = None, *, settings: Settings | None = None,
+    def __init__(self, host: str | None = None, port: str | None = None, logger_options: Any = None,
+                 interceptors: Any = None, maximum_concurrent_activity_work_items: int | None = None,
+                 maximum_concurrent_orchestration_work_items: int | None = None,
+                 maximum_thread_pool_workers: int | None = None, *, settings: Settings | None = None,
                  role: str = "all", cache_size: int = 10_000, max_concurrent_activities: int = 10_000,
-                 registry: Registry | None = None, **_: Any) -> None:
+                 registry: Registry | None = None, runtime_interceptors: Any = None,
+                 workflow_outbound_interceptors: Any = None, **_: Any) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         self.settings = settings or Settings.from_env()
@@ -73,7 +88,18 @@ class WorkflowRuntime:
         self.registry = registry or Registry()
         self.role = role
         self.cache_size = cache_size
-        self.max_concurrent_activities = max_concurrent_activities
+        # -- Dapr's concurrency options (see the class docstring) --
+        for option, value in (("maximum_concurrent_activity_work_items", maximum_concurrent_activity_work_items),
+                              ("maximum_concurrent_orchestration_work_items",
+                               maximum_concurrent_orchestration_work_items),
+                              ("maximum_thread_pool_workers", maximum_thread_pool_workers)):
+            if value is not None and value < 1:
+                raise ValueError(f"{option} must be 1 or more, got {value}")
+        self.max_concurrent_activities = maximum_concurrent_activity_work_items or max_concurrent_activities
+        self.max_orchestration_batch = maximum_concurrent_orchestration_work_items
+        self.activity_threads = maximum_thread_pool_workers
+        self._ready: list[threading.Event] = []
+        # -- end of Dapr's concurrency options --
         self._threads: list[threading.Thread] = []
         self._processor: Processor | None = None
         self._worker: ActivityWorker | None = None
@@ -98,6 +124,16 @@ class WorkflowRuntime:
     def register_activity(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
         self.registry.register_activity(fn, name=name)
 
+    def versioned_workflow(self, *, name: str, version_name: str | None = None, is_latest: bool) -> Any:
+        """Register one version of workflow ``name`` (decorator); see ``register_versioned_workflow``."""
+        return self.registry.versioned_workflow(name=name, version_name=version_name, is_latest=is_latest)
+
+    def register_versioned_workflow(self, fn: Callable[..., Any], *, name: str, version_name: str | None = None,
+                                    is_latest: bool) -> None:
+        """Register ``fn`` as one version of workflow ``name``: new instances run the version
+        registered with ``is_latest=True``, a running instance the version it started with."""
+        self.registry.register_versioned_workflow(fn, name=name, version_name=version_name, is_latest=is_latest)
+
     def add_bridge(self, route: BridgeRoute) -> None:
         """Route records of an external topic to external events (started with the orchestrator)."""
         validate_event_name(route.event_name)
@@ -114,8 +150,7 @@ class WorkflowRuntime:
         partitions = self._ensure_topics()
         waits: list[threading.Event] = []
         if self.role in ("all", "orchestrator"):
-            orchestrator = Orchestrator(self.settings, self.registry, partitions, cache_size=self.cache_size)
-            self._processor = hosted(orchestrator)
+            self._processor = hosted(self.orchestrator(partitions))
             self._spawn("kwf-orchestrator", self._processor.run, restartable=True)
             waits.append(self._processor.ready)
             self._doors.append(hosted(CommandsDoor(self.settings, partitions)))
@@ -124,9 +159,10 @@ class WorkflowRuntime:
                 self._spawn(f"kwf-{door.config.input_topic}", door.run, restartable=True)
                 waits.append(door.ready)
         if self.role in ("all", "worker"):
-            self._worker = ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities)
+            self._worker = self.activity_worker()
             self._spawn("kwf-worker", self._worker.run)
             waits.append(self._worker.ready)
+        self._ready = waits
         deadline = time.monotonic() + timeout
         for event in waits:
             while not event.wait(0.1):
@@ -146,6 +182,38 @@ class WorkflowRuntime:
         ensure_topics(admin, specs)
         inbox = self.settings.topic(INBOX)
         return len(admin.list_topics(inbox, timeout=30).topics[inbox].partitions)
+
+    def orchestrator(self, inbox_partitions: int) -> Orchestrator:
+        """A new orchestrator with this runtime's cache size and batch limit."""
+        return Orchestrator(self.settings, self.registry, inbox_partitions, cache_size=self.cache_size,
+                            max_batch_records=self.max_orchestration_batch)
+
+    def activity_worker(self) -> ActivityWorker:
+        """A new activity worker with this runtime's concurrency limits."""
+        if self.activity_threads is None:
+            return ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities)
+        return ActivityWorker(self.settings, self.registry, max_in_flight=self.max_concurrent_activities,
+                              threads=self.activity_threads)
+
+    def wait_for_worker_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the processes started by ``start()`` hold their partitions.
+
+        ``start()`` already returns only once they do, so after it this answers True at once.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            True when every process is ready; False when ``start()`` was not called, the
+            runtime failed, or the timeout passed first.
+        """
+        if not self._ready:
+            return False
+        deadline = time.monotonic() + timeout
+        for event in self._ready:
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return self._failure is None
 
     def shutdown(self) -> None:
         """Stop the processes cleanly: open transactions are finished, stores closed."""

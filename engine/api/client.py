@@ -83,6 +83,16 @@ class WorkflowState:
     serialized_custom_status: str | None
     failure_details: WorkflowFailureDetails | None
 
+    @property
+    def stalled_reason(self) -> str | None:
+        """Why a STALLED instance waits (``VERSION_NOT_AVAILABLE`` or ``PATCH_MISMATCH``), else None.
+
+        ``failure_details.message`` then says which version or patch is missing.
+        """
+        if self.runtime_status is not WorkflowStatus.STALLED or self.failure_details is None:
+            return None
+        return self.failure_details.error_type
+
     def to_json(self) -> dict[str, Any]:
         """The state as a JSON-ready dict (as dapr.ext.workflow's ``WorkflowState.to_json``)."""
         return {

@@ -49,7 +49,11 @@ def state_json(state: WorkflowState) -> dict[str, Any]:
         "dapr.workflow.input": state.serialized_input,
         "dapr.workflow.custom_status": state.serialized_custom_status or "",
     }
-    if state.failure_details is not None:
+    if state.stalled_reason is not None and state.failure_details is not None:
+        # STALLED: the reason (VERSION_NOT_AVAILABLE, PATCH_MISMATCH) and what to deploy.
+        properties["dapr.workflow.stalled.reason"] = state.stalled_reason
+        properties["dapr.workflow.stalled.message"] = state.failure_details.message
+    elif state.failure_details is not None:
         properties["dapr.workflow.failure.error_type"] = state.failure_details.error_type
         properties["dapr.workflow.failure.error_message"] = state.failure_details.message
         properties["dapr.workflow.failure.stack_trace"] = state.failure_details.stack_trace or ""

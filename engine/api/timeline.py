@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.core.history import (
+    STALL_CHECK_TIMER_ID,
     ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
     EventRaised,
     ExecutionCompleted,
     ExecutionResumed,
+    ExecutionStalled,
     ExecutionStarted,
     ExecutionSuspended,
     ExecutionTerminated,
@@ -99,6 +101,10 @@ def timeline_rows(history: list[HistoryEvent]) -> list[TimelineRow]:
             continue  # events before any start (a partial read) have no execution to belong to
         elif isinstance(p, TaskScheduled | ChildWorkflowScheduled):
             rows.append(_scheduled(current, p, at, rows))
+        elif isinstance(p, TimerCreated) and p.timer_id == STALL_CHECK_TIMER_ID:
+            continue  # the runtime's re-check of a stalled instance, not a step of the workflow
+        elif isinstance(p, ExecutionStalled):
+            rows.append(TimelineRow("workflow", "stalled", at, at, "received", detail=f"{p.reason}: {p.message}"))
         elif isinstance(p, TimerCreated):
             current.open_rows[p.timer_id] = row = TimelineRow(
                 "timer", f"until {p.fire_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z", at, None, "waiting",

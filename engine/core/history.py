@@ -57,6 +57,9 @@ class WorkflowStatus(Enum):
     TERMINATED = "TERMINATED"
     PENDING = "PENDING"
     SUSPENDED = "SUSPENDED"
+    STALLED = "STALLED"
+    """The runtime lacks the code the instance's history recorded (a version or a patch):
+    the instance keeps its events and timers and resumes when that code is deployed."""
 
 
 
@@ -95,6 +98,7 @@ class ExecutionStarted:
     input: str | None = None
     parent: ParentInstance | None = None
     scheduled_start: datetime | None = None
+    propagated_history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class TaskScheduled:
     task_id: int
     name: str
     input: str | None = None
+    propagated_history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ class ChildWorkflowScheduled:
     name: str
     instance_id: str
     input: str | None = None
+    propagated_history: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,36 @@ class PurgeRequested:
     """Remove an ended instance and its state."""
 
 
+@dataclass(frozen=True, slots=True)
+class VersionMarker:
+    """What a versioned execution is bound to: the ``version`` it runs, or a ``patch`` it took."""
+
+    version: str | None = None
+    patch: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStalled:
+    """This runtime lacks the code history recorded; ``reason`` is a ``StallReason`` value."""
+
+    reason: str
+    message: str
+
+
+# The timer ID of a STALLED instance's re-check: workflow timers count up from 0, and -1 is
+# a deferred start's. When it fires, the runtime that owns the instance tries its code again.
+STALL_CHECK_TIMER_ID = -2
+
+
+class StallReason(Enum):
+    """Why an instance is STALLED."""
+
+    VERSION_NOT_AVAILABLE = "VERSION_NOT_AVAILABLE"
+    """The workflow version its history recorded is not registered in this runtime."""
+    PATCH_MISMATCH = "PATCH_MISMATCH"
+    """Its history recorded a patch that the workflow code no longer checks."""
+
+
 Event = (
     ExecutionStarted
     | TaskScheduled
@@ -241,8 +277,10 @@ Event = (
     | ContinuedAsNew
     | ExecutionCompleted
     | PurgeRequested
+    | VersionMarker
+    | ExecutionStalled
 )
-"""Any one of the 17 event kinds of the HistoryEvent union."""
+"""Any one of the 19 event kinds of the HistoryEvent union."""
 
 EVENT_TYPES: tuple[type, ...] = (
     ExecutionStarted,
@@ -262,6 +300,8 @@ EVENT_TYPES: tuple[type, ...] = (
     ContinuedAsNew,
     ExecutionCompleted,
     PurgeRequested,
+    VersionMarker,
+    ExecutionStalled,
 )
 
 

@@ -256,7 +256,7 @@ class ActivityWorker:
     async def _run_task(self, task: ActivityTask) -> ActivityOutcome:
         """Run one activity under ``KWF_ACTIVITY_TIMEOUT_S``, when set."""
         running = async_run_activity(self.registry, task.name, task.input, instance_id=task.instance_id,
-                                     task_id=task.task_id)
+                                     task_id=task.task_id, propagated_history=task.propagated_history)
         limit = self.settings.activity_timeout_s
         if not limit:
             return await running

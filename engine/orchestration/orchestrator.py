@@ -10,6 +10,7 @@ ones from the store's time index and fires them through the same path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 import weakref
@@ -94,11 +95,14 @@ class Orchestrator:
         registry: The workflows this runtime can run.
         partitions: The partition count of the inbox, for checking where records belong.
         cache_size: Live workflow runs kept between steps (bounds memory by count).
+        max_batch_records: Inbox records taken into one transaction (None: the processor's default).
     """
 
-    def __init__(self, settings: Settings, registry: Registry, partitions: int, *, cache_size: int = 10_000) -> None:
+    def __init__(self, settings: Settings, registry: Registry, partitions: int, *, cache_size: int = 10_000,
+                 max_batch_records: int | None = None) -> None:
         self.settings = settings
         self.partitions = partitions
+        self.max_batch_records = max_batch_records
         self.executor = Executor(registry, cache_size=cache_size)
         metrics.watch_executor(self.executor)
         self._spans = tracing.WorkflowSpans()
@@ -113,7 +117,7 @@ class Orchestrator:
         self._txn = _Transaction()
 
     def processor_config(self, group_suffix: str = "orchestrator") -> ProcessorConfig:
-        return ProcessorConfig(
+        config = ProcessorConfig(
             group_id=f"{self.settings.topic_prefix}.{group_suffix}",
             input_topic=self.inbox,
             changelog_topic=self.history_topic,
@@ -125,6 +129,9 @@ class Orchestrator:
             # times out; batches commit within milliseconds, so 10 s is plenty of margin.
             transaction_timeout_ms=10_000,
         )
+        if self.max_batch_records is None:
+            return config
+        return dataclasses.replace(config, max_batch_records=self.max_batch_records)
 
     # -- the streams handler ------------------------------------------------------------
 
@@ -412,11 +419,11 @@ class Orchestrator:
             payload = event.event
             if isinstance(payload, TaskScheduled):
                 task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
-                                    payload.input, state.name, now)
+                                    payload.input, state.name, now, payload.propagated_history)
                 batch.emit(self.activities, task.key, encode_task(task), headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ChildWorkflowScheduled):
                 parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
-                start = ExecutionStarted(payload.name, payload.input, parent, None)
+                start = ExecutionStarted(payload.name, payload.input, parent, None, payload.propagated_history)
                 self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start),
                            headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ExecutionCompleted):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random as _random
+import string
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.core import payload
 from engine.core.history import utc, validate_instance_id
+from engine.replay.propagation import PropagatedHistory, PropagationScope
 from engine.replay.registry import name_of
 from engine.replay.retry import RetryPolicy
 from engine.replay.tasks import Task
@@ -59,6 +63,7 @@ class WorkflowContext:
         input: Any = None,
         retry_policy: RetryPolicy | None = None,
         app_id: str | None = None,
+        propagation: PropagationScope | None = None,
     ) -> Task:
         """Schedule an activity; yield the returned task to wait for its result.
 
@@ -67,11 +72,13 @@ class WorkflowContext:
             input: A JSON-encodable value (dataclasses and pydantic models too).
             retry_policy: How to retry the activity if it fails.
             app_id: Accepted for Dapr compatibility; every worker of the runtime can run it.
+            propagation: Hand this workflow's history (``OWN_HISTORY``), and what it
+                received (``LINEAGE``), to the activity's ``get_propagated_history()``.
 
         Returns:
             A task whose result is the activity's return value; it fails with TaskFailedError.
         """
-        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy)
+        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy, propagation)
 
     def call_child_workflow(
         self,
@@ -81,6 +88,7 @@ class WorkflowContext:
         instance_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         app_id: str | None = None,
+        propagation: PropagationScope | None = None,
     ) -> Task:
         """Start a child workflow; yield the returned task to wait for its output.
 
@@ -90,6 +98,8 @@ class WorkflowContext:
             instance_id: The child's instance ID; default ``"{this instance}:{task ID}"``.
             retry_policy: How to retry the child if it fails.
             app_id: Accepted for Dapr compatibility; the child runs on this runtime.
+            propagation: Hand this workflow's history (``OWN_HISTORY``), and what it
+                received (``LINEAGE``), to the child's ``ctx.get_propagated_history()``.
 
         Returns:
             A task whose result is the child's output; it fails with TaskFailedError.
@@ -99,7 +109,12 @@ class WorkflowContext:
         """
         if instance_id is not None:
             validate_instance_id(instance_id)
-        return self._run.schedule_child(name_of(workflow), payload.encode(input), instance_id, retry_policy)
+        return self._run.schedule_child(name_of(workflow), payload.encode(input), instance_id, retry_policy,
+                                        propagation)
+
+    def get_propagated_history(self) -> PropagatedHistory | None:
+        """The history the caller handed on with ``propagation=``; None if it handed none."""
+        return PropagatedHistory.from_json(self._run.propagated_history)
 
     def create_timer(self, fire_at: datetime | timedelta) -> Task:
         """A durable timer, due at a moment or after a delay from ``current_utc_datetime``.
@@ -115,21 +130,29 @@ class WorkflowContext:
             raise TypeError(f"create_timer takes a datetime or a timedelta, got {type(fire_at).__name__}")
         return self._run.schedule_timer(due)
 
-    def wait_for_external_event(self, name: str, *, timeout: timedelta | None = None) -> Task:
+    def wait_for_external_event(self, name: str, *, timeout: datetime | timedelta | None = None) -> Task:
         """Wait for an event raised to this instance; names compare case-insensitively.
 
         Events raised before the wait are kept in order and handed to waits in order.
 
         Args:
             name: The event name.
-            timeout: Give up after this long; the task then fails with TimeoutError.
+            timeout: Give up after this long (a delay from ``current_utc_datetime``) or at this
+                moment (naive means UTC); the task then fails with TimeoutError.
 
         Returns:
             A task whose result is the event's data.
         """
-        if timeout is not None and not isinstance(timeout, timedelta):
-            raise TypeError(f"timeout must be a timedelta, got {type(timeout).__name__}")
-        return self._run.wait_for_event(name, timeout)
+        timeout_at: datetime | None
+        if timeout is None:
+            timeout_at = None
+        elif isinstance(timeout, timedelta):
+            timeout_at = self._run.current_time + timeout
+        elif isinstance(timeout, datetime):
+            timeout_at = utc(timeout)
+        else:
+            raise TypeError(f"timeout must be a timedelta or a datetime, got {type(timeout).__name__}")
+        return self._run.wait_for_event(name, timeout_at)
 
     def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
         """Restart this workflow from the beginning with new input and a fresh history.
@@ -146,6 +169,62 @@ class WorkflowContext:
     def set_custom_status(self, status: Any) -> None:
         """Publish a JSON-encodable value as the instance's custom status."""
         self._run.set_custom_status(payload.encode(status))
+
+    def is_patched(self, patch_name: str) -> bool:
+        """Whether to take the patched code path here; the same answer on every replay.
+
+        True on a first run through this point (the patch is recorded in history) and on
+        a replay of history that recorded it; False on a replay of history written before
+        the patch existed, so running instances keep the path they took. Keep the check
+        while instances that recorded it may still run: removing it stalls them
+        (STALLED, PATCH_MISMATCH) until the check is back.
+
+        Args:
+            patch_name: A name for this change, unique within the workflow.
+        """
+        return self._run.is_patched(patch_name)
+
+    # Deterministic helpers: the same values on every replay ------------------------------
+
+    def now(self) -> datetime:
+        """The workflow's current time: ``current_utc_datetime``, the same on every replay."""
+        return self._run.current_time
+
+    def random(self) -> _random.Random:
+        """A ``random.Random`` whose numbers are the same on every replay.
+
+        Each call returns a generator with a seed of its own, derived from the instance ID,
+        the execution ID and how many times the code called a helper before: two calls in
+        one step give different numbers, a replay gives the same ones in the same order.
+        """
+        return _random.Random(self._run.next_seed())
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID that is the same on every replay (each call a new one)."""
+        bits = self.random().getrandbits(128)
+        return uuid.UUID(int=bits, version=4)
+
+    def new_guid(self) -> uuid.UUID:
+        """The same as ``uuid4()``: a replay-stable UUID (the name other Durable Task SDKs use)."""
+        return self.uuid4()
+
+    def random_string(self, length: int, alphabet: str | None = None) -> str:
+        """A string of ``length`` characters from ``alphabet``, the same on every replay.
+
+        Args:
+            length: How many characters (0 or more).
+            alphabet: The characters to draw from; default ASCII letters and digits.
+
+        Raises:
+            ValueError: ``length`` is negative or ``alphabet`` is empty.
+        """
+        if length < 0:
+            raise ValueError(f"length must be 0 or more, got {length}")
+        chars = alphabet if alphabet is not None else string.ascii_letters + string.digits
+        if not chars:
+            raise ValueError("alphabet must not be empty")
+        rng = self.random()
+        return "".join(rng.choice(chars) for _ in range(length))
 
 
 DaprWorkflowContext = WorkflowContext

@@ -13,6 +13,10 @@ for the caller to wrap in HistoryEvent after the step's ``new_events``):
 * ``TimerCreated(timer_id, fire_at)``: append ``TimerFired(timer_id, fire_at)`` once due.
   Retry pauses and event-wait timeouts are timers too.
 * ``CustomStatusSet``: the custom status changed.
+* ``VersionMarker``: history only: the version a versioned execution runs, or a patch taken.
+* ``ExecutionStalled(reason, message)``: the instance is STALLED (this runtime lacks the code
+  its history recorded); it comes with a re-check ``TimerCreated(STALL_CHECK_TIMER_ID, ...)``.
+  ``ExecutionResumed`` as an action ends a recorded stall.
 * ``ExecutionCompleted(status, output, failure)``: always last; the execution has ended.
   Continue-as-new is ``ExecutionCompleted(CONTINUED_AS_NEW)`` (no ContinuedAsNew event is
   produced); ``ExecutionResult.continued_as_new`` then says how the next execution starts:
@@ -50,7 +54,7 @@ class ExecutionResult:
         actions: New history event payloads, in order (see the module docstring).
         status: The execution's status after the step.
         output: The output (JSON text) once COMPLETED or TERMINATED.
-        failure: Why the execution FAILED.
+        failure: Why the execution FAILED, or why it is STALLED (type: a ``StallReason`` value).
         custom_status: The custom status (JSON text) the workflow last set.
         continued_as_new: How the next execution starts, when status is CONTINUED_AS_NEW.
     """
@@ -135,8 +139,10 @@ class Executor:
         if run is None:
             self.cache_misses += bool(history)  # a first step has nothing to replay
             run = WorkflowRun(self._registry, instance_id)
+            run.preload(history)
             for event in history:
                 run.apply(event, replaying=True)
+            run.end_replay()
         else:
             self.cache_hits += 1
         for event in new_events:
@@ -159,7 +165,7 @@ class Executor:
             actions=actions,
             status=run.status,
             output=None if outcome is None else outcome.output,
-            failure=None if outcome is None else outcome.failure,
+            failure=run.stall if outcome is None else outcome.failure,
             custom_status=run.custom_status,
             continued_as_new=run.continued_as_new,
         )

@@ -14,18 +14,48 @@ F = TypeVar("F", bound=Callable[..., Any])
 REGISTERED_NAME_ATTRIBUTE = "_kwf_registered_name"
 """Attribute set on a registered function: the name it was registered under."""
 
+ALTERNATE_NAME_ATTRIBUTE = "_dapr_alternate_name"
+"""Attribute ``alternate_name`` sets: the name to register the function under (Dapr's attribute)."""
+
+
+def alternate_name(name: str | None = None) -> Callable[[F], F]:
+    """Give a workflow or activity function the name it registers and is called by.
+
+    Use it under the registering decorator (``@wfr.workflow`` then ``@alternate_name("x")``)
+    or on a function registered later with ``register_workflow``/``register_activity``.
+
+    Args:
+        name: The name; default the function's ``__name__``.
+
+    Raises:
+        ValueError: The function already has an alternate name.
+    """
+
+    def give_name(fn: F) -> F:
+        if hasattr(fn, ALTERNATE_NAME_ATTRIBUTE):
+            raise ValueError(
+                f"function {getattr(fn, '__name__', fn)!r} already has the alternate name "
+                f"{getattr(fn, ALTERNATE_NAME_ATTRIBUTE)!r}; give it one name"
+            )
+        setattr(fn, ALTERNATE_NAME_ATTRIBUTE, name or fn.__name__)
+        return fn
+
+    return give_name
+
 
 def name_of(fn_or_name: Callable[..., Any] | str) -> str:
     """The name a workflow or activity is known by.
 
     A string is the name itself; a registered function answers with the name it was
-    registered under; any other callable with its ``__name__``.
+    registered under, one with an ``alternate_name`` with that; any other callable with
+    its ``__name__``.
     """
     if isinstance(fn_or_name, str):
         return fn_or_name
-    registered = getattr(fn_or_name, REGISTERED_NAME_ATTRIBUTE, None)
-    if isinstance(registered, str):
-        return registered
+    for attribute in (REGISTERED_NAME_ATTRIBUTE, ALTERNATE_NAME_ATTRIBUTE):
+        registered = getattr(fn_or_name, attribute, None)
+        if isinstance(registered, str):
+            return registered
     name = getattr(fn_or_name, "__name__", None)
     if not isinstance(name, str):
         raise TypeError(f"expected a workflow or activity function or its name, got {fn_or_name!r}")
@@ -64,6 +94,9 @@ class Registry:
     def __init__(self) -> None:
         self._workflows: dict[str, Registered] = {}
         self._activities: dict[str, Registered] = {}
+        # Versioned workflows: name -> version name -> function, and each name's latest.
+        self._versions: dict[str, dict[str, Registered]] = {}
+        self._latest: dict[str, str] = {}
 
     @overload
     def workflow(self, fn: F, *, name: str | None = None) -> F: ...
@@ -105,9 +138,81 @@ class Registry:
         """
         self._register(self._activities, "activity", fn, name)
 
+    def versioned_workflow(self, *, name: str, version_name: str | None = None,
+                           is_latest: bool) -> Callable[[F], F]:
+        """Register a version of a workflow; use as ``@reg.versioned_workflow(name="x", is_latest=True)``."""
+
+        def register(fn: F) -> F:
+            self.register_versioned_workflow(fn, name=name, version_name=version_name, is_latest=is_latest)
+            return fn
+
+        return register
+
+    def register_versioned_workflow(self, fn: Callable[..., Any], *, name: str, version_name: str | None = None,
+                                    is_latest: bool) -> None:
+        """Register ``fn`` as one version of the workflow ``name``.
+
+        New instances of ``name`` run the version registered with ``is_latest=True``; a
+        running instance runs the version its history recorded when it started.
+
+        Args:
+            fn: The workflow function of this version.
+            name: The workflow name that clients start and that versions share.
+            version_name: This version's name, recorded in history; default ``fn.__name__``.
+            is_latest: Whether new instances run this version (one version per name).
+
+        Raises:
+            ValueError: A plain workflow has that name, the version is registered already,
+                another version is the latest, or the function is registered already.
+        """
+        if not callable(fn):
+            raise TypeError(f"cannot register {fn!r} as a workflow: it is not callable")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a versioned workflow needs a name: register_versioned_workflow(fn, name=...)")
+        version = version_name if version_name is not None else getattr(fn, "__name__", None)
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"cannot register {fn!r} as a version of {name!r}: give it a version_name")
+        if name in self._workflows:
+            raise ValueError(f"a workflow named {name!r} is registered without versions; register every "
+                             "version with register_versioned_workflow")
+        versions = self._versions.setdefault(name, {})
+        if version in versions:
+            raise ValueError(f"version {version!r} of workflow {name!r} is already registered")
+        for entry in [*self._workflows.values(), *(e for vs in self._versions.values() for e in vs.values())]:
+            if entry.fn is fn:
+                raise ValueError(f"workflow function {getattr(fn, '__name__', fn)!r} is already registered; "
+                                 "register each function once")
+        if is_latest and name in self._latest:
+            raise ValueError(f"workflow {name!r} already has a latest version, {self._latest[name]!r}; "
+                             "mark one version is_latest=True")
+        versions[version] = Registered(name=name, fn=fn, takes_input=_takes_input(fn),
+                                       input_type=input_annotation(fn))
+        if is_latest:
+            self._latest[name] = version
+        try:
+            setattr(fn, REGISTERED_NAME_ATTRIBUTE, name)
+        except (AttributeError, TypeError):
+            pass
+
     def get_workflow(self, name: str) -> Registered | None:
-        """The workflow registered under ``name``, or None."""
+        """The workflow registered under ``name`` without versions, or None."""
         return self._workflows.get(name)
+
+    def is_versioned(self, name: str) -> bool:
+        """Whether ``name`` was registered with ``register_versioned_workflow``."""
+        return name in self._versions
+
+    def latest_version(self, name: str) -> str | None:
+        """The version new instances of ``name`` run, or None if no version is the latest."""
+        return self._latest.get(name)
+
+    def get_workflow_version(self, name: str, version: str) -> Registered | None:
+        """Version ``version`` of the versioned workflow ``name``, or None."""
+        return self._versions.get(name, {}).get(version)
+
+    def workflow_versions(self, name: str) -> list[str]:
+        """The version names registered for ``name``, in registration order."""
+        return list(self._versions.get(name, {}))
 
     def get_activity(self, name: str) -> Registered | None:
         """The activity registered under ``name``, or None."""
@@ -115,8 +220,8 @@ class Registry:
 
     @property
     def workflow_names(self) -> list[str]:
-        """Names of the registered workflows, in registration order."""
-        return list(self._workflows)
+        """Names of the registered workflows (versioned ones once), in registration order."""
+        return [*self._workflows, *self._versions]
 
     @property
     def activity_names(self) -> list[str]:
@@ -128,13 +233,20 @@ class Registry:
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cannot register {fn!r} as a {kind}: it is not callable")
-        registered_name = name if name is not None else getattr(fn, "__name__", None)
+        alternate = getattr(fn, ALTERNATE_NAME_ATTRIBUTE, None)
+        if name is not None and alternate is not None and name != alternate:
+            raise ValueError(
+                f"{kind} {alternate!r} has an alternate name and was registered as {name!r}; give it one name"
+            )
+        registered_name = name if name is not None else alternate if alternate is not None else getattr(
+            fn, "__name__", None
+        )
         if not isinstance(registered_name, str) or not registered_name:
             raise ValueError(f"cannot register {fn!r} as a {kind}: give it a name with name=...")
         for entry in table.values():
             if entry.fn is fn:
                 raise ValueError(f"{kind} {entry.name!r} is already registered; register each function once")
-        if registered_name in table:
+        if registered_name in table or (table is self._workflows and registered_name in self._versions):
             raise ValueError(f"a {kind} named {registered_name!r} is already registered; pick another name")
         table[registered_name] = Registered(
             name=registered_name,

@@ -148,13 +148,19 @@ class _CompositeTask(Task):
 
 
 class WhenAllTask(_CompositeTask):
-    """Completes with every child's result, in the order given; fails with the first child failure."""
+    """Completes with every child's result, in the order given.
 
-    __slots__ = ("_pending",)
+    If some children fail, it waits for all of them all the same, then fails with the
+    exception of the child that failed first (as Dapr's SDK does since 1.17), so no
+    started work is left running unobserved when the workflow handles the failure.
+    """
+
+    __slots__ = ("_pending", "_first_failure")
 
     def __init__(self, children: list[Task]) -> None:
         super().__init__(children)
         self._pending = len(children)
+        self._first_failure: BaseException | None = None
         if not children:
             self._settle([], None)
         self._start()
@@ -162,11 +168,14 @@ class WhenAllTask(_CompositeTask):
     def _child_settled(self, child: Task) -> None:
         if self._done:
             return
-        if child._exception is not None:
-            self._settle(None, child._exception)
-            return
+        if child._exception is not None and self._first_failure is None:
+            self._first_failure = child._exception
         self._pending -= 1
-        if self._pending == 0:
+        if self._pending > 0:
+            return
+        if self._first_failure is not None:
+            self._settle(None, self._first_failure)
+        else:
             self._settle([c._result for c in self.children], None)
 
 
@@ -189,7 +198,8 @@ class WhenAnyTask(_CompositeTask):
 def when_all(tasks: Iterable[Task]) -> Task:
     """A task that completes when all ``tasks`` have; its result lists their results in order.
 
-    It fails as soon as one of them fails, with that task's exception.
+    If any of them fails, it still waits for the others, then fails with the exception of
+    the first one that failed.
     """
     return WhenAllTask(list(tasks))
 

@@ -9,15 +9,20 @@ same actions as replaying the whole history into a fresh run.
 
 Task IDs come from one counter shared by activities, child workflows and timers (including
 retry timers and event-wait timeouts), in the order the code (or a retry) asks for them.
+
+Versions and patches are kept by a ``Versioning`` (``engine/replay/versioning.py``): a run
+whose code this runtime lacks stalls instead of failing, ignores everything but a
+termination, and carries on when a later replay has the right code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.core import payload
@@ -46,16 +51,11 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.replay.context import WorkflowContext
+from engine.replay.propagation import PROPAGATED_KINDS, PropagationScope, propagate
 from engine.replay.registry import Registry
 from engine.replay.retry import RetryPolicy
-from engine.replay.tasks import (
-    ActivityTask,
-    ChildWorkflowTask,
-    CompletableTask,
-    ExternalEventTask,
-    Task,
-    TimerTask,
-)
+from engine.replay.tasks import ActivityTask, ChildWorkflowTask, CompletableTask, ExternalEventTask, Task, TimerTask
+from engine.replay.versioning import Versioning
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -97,6 +97,7 @@ class _Call:
     policy: RetryPolicy | None
     first_scheduled_at: datetime
     attempts: int = 0
+    propagated_history: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -142,6 +143,11 @@ class WorkflowRun:
         self._waiters: dict[str, deque[ExternalEventTask]] = {}
         self._suspended = False
         self._held: list[Event] = []
+        self._seeds_taken = 0
+        # History propagation: what this execution received, and its own steps so far.
+        self.propagated_history: str | None = None
+        self._steps: list[Event] = []
+        self._versioning = Versioning()
 
     @property
     def status(self) -> WorkflowStatus:
@@ -150,7 +156,27 @@ class WorkflowRun:
             return self.outcome.status
         if not self.started:
             return WorkflowStatus.PENDING
+        if self._versioning.stall is not None:
+            return WorkflowStatus.STALLED
         return WorkflowStatus.SUSPENDED if self._suspended else WorkflowStatus.RUNNING
+
+    @property
+    def stall(self) -> FailureDetails | None:
+        """Why the execution is STALLED (type: a ``StallReason`` value), or None."""
+        return self._versioning.stall_failure
+
+    def preload(self, history: Iterable[HistoryEvent]) -> None:
+        """Read the version and patches history recorded; call before replaying that history."""
+        self._versioning.preload(history)
+
+    def end_replay(self) -> None:
+        """Called once the recorded history is replayed: a recorded patch the code never
+        checked is a PATCH_MISMATCH."""
+        if self.outcome is not None or self._versioning.stall is not None or not self.started:
+            return
+        unchecked = self._versioning.unchecked_patches()
+        if unchecked:
+            self._stall_on_patches(unchecked)
 
     # Applying history ---------------------------------------------------------------
 
@@ -169,6 +195,17 @@ class WorkflowRun:
         self.current_time = event.timestamp
         body = event.event
         try:
+            if self._versioning.note(body):
+                return
+            if self._versioning.stall is not None:
+                # Stalled: events stay in history for the code that can run them; only a
+                # termination ends the instance.
+                if isinstance(body, ExecutionTerminated) and self.outcome is None:
+                    self._versioning.end_stall_for_termination()
+                    self._terminate(body)
+                return
+            if isinstance(body, PROPAGATED_KINDS):
+                self._steps.append(body)
             if isinstance(body, _STEP_KINDS):
                 self._confirm(body)
             elif isinstance(body, ExecutionCompleted):
@@ -194,18 +231,37 @@ class WorkflowRun:
                 else:
                     self._deliver(body)
         except NonDeterminismError as err:
-            self._fail_nondeterministic(err)
+            # A different step after a patch the code no longer checks is that patch's
+            # removal, not a bug in the code: stall until the code is back.
+            unchecked = self._versioning.unchecked_patches(before=event.sequence)
+            if replaying and unchecked:
+                self._stall_on_patches(unchecked)
+            else:
+                self._fail_nondeterministic(err)
         except Exception as err:
             self._finish_failed(err)
 
     def take_actions(self) -> list[Event]:
         """The new history events the workflow produced since the last call, in order.
 
-        The outcome (ExecutionCompleted) comes last, once.
+        The outcome (ExecutionCompleted) comes last, once. A stalled run gives its
+        ExecutionStalled (once) and a re-check timer; a run that replays past a recorded
+        stall begins with ExecutionResumed.
         """
-        actions = [*self._unconfirmed.values(), *self._emitted]
+        if self._versioning.stall is not None and self.outcome is None:
+            # Whatever the code asked for was asked by the wrong code.
+            self._unconfirmed.clear()
+            self._emitted.clear()
+            return self._versioning.stalled_actions(self.current_time)
+        actions: list[Event] = []
+        resumed = self._versioning.resumed_action()
+        if resumed is not None:
+            actions.append(resumed)
+        actions += [*self._unconfirmed.values(), *self._emitted]
         self._unconfirmed = {}
         self._emitted = []
+        # A run kept for the next step never sees its actions applied: they join its steps here.
+        self._steps += [a for a in actions if isinstance(a, PROPAGATED_KINDS)]
         if self.outcome is not None and not self._outcome_recorded:
             actions.append(self.outcome)
             self._outcome_recorded = True
@@ -213,21 +269,31 @@ class WorkflowRun:
 
     # Called by WorkflowContext --------------------------------------------------------
 
-    def schedule_activity(self, name: str, input_json: str | None, policy: RetryPolicy | None) -> Task:
+    def schedule_activity(self, name: str, input_json: str | None, policy: RetryPolicy | None,
+                          propagation: PropagationScope | None = None) -> Task:
         """Record an activity call and return its task."""
         task = ActivityTask(name)
         if self.outcome is None:
-            self._start_attempt(_Call(task, False, name, input_json, None, policy, self.current_time))
+            self._start_attempt(_Call(task, False, name, input_json, None, policy, self.current_time,
+                                      propagated_history=self._propagate(propagation)))
         return task
 
     def schedule_child(
-        self, name: str, input_json: str | None, instance_id: str | None, policy: RetryPolicy | None
+        self, name: str, input_json: str | None, instance_id: str | None, policy: RetryPolicy | None,
+        propagation: PropagationScope | None = None,
     ) -> Task:
         """Record a child-workflow call and return its task."""
         task = ChildWorkflowTask(name, instance_id)
         if self.outcome is None:
-            self._start_attempt(_Call(task, True, name, input_json, instance_id, policy, self.current_time))
+            self._start_attempt(_Call(task, True, name, input_json, instance_id, policy, self.current_time,
+                                      propagated_history=self._propagate(propagation)))
         return task
+
+    def _propagate(self, scope: PropagationScope | None) -> str | None:
+        # The steps so far: those applied from history, then those asked for in this step
+        # (awaiting confirmation while replaying, new otherwise): the same list either way.
+        steps = [*self._steps, *self._unconfirmed.values(), *self._emitted]
+        return propagate(scope, self.propagated_history, self.instance_id, self.workflow_name, steps)
 
     def schedule_timer(self, fire_at: datetime) -> Task:
         """Record a durable timer and return its task."""
@@ -238,8 +304,22 @@ class WorkflowRun:
             self._record(timer_id, TimerCreated(timer_id, fire_at))
         return task
 
-    def wait_for_event(self, name: str, timeout: timedelta | None) -> Task:
-        """Return a task for the next event of that name: a buffered one, or a future one."""
+    def next_seed(self) -> int:
+        """A seed for a deterministic random generator: the same sequence on every replay.
+
+        It hashes the instance ID, the execution ID (both recorded in history) and how many
+        seeds this run has taken before, so every call gets a fresh one, and a replay, which
+        makes the same calls in the same order, gets the same ones.
+        """
+        self._seeds_taken += 1
+        material = f"{self.instance_id}\x00{self.execution_id}\x00{self._seeds_taken}".encode()
+        return int.from_bytes(hashlib.sha256(material).digest()[:16], "big")
+
+    def wait_for_event(self, name: str, timeout_at: datetime | None) -> Task:
+        """Return a task for the next event of that name: a buffered one, or a future one.
+
+        ``timeout_at`` is when the wait gives up (the task then fails with TimeoutError).
+        """
         task = ExternalEventTask(name)
         if self.outcome is not None:
             return task
@@ -252,16 +332,27 @@ class WorkflowRun:
             task.complete(payload.decode(raised.data))
             return task
         self._waiters.setdefault(key, deque()).append(task)
-        if timeout is not None:
+        if timeout_at is not None:
             timer_id = self._take_id()
             self._open[timer_id] = _Open(_EVENT_TIMEOUT, task=task)
-            self._record(timer_id, TimerCreated(timer_id, self.current_time + timeout))
+            self._record(timer_id, TimerCreated(timer_id, timeout_at))
         return task
 
     def request_continue_as_new(self, input_json: str | None, save_events: bool) -> None:
         """Note that the execution ends as CONTINUED_AS_NEW when the code next returns or yields."""
         if self.outcome is None:
             self._continue_request = (input_json, save_events)
+
+    def is_patched(self, name: str) -> bool:
+        """Whether the code takes patch ``name`` here; the same answer for the whole run.
+
+        True when history recorded the patch, or on a first run through this point (which
+        records it); False when replaying history written before the patch existed.
+        """
+        answer, marker = self._versioning.is_patched(name, replaying=self.is_replaying)
+        if marker is not None and self.outcome is None:
+            self._emitted.append(marker)
+        return answer
 
     def set_custom_status(self, status_json: str | None) -> None:
         """Set the custom status; a change made outside replay becomes a CustomStatusSet action."""
@@ -294,9 +385,9 @@ class WorkflowRun:
             child_id = call.instance_id or validate_instance_id(f"{self.instance_id}:{task_id}")
             if isinstance(call.task, ChildWorkflowTask):
                 call.task.instance_id = child_id
-            step = ChildWorkflowScheduled(task_id, call.name, child_id, call.input)
+            step = ChildWorkflowScheduled(task_id, call.name, child_id, call.input, call.propagated_history)
         else:
-            step = TaskScheduled(task_id, call.name, call.input)
+            step = TaskScheduled(task_id, call.name, call.input, call.propagated_history)
         self._open[task_id] = _Open(_CALL, call=call)
         self._record(task_id, step)
 
@@ -403,7 +494,14 @@ class WorkflowRun:
         self.started = True
         self.workflow_name = started.name
         self.execution_id = execution_id
-        entry = self.registry.get_workflow(started.name)
+        self.propagated_history = started.propagated_history
+        entry, marker = self._versioning.workflow_entry(self.registry, started.name, self.instance_id,
+                                                        replaying=self.is_replaying)
+        if self._versioning.stall is not None:
+            self._stall_release()
+            return
+        if marker is not None:
+            self._emitted.append(marker)
         if entry is None:
             self._finish_failed(
                 WorkflowNotRegistered(
@@ -431,6 +529,17 @@ class WorkflowRun:
             )
         else:
             self._finish_returned(result)
+
+    def _stall_on_patches(self, unchecked: list[str]) -> None:
+        self._versioning.stall_on_patches(unchecked, self.workflow_name, self.instance_id)
+        self._stall_release()
+
+    def _stall_release(self) -> None:
+        # The code is dropped, not finished: the execution goes on when the right code replays it.
+        self._unconfirmed.clear()
+        self._emitted.clear()
+        self._gen = None
+        self._waiting = None
 
     def _resume_code(self) -> None:
         while self.outcome is None and self._waiting is not None and self._waiting.is_complete:

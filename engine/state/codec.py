@@ -18,15 +18,19 @@ from engine.core.history import (
     history_event_to_record,
     utc,
 )
-from streams.serde import AvroSerde, load_named_schema
+from streams.serde import AvroSerde, load_named_schema, read_schema_json
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+# Earlier versions of the schemas, in Avro's canonical form, one file per fingerprint
+# (``{full name}.{fingerprint}.avsc``): records written with them still decode.
+OLDER_SCHEMAS = SCHEMAS / "older"
 
 
 @cache
 def serde(full_name: str) -> AvroSerde:
     """The serde of one schema in ``schemas/``, parsed once per process."""
-    return AvroSerde(load_named_schema(SCHEMAS, full_name))
+    older = [read_schema_json(path) for path in sorted(OLDER_SCHEMAS.glob(f"{full_name}.*.avsc"))]
+    return AvroSerde(load_named_schema(SCHEMAS, full_name), older)
 
 
 def encode_event(event: HistoryEvent) -> bytes:
@@ -48,6 +52,7 @@ class ActivityTask:
     input: str | None
     workflow_name: str
     scheduled_at: datetime
+    propagated_history: str | None = None
 
     @property
     def key(self) -> bytes:
@@ -58,14 +63,14 @@ def encode_task(task: ActivityTask) -> bytes:
     return serde("kwf.ActivityTask").encode({
         "instance_id": task.instance_id, "execution_id": task.execution_id, "task_id": task.task_id,
         "name": task.name, "input": task.input, "workflow_name": task.workflow_name,
-        "scheduled_at": task.scheduled_at,
+        "scheduled_at": task.scheduled_at, "propagated_history": task.propagated_history,
     })
 
 
 def decode_task(data: bytes | None) -> ActivityTask:
     r = serde("kwf.ActivityTask").decode(data)
     return ActivityTask(r["instance_id"], r["execution_id"], r["task_id"], r["name"], r["input"],
-                        r["workflow_name"], utc(r["scheduled_at"]))
+                        r["workflow_name"], utc(r["scheduled_at"]), r.get("propagated_history"))
 
 
 @dataclass(frozen=True, slots=True)

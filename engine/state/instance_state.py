@@ -19,6 +19,7 @@ from engine.core.history import (
     CustomStatusSet,
     ExecutionCompleted,
     ExecutionResumed,
+    ExecutionStalled,
     ExecutionStarted,
     ExecutionSuspended,
     FailureDetails,
@@ -204,13 +205,19 @@ def fold(state: InstanceState | None, event: HistoryEvent) -> Change:
     if isinstance(payload, ExecutionSuspended):
         return Change(replace(state, status=WorkflowStatus.SUSPENDED))
     if isinstance(payload, ExecutionResumed):
+        if state.status is WorkflowStatus.STALLED:  # the code is back: the stall reason goes
+            return Change(replace(state, status=WorkflowStatus.RUNNING, failure=None))
         if state.deferred_start == START_WAITING:
             return Change(replace(state, status=WorkflowStatus.PENDING))
         return Change(replace(state, status=WorkflowStatus.RUNNING, deferred_start=None))
+    if isinstance(payload, ExecutionStalled):
+        # Open tasks and timers stay open: their results are accepted and kept for later.
+        return Change(replace(state, status=WorkflowStatus.STALLED,
+                              failure=FailureDetails(payload.reason, payload.message)))
     if isinstance(payload, ExecutionCompleted):
         ended = replace(state, status=payload.status, output=payload.output, failure=payload.failure,
                         deferred_start=None)
         return Change(ended, close_all=True)
-    # EventRaised, ExecutionTerminated, ContinuedAsNew: history only; their effect on the
+    # EventRaised, ExecutionTerminated, ContinuedAsNew, VersionMarker: history only; their effect on the
     # status arrives with the ExecutionCompleted or status events the executor decides.
     return Change(state)

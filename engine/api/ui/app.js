@@ -10,8 +10,9 @@
   const REFRESH_MS = 3000; // often enough to watch a run, light on the runtime
   const SEARCH_PAGES = 10; // an ID search scans at most this many pages of 1000 instances
   const PAGE_SIZE = 50;
-  const STATUSES = ["RUNNING", "PENDING", "SUSPENDED", "COMPLETED", "FAILED", "TERMINATED", "CONTINUED_AS_NEW"];
-  const ACTIVE = new Set(["RUNNING", "PENDING", "SUSPENDED"]);
+  const STATUSES = ["RUNNING", "PENDING", "SUSPENDED", "STALLED", "COMPLETED", "FAILED", "TERMINATED",
+    "CONTINUED_AS_NEW"];
+  const ACTIVE = new Set(["RUNNING", "PENDING", "SUSPENDED", "STALLED"]);
   const KIND_LABELS = { workflow: "workflow", activity: "activity", timer: "timer", event: "event", child: "child" };
   const PLURALS = { activity: "activities", timer: "timers", event: "events", child: "children" };
 
@@ -304,6 +305,8 @@
     const started = events.find((e) => e.type === "ExecutionStarted");
     const completed = [...events].reverse().find((e) => e.type === "ExecutionCompleted");
     const custom = [...events].reverse().find((e) => e.type === "CustomStatusSet");
+    // A STALLED instance's reason is its latest ExecutionStalled.
+    const stalled = [...events].reverse().find((e) => e.type === "ExecutionStalled");
     return {
       id: body.instanceID,
       name: body.workflowName,
@@ -315,6 +318,7 @@
       output: completed ? completed.event.output : null,
       failure: completed ? completed.event.failure : null,
       customStatus: custom ? custom.event.status : null,
+      stall: body.runtimeStatus === "STALLED" && stalled ? stalled.event : null,
       executionId: started ? started.executionID : "",
       timeline: body.timeline || [],
     };
@@ -382,13 +386,17 @@
       instance.failure.stack_trace ? h("details", {}, h("summary", {}, "Stack trace"),
         h("pre", { class: "stack" }, instance.failure.stack_trace)) : null) : null;
 
+    const stall = instance.stall ? h("div", { class: "stall-panel", role: "status" },
+      h("div", { class: "stall-title" }, "Stalled: " + instance.stall.reason),
+      h("pre", { class: "error-message" }, instance.stall.message || "")) : null;
+
     const values = h("div", { class: "values" },
       valueCard("Input", instance.input),
       valueCard(instance.status === "TERMINATED" ? "Output (terminated)" : "Output", instance.output,
         instance.failure ? "no output: the instance failed" : ACTIVE.has(instance.status) ? "not finished yet" : "none"),
       valueCard("Custom status", instance.customStatus));
 
-    return h("div", {}, head, failure, values, timelineCard(instance.timeline, created, end));
+    return h("div", {}, head, failure, stall, values, timelineCard(instance.timeline, created, end));
   }
 
   function fact(label, value) {

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import engine as wf
 
@@ -44,6 +45,9 @@ def register(wfr: wf.WorkflowRuntime) -> None:
     wfr.workflow(short_wait)
     wfr.workflow(retried_fetch)
     wfr.workflow(restarts_at_once)
+    wfr.activity(ancestry)
+    wfr.workflow(lineage_child)
+    wfr.workflow(lineage_parent)
 
 
 def greet(ctx: wf.WorkflowActivityContext, name: str) -> str:
@@ -112,3 +116,19 @@ def restarts_at_once(ctx: wf.DaprWorkflowContext, generation: int):
         ctx.continue_as_new(generation + 1)
         return None
     return (yield ctx.call_activity(greet, input=f"generation {generation}"))
+
+
+def ancestry(ctx: wf.WorkflowActivityContext, _: Any = None) -> list[Any]:
+    """What the propagated history says: the chain of workflows and the parent's last greeting."""
+    history = ctx.get_propagated_history()
+    greeting = history.get_last_workflow_by_name("lineage_parent").get_last_activity_by_name("greet")
+    return [[w.name for w in history.get_workflows()], greeting.output]
+
+
+def lineage_child(ctx: wf.DaprWorkflowContext, _: Any = None):
+    return (yield ctx.call_activity(ancestry, propagation=wf.PropagationScope.LINEAGE))
+
+
+def lineage_parent(ctx: wf.DaprWorkflowContext, name: str):
+    yield ctx.call_activity(greet, input=name)
+    return (yield ctx.call_child_workflow(lineage_child, propagation=wf.PropagationScope.LINEAGE))

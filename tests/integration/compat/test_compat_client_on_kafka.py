@@ -164,3 +164,10 @@ def test_status_output_and_custom_status_read_as_dapr_does(wfc: wf.WorkflowClien
     assert state.serialized_output == '"hello json"'
     assert state.serialized_custom_status == '"x"'
     assert state.serialized_input == '"json"'
+
+
+def test_history_propagates_through_a_child_workflow_to_its_activity(wfc: wf.WorkflowClient) -> None:
+    instance_id = wfc.schedule_new_workflow(app.lineage_parent, input="kafka")
+    state = wfc.wait_for_workflow_completion(instance_id, timeout_in_seconds=DONE_S)
+    assert state is not None and state.runtime_status is Status.COMPLETED, state
+    assert json.loads(state.serialized_output) == [["lineage_parent", "lineage_child"], '"hello kafka"']

@@ -104,3 +104,24 @@ def await_approval(ctx: wf.DaprWorkflowContext, order: dict):
     approval = yield ctx.wait_for_external_event("approval")
     result = yield ctx.call_activity(echo, input={"order": order, "approval": approval})
     return result
+
+
+# Versions of one workflow. ``KWF_TEST_ORDER_VERSIONS`` says which this process registers
+# ("v1", "v2" or "v1,v2"; default both), the last one listed being the latest: a redeploy
+# is a restart with another value.
+def versioned_order_v1(ctx: wf.DaprWorkflowContext, _: Any = None):
+    first = yield ctx.call_activity(echo, input="v1 step")
+    go = yield ctx.wait_for_external_event("go")
+    return [first, go, "v1"]
+
+
+def versioned_order_v2(ctx: wf.DaprWorkflowContext, _: Any = None):
+    go = yield ctx.wait_for_external_event("go")
+    return [go, "v2"]
+
+
+_ORDER_VERSIONS = {"v1": versioned_order_v1, "v2": versioned_order_v2}
+_wanted = [v for v in os.environ.get("KWF_TEST_ORDER_VERSIONS", "v1,v2").split(",") if v]
+for _version in _wanted:
+    runtime.register_versioned_workflow(_ORDER_VERSIONS[_version], name="versioned_order", version_name=_version,
+                                        is_latest=_version == _wanted[-1])

@@ -187,8 +187,8 @@ class Driver:
 
     def _do(self, work: _Work) -> None:
         if work.kind == "start":
-            instance_id, name, data, parent = work.body
-            self._start(instance_id, name, data, parent, ())
+            instance_id, name, data, parent, propagated = work.body
+            self._start(instance_id, name, data, parent, (), propagated)
             return
         inst = self.instances.get(work.instance_id)
         if inst is None or inst.ended:
@@ -199,7 +199,8 @@ class Driver:
             task: TaskScheduled = work.body
             self.activity_runs[task.name] += 1
             outcome = run_activity(
-                self.registry, task.name, task.input, instance_id=inst.instance_id, task_id=task.task_id
+                self.registry, task.name, task.input, instance_id=inst.instance_id, task_id=task.task_id,
+                propagated_history=task.propagated_history,
             )
             if outcome.failure is None:
                 self._step(inst, [TaskCompleted(task.task_id, outcome.result)])
@@ -226,6 +227,7 @@ class Driver:
         data: str | None,
         parent: ParentInstance | None,
         carried: tuple[EventRaised, ...],
+        propagated_history: str | None = None,
     ) -> Instance:
         inst = self.instances.get(instance_id)
         if inst is None or inst.ended:
@@ -234,7 +236,7 @@ class Driver:
         self._executions += 1
         inst.execution_id = f"exec-{self._executions}"
         inst.history = []
-        self._step(inst, [ExecutionStarted(name, data, parent), *carried])
+        self._step(inst, [ExecutionStarted(name, data, parent, None, propagated_history), *carried])
         return inst
 
     def _step(self, inst: Instance, bodies: list[Event]) -> None:
@@ -262,7 +264,8 @@ class Driver:
             self.pool.append(_Work("timer", inst.instance_id, inst.execution_id, body, fire_at=body.fire_at))
         elif isinstance(body, ChildWorkflowScheduled):
             parent = ParentInstance(inst.instance_id, inst.execution_id, body.task_id, inst.name)
-            self.pool.append(_Work("start", body.instance_id, "", (body.instance_id, body.name, body.input, parent)))
+            self.pool.append(_Work("start", body.instance_id, "",
+                                   (body.instance_id, body.name, body.input, parent, body.propagated_history)))
         elif isinstance(body, ExecutionCompleted):
             self._ended(inst, body, result)
 

@@ -5,7 +5,16 @@ replay, None output and unknown workflows (test_context.py); retry delays, retry
 non-retryable types, retries in when_all/when_any and parent -> child -> activity retries
 (test_retry.py); buffering, order, case, wait timeouts, event/timer races, suspension,
 terminate and continue-as-new with and without saved events (test_events.py); every
-non-determinism case and stray results (test_nondeterminism.py, test_context.py).
+non-determinism case and stray results (test_nondeterminism.py, test_context.py); the
+deterministic helpers, when_all's wait for every task, datetime event deadlines,
+alternate_name, the runtime's constructor keywords and the activity's inner context
+(test_dapr_surface.py); versions, patches and STALLED (test_versioning.py); history
+propagation (test_propagation.py); the asyncio
+client (tests/integration/compat/test_compat_aio_client_on_kafka.py).
+
+``DAPR_SURFACE`` below is the table of what a ``dapr-ext-workflow`` 1.19 program may use:
+every name listed is there under ``import engine as wf`` (and ``engine.aio``); what differs
+in behaviour is listed in the README's compatibility table.
 """
 
 from __future__ import annotations
@@ -20,6 +29,56 @@ from engine.core.history import TaskCompleted, TaskFailed, TimerCreated
 from tests.unit.engine.driver import Driver
 
 SECOND = timedelta(seconds=1)
+
+# owner: the attributes a program of dapr-ext-workflow 1.19 may use on it.
+DAPR_SURFACE: dict[str, tuple[str, ...]] = {
+    "engine": (
+        "WorkflowRuntime", "DaprWorkflowClient", "WorkflowClient", "DaprWorkflowContext", "WorkflowContext",
+        "WorkflowActivityContext", "WorkflowState", "WorkflowStatus", "RetryPolicy", "when_all", "when_any",
+        "alternate_name", "Task", "TaskFailedError", "PropagationScope", "PropagatedHistory",
+        "PropagationNotFoundError",
+    ),
+    "engine.WorkflowRuntime": (
+        "workflow", "activity", "register_workflow", "register_activity", "versioned_workflow",
+        "register_versioned_workflow", "start", "shutdown", "wait_for_worker_ready",
+    ),
+    "engine.DaprWorkflowContext": (
+        "instance_id", "is_replaying", "current_utc_datetime", "call_activity", "call_child_workflow",
+        "create_timer", "wait_for_external_event", "continue_as_new", "set_custom_status", "is_patched",
+        "new_guid", "uuid4", "random", "random_string", "now", "get_propagated_history",
+    ),
+    "engine.WorkflowActivityContext": ("workflow_id", "task_id", "get_inner_context", "get_propagated_history"),
+    "engine.PropagationScope": ("NONE", "OWN_HISTORY", "LINEAGE"),
+    "engine.PropagatedHistory": ("get_workflows", "get_workflows_by_name", "get_last_workflow_by_name", "get_app_ids"),
+    "engine.WorkflowResult": ("get_activities_by_name", "get_last_activity_by_name", "get_child_workflows_by_name",
+                              "get_last_child_workflow_by_name"),
+    "engine.DaprWorkflowClient": (
+        "schedule_new_workflow", "get_workflow_state", "wait_for_workflow_start", "wait_for_workflow_completion",
+        "raise_workflow_event", "terminate_workflow", "pause_workflow", "resume_workflow", "purge_workflow",
+    ),
+    "engine.aio.DaprWorkflowClient": (
+        "schedule_new_workflow", "get_workflow_state", "wait_for_workflow_start", "wait_for_workflow_completion",
+        "raise_workflow_event", "terminate_workflow", "pause_workflow", "resume_workflow", "purge_workflow",
+    ),
+    "engine.WorkflowStatus": (
+        "RUNNING", "COMPLETED", "CONTINUED_AS_NEW", "FAILED", "TERMINATED", "PENDING", "SUSPENDED", "STALLED",
+    ),
+}
+
+
+@pytest.mark.parametrize("owner", sorted(DAPR_SURFACE))
+def test_every_name_of_the_dapr_surface_is_there(owner: str) -> None:
+    import importlib
+
+    target: object
+    if owner.startswith("engine.aio."):
+        target = getattr(importlib.import_module("engine.aio"), owner.rsplit(".", 1)[1])
+    else:
+        target = importlib.import_module("engine")
+        for part in owner.split(".")[1:]:
+            target = getattr(target, part)
+    missing = [name for name in DAPR_SURFACE[owner] if not hasattr(target, name)]
+    assert not missing, f"{owner} lacks {missing}"
 
 
 # Context ----------------------------------------------------------------------------------

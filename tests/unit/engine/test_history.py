@@ -21,6 +21,7 @@ from engine.core.history import (
     EventRaised,
     ExecutionCompleted,
     ExecutionResumed,
+    ExecutionStalled,
     ExecutionStarted,
     ExecutionSuspended,
     ExecutionTerminated,
@@ -33,6 +34,7 @@ from engine.core.history import (
     TaskScheduled,
     TimerCreated,
     TimerFired,
+    VersionMarker,
     WorkflowStatus,
     failure_details_from_record,
     failure_details_to_record,
@@ -64,6 +66,9 @@ ONE_OF_EACH = [
     ContinuedAsNew('{"n":2}'),
     ExecutionCompleted(WorkflowStatus.FAILED, None, FAILURE),
     PurgeRequested(),
+    VersionMarker(version="v2"),
+    VersionMarker(patch="fix-rounding"),
+    ExecutionStalled("PATCH_MISMATCH", "history recorded patch 'x'"),
 ]
 
 

@@ -42,14 +42,25 @@ def test_when_all_lists_results_in_the_order_given_not_the_order_completed() -> 
     assert both.get_result() == ["a", "b", "c"]
 
 
-def test_when_all_fails_with_the_first_failure_without_waiting_for_the_rest() -> None:
+def test_when_all_waits_for_every_task_then_fails_with_the_first_failure() -> None:
     a, b, c = CompletableTask(), CompletableTask(), CompletableTask()
     every = when_all([a, b, c])
     b.fail(failed("b broke"))
-    assert every.is_failed
+    assert not every.is_complete  # a and c are still running
     c.fail(failed("c broke"))
+    assert not every.is_complete
+    a.complete("a")
+    assert every.is_failed
     with pytest.raises(TaskFailedError, match="b broke"):
         every.get_result()
+
+
+def test_when_all_of_already_failed_tasks_fails_at_once_with_the_first_in_order() -> None:
+    a, b = CompletableTask(), CompletableTask()
+    a.fail(failed("a broke"))
+    b.fail(failed("b broke"))
+    with pytest.raises(TaskFailedError, match="a broke"):
+        when_all([a, b]).get_result()
 
 
 def test_when_all_of_nothing_and_of_settled_tasks_completes_at_once() -> None:

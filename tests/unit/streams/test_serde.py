@@ -19,14 +19,16 @@ FAILURE = {"type": "ValueError", "message": "boom", "stack_trace": "line 1", "in
 
 EVENTS = {
     "ExecutionStarted": {"name": "wf", "input": "1", "scheduled_start": NOW,
-                         "parent": {"instance_id": "p", "execution_id": "e", "task_id": 2, "name": "parent"}},
-    "TaskScheduled": {"task_id": 1, "name": "step1", "input": "[1, 2]"},
+                         "parent": {"instance_id": "p", "execution_id": "e", "task_id": 2, "name": "parent"},
+                         "propagated_history": None},
+    "TaskScheduled": {"task_id": 1, "name": "step1", "input": "[1, 2]", "propagated_history": '{"scope":"x"}'},
     "TaskCompleted": {"task_id": 1, "result": None},
     "TaskFailed": {"task_id": 1, "failure": {**FAILURE, "inner": dict(FAILURE)}},
     "TimerCreated": {"timer_id": 4, "fire_at": NOW},
     "TimerFired": {"timer_id": 4, "fire_at": NOW},
     "EventRaised": {"name": "approval_received", "data": '{"approver": "Jane"}'},
-    "ChildWorkflowScheduled": {"task_id": 5, "name": "child", "instance_id": "p:5", "input": None},
+    "ChildWorkflowScheduled": {"task_id": 5, "name": "child", "instance_id": "p:5", "input": None,
+                               "propagated_history": None},
     "ChildWorkflowCompleted": {"task_id": 5, "result": '"ok"'},
     "ChildWorkflowFailed": {"task_id": 5, "failure": FAILURE},
     "CustomStatusSet": {"status": '"x"'},
@@ -36,6 +38,8 @@ EVENTS = {
     "ContinuedAsNew": {"input": "3"},
     "ExecutionCompleted": {"status": "FAILED", "output": None, "failure": FAILURE},
     "PurgeRequested": {},
+    "VersionMarker": {"version": "v2", "patch": None},
+    "ExecutionStalled": {"reason": "VERSION_NOT_AVAILABLE", "message": "version 'v1' is not registered"},
 }
 
 
@@ -60,7 +64,7 @@ def test_history_union_covers_every_kind_in_the_schema() -> None:
 
 @pytest.mark.parametrize("name,record", [
     ("kwf.ActivityTask", {"instance_id": "i", "execution_id": "e", "task_id": 3, "name": "a", "input": None,
-                          "workflow_name": "wf", "scheduled_at": NOW}),
+                          "workflow_name": "wf", "scheduled_at": NOW, "propagated_history": None}),
     ("kwf.WorkflowStatus", {"instance_id": "i", "execution_id": "e", "name": "wf", "runtime_status": "COMPLETED",
                             "created_at": NOW, "last_updated_at": NOW, "input": "1", "output": "2",
                             "custom_status": None, "failure": None, "parent_instance_id": None,
