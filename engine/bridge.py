@@ -21,6 +21,7 @@ from engine.config import Settings
 from engine.history import EventRaised, HistoryEvent, validate_instance_id
 from engine.orchestrator import now_utc
 from engine.partitioner import partition_for
+from engine.payload import check_size
 from engine.status_view import StatusView
 from engine.topics import DLQ, INBOX
 from streams.handler import Batch
@@ -107,6 +108,8 @@ class PubSubBridge:
         else:
             instance_id = _field(data, field)
         validate_instance_id(instance_id)
+        # Refused here, so an oversized record goes to the dead-letter topic, not to history.
+        check_size(json.dumps(data, default=str), "event data", self.settings.max_payload_bytes)
         return Routed(instance_id, data, value)
 
     def process(self, batch: Batch) -> None:

@@ -33,6 +33,7 @@ from engine.history import (
 )
 from engine.instance_state import ENDED
 from engine.orchestrator import now_utc
+from engine.payload import PayloadTooLarge as PayloadTooLarge
 from engine.registry import name_of
 from engine.status_view import StatusView
 from engine.topics import INBOX
@@ -45,10 +46,6 @@ DELIVERY_TIMEOUT_S = 30.0
 
 class InstanceExists(Exception):
     """A start named an instance ID that is still running; wait for it to end or purge it."""
-
-
-class PayloadTooLarge(ValueError):
-    """An input, event or output is larger than ``KWF_MAX_PAYLOAD_BYTES``."""
 
 
 @dataclass(frozen=True)
@@ -281,10 +278,7 @@ class WorkflowClient:
 
     def _encode(self, value: Any, what: str) -> str | None:
         text = payload.encode(value)
-        size = 0 if text is None else len(text.encode())
-        if size > self.settings.max_payload_bytes:
-            raise PayloadTooLarge(f"the {what} is {size} bytes of JSON; the limit is "
-                                  f"{self.settings.max_payload_bytes} bytes (KWF_MAX_PAYLOAD_BYTES)")
+        payload.check_size(text, what, self.settings.max_payload_bytes)
         return text
 
     def _produce(self, event: HistoryEvent, flush: bool = True) -> None:

@@ -40,6 +40,7 @@ from engine.history import (
 )
 from engine.orchestrator import now_utc
 from engine.partitioner import partition_for
+from engine.payload import PayloadTooLarge, check_size
 from engine.topics import DLQ, INBOX, workflow_topics
 from streams.handler import Batch, Handler
 from streams.processor import Processor, ProcessorConfig
@@ -209,9 +210,10 @@ def _reason(command: dict[str, Any], limit: int) -> str | None:
 
 
 def _check_size(text: str, name: str, limit: int) -> None:
-    size = len(text.encode())
-    if size > limit:
-        raise MalformedCommand(f"{name} is {size} bytes; the limit is {limit} bytes (KWF_MAX_PAYLOAD_BYTES)")
+    try:
+        check_size(text, name, limit)
+    except PayloadTooLarge as err:
+        raise MalformedCommand(str(err)) from None
 
 
 def commands_topic(settings: Settings) -> TopicSpec:
