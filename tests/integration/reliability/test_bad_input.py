@@ -190,6 +190,21 @@ def test_undecodable_and_invalid_inbox_records_go_to_the_dlq_and_the_inbox_goes_
         assert SECRET not in record.getMessage() and SECRET not in str(record.exc_info), record
 
 
+def test_an_undecodable_activity_task_goes_to_the_dlq_through_the_worker_and_work_goes_on(
+        runtime_with: Callable[..., WorkflowRuntime], settings: Settings, client: WorkflowClient) -> None:
+    runtime_with()
+    bad = (b"wf-x/3", b"\x00 not an activity task " + SECRET.encode())
+    producer = Producer({**settings.client(), "partitioner": "murmur2_random"})
+    producer.produce(settings.topic("activities"), key=bad[0], value=bad[1])
+    producer.flush(30)
+
+    letters = dead_letters(settings, 1)
+    assert [(m.key(), m.value()) for m in letters] == [bad]
+    headers = dict(letters[0].headers())
+    assert any(value == settings.topic("activities").encode() for value in headers.values()), headers
+    assert_still_works(client, "after-bad-task")  # the worker goes on with the next task
+
+
 def test_a_workflow_that_loops_forever_fails_at_the_step_time_limit_and_its_partition_goes_on(
         runtime_with: Callable[..., WorkflowRuntime], client: WorkflowClient) -> None:
     runtime = runtime_with(step_time_limit_s=1.0)
