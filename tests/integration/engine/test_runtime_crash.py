@@ -7,22 +7,61 @@ code runs: open transactions stay open, offsets stay uncommitted, stores are not
 from __future__ import annotations
 
 import json
-import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
 from engine import TaskCompleted, TaskScheduled, WorkflowClient, WorkflowStatus
+from engine.codec import decode_task
 from engine.config import Settings
 from engine.history_reader import read_history
 from engine.partitioner import partition_for
+from engine.worker import skipped_offsets
 from tests.integration.engine.runtime_process import read_runs, runtime_processes, wait_until
 
 ITEMS = 100
 KILL_AFTER = 40
-# Between an activity's return and its worker's offset commit its result is in transit
-# (report loop, delivery, commit: ~50 ms here); a task that ended this close to the kill
-# may run again. The margin covers a busy machine.
-IN_TRANSIT_S = 0.3
+
+
+def acknowledged_items(settings: Settings) -> set[str]:
+    """Fan-out items whose activity task the worker group's commit acknowledges.
+
+    Below the committed offset, or listed as finished in the commit's metadata: what the
+    next owner of a partition skips. Those tasks are done for good and must not run again,
+    however close to the kill they finished. The rest (running, or finished with the result
+    in transit or not yet committed) may.
+    """
+    topic = settings.topic("activities")
+    group = Consumer({**settings.client(), "group.id": f"{settings.topic_prefix}.workers", "enable.auto.commit": False})
+    try:
+        partitions = list(group.list_topics(topic, timeout=10).topics[topic].partitions)
+        found = group.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        committed = {tp.partition: tp.offset for tp in found}
+        skipped = {tp.partition: skipped_offsets(tp.offset, tp.metadata) for tp in found}
+    finally:
+        group.close()
+    reader = Consumer({**settings.client(), "group.id": uuid.uuid4().hex, "enable.partition.eof": True,
+                       "isolation.level": "read_committed", "enable.auto.commit": False})
+    done: set[str] = set()
+    try:
+        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        at_end: set[int] = set()
+        while len(at_end) < len(partitions):
+            message = reader.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
+                continue
+            if message.offset() < committed.get(message.partition(), -1) or \
+                    message.offset() in skipped.get(message.partition(), set()):
+                done.add(str(json.loads(decode_task(message.value()).input)))
+    finally:
+        reader.close()
+    return done
 
 
 def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_flight(
@@ -37,12 +76,12 @@ def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_fli
                    lambda: f"{KILL_AFTER} activities never finished: {Counter(r.what for r in read_runs(runs_dir))}",
                    runtime.check_alive, interval=0.005)
         runtime.kill()
-        killed_at = time.time()
         at_kill = read_runs(runs_dir)
         started = {r.item for r in at_kill if r.what == "start"}
         ended = {r.item for r in at_kill if r.what == "end"}
         in_flight = started - ended
-        in_transit = {r.item for r in at_kill if r.what == "end" and r.at > killed_at - IN_TRANSIT_S}
+        # Finished, but not acknowledged by the worker's committed offset when it died.
+        in_transit = ended - acknowledged_items(settings)
         assert len(ended) >= KILL_AFTER and len(ended) < ITEMS, f"killed too late: {len(ended)} had finished"
 
         runtime.start()
@@ -63,12 +102,12 @@ def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_fli
     assert set(starts) == {str(i) for i in range(1, ITEMS + 1)}, "some item never ran"
     reran = {item for item, n in starts.items() if n > 1}
     print(f"finished before the kill: {len(ended)}, in flight: {len(in_flight)}, "
-          f"finished in the last {IN_TRANSIT_S} s: {len(in_transit)}, re-run: {len(reran)} "
+          f"finished but not committed: {len(in_transit)}, re-run: {len(reran)} "
           f"({len(reran & in_flight)} in flight, {len(reran & in_transit)} in transit)")
     # The seed: only the unfinished tasks run again. A task that finished well before the
     # kill (its result acknowledged) must not; one in flight may.
     assert reran <= in_flight | in_transit, (
-        f"re-ran {sorted(reran - in_flight - in_transit, key=int)} that had finished more than {IN_TRANSIT_S} s "
+        f"re-ran {sorted(reran - in_flight - in_transit, key=int)}, whose tasks the worker had committed "
         f"before the kill (in flight then: {sorted(in_flight, key=int)})")
     assert len(reran) <= len(in_flight) + len(in_transit)
 
