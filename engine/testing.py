@@ -69,7 +69,7 @@ class RuntimeProcess:
     folder: Path
     app: str
     role: str = "all"
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # may hold credentials
     profile_to: Path | None = None
     checkout: Path = REPO
     cwd: Path | None = None

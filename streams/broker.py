@@ -38,6 +38,18 @@ class BrokerError(RuntimeError):
     """The local broker could not be set up, started or stopped; the message says why."""
 
 
+def cluster_id() -> str:
+    """A KRaft cluster ID: 16 random bytes in URL-safe base64 without padding.
+
+    Never one starting with "-": the storage tool would read it as an option (Kafka's own
+    ``Uuid.randomUuid`` skips those for the same reason).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 @dataclass(frozen=True)
 class LocalBroker:
     """Where one local broker keeps its files and which ports it listens on."""
@@ -245,8 +257,7 @@ class LocalBroker:
     def _format_storage(self, java: str, jars: Path, config: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        # A KRaft cluster ID is 16 random bytes in URL-safe base64 without padding.
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cid = cluster_id()
         result = subprocess.run(
             [java, "-cp", str(jars / "*"), "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(config)],
             capture_output=True,

@@ -21,7 +21,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,8 @@ class ProcessorConfig:
         process_id: Stable identity of this process. The transactional id is
             ``f"{group_id}-{process_id}"``: a restarted process with the same id fences its
             predecessor and aborts its open transaction at once.
-        client: Base librdkafka settings (``streams.kafka_config.client_settings``).
+        client: Base librdkafka settings (``streams.kafka_config.client_settings``); left
+            out of ``repr`` because they carry SASL passwords and key locations.
     """
 
     group_id: str
@@ -86,7 +87,7 @@ class ProcessorConfig:
     dlq_topic: str
     state_dir: Path
     process_id: str
-    client: dict[str, str]
+    client: dict[str, str] = field(repr=False)
     # Records per transaction: amortizes the commit round trips over many records while one
     # batch stays small enough that an abort replays little.
     max_batch_records: int = 500

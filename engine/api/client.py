@@ -35,6 +35,7 @@ from engine.core.history import (
     validate_event_name,
     validate_instance_id,
 )
+from engine.core.payload import PayloadTooLarge as PayloadTooLarge
 from engine.observability.tracing import headers_of_context, remote_parent
 from engine.replay.registry import name_of
 from engine.state.codec import StatusRecord, encode_event
@@ -50,10 +51,6 @@ DELIVERY_TIMEOUT_S = 30.0
 
 class InstanceExists(Exception):
     """A start named an instance ID that is still running; wait for it to end or purge it."""
-
-
-class PayloadTooLarge(ValueError):
-    """An input, event or output is larger than ``KWF_MAX_PAYLOAD_BYTES``."""
 
 
 @dataclass(frozen=True)
@@ -302,10 +299,7 @@ class WorkflowClient:
 
     def _encode(self, value: Any, what: str) -> str | None:
         text = payload.encode(value)
-        size = 0 if text is None else len(text.encode())
-        if size > self.settings.max_payload_bytes:
-            raise PayloadTooLarge(f"the {what} is {size} bytes of JSON; the limit is "
-                                  f"{self.settings.max_payload_bytes} bytes (KWF_MAX_PAYLOAD_BYTES)")
+        payload.check_size(text, what, self.settings.max_payload_bytes)
         return text
 
     def _ensure_topics(self) -> None:

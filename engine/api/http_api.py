@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState
 from engine.api.history_reader import read_history
@@ -100,6 +101,15 @@ def create_app(client: WorkflowClient) -> FastAPI:
     @app.exception_handler(PayloadTooLarge)
     async def payload_too_large(_: Request, err: PayloadTooLarge) -> JSONResponse:
         return _error(413, "ERR_PAYLOAD_TOO_LARGE", str(err))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths and methods answer in the API's shape too, not FastAPI's {"detail"}.
+        code = {404: "ERR_NOT_FOUND", 405: "ERR_METHOD_NOT_ALLOWED"}.get(err.status_code, "ERR_BAD_REQUEST")
+        response = _error(err.status_code, code, f"{request.method} {request.url.path}: {err.detail}")
+        if err.headers:
+            response.headers.update(err.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -244,16 +254,27 @@ def _existing(client: WorkflowClient, instance_id: str) -> WorkflowState:
 
 
 async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    limit = request.app.state.max_payload_bytes
-    if len(body) > limit:
-        raise ApiError(413, "ERR_PAYLOAD_TOO_LARGE", _too_large_message(len(body), limit))
+    body = await _read_body(request, request.app.state.max_payload_bytes)
     if not body.strip():
         return None
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, "ERR_MALFORMED_REQUEST", f"the request body is not valid JSON: {err}") from err
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read chunk by chunk and refused (413) as soon as it passes ``limit``.
+
+    ``limit_body`` refuses a declared ``Content-Length`` over the limit; a chunked body
+    declares none, so its size is checked while it arrives and it never sits whole in memory.
+    """
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "ERR_PAYLOAD_TOO_LARGE", _too_large_message(len(body), limit, so_far=True))
+    return bytes(body)
 
 
 async def _blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -279,8 +300,9 @@ def _event_fields(event: Any) -> dict[str, Any]:
     return out
 
 
-def _too_large_message(size: int, limit: int) -> str:
-    return f"the request body is {size} bytes; the limit is {limit} bytes (KWF_MAX_PAYLOAD_BYTES)"
+def _too_large_message(size: int, limit: int, so_far: bool = False) -> str:
+    return (f"the request body is {'at least ' if so_far else ''}{size} bytes; "
+            f"the limit is {limit} bytes (KWF_MAX_PAYLOAD_BYTES)")
 
 
 def _too_large(size: int, limit: int) -> JSONResponse:

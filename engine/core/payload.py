@@ -5,6 +5,10 @@ decode to objects with attribute access (``types.SimpleNamespace``), so workflow
 write ``job.is_healthy = True`` on a value that crossed the wire. Untagged JSON objects stay
 plain dicts. ``coerce`` turns a decoded value into the dataclass or pydantic model a
 function parameter is annotated with.
+
+``check_size`` is the one payload limit (``KWF_MAX_PAYLOAD_BYTES``), applied at every door
+where a payload enters history: the client, the HTTP API, the commands topic, the pub/sub
+bridge, the inbox itself, activity results, workflow outputs and child-workflow inputs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,26 @@ from typing import Any
 
 OBJECT_MARKER = "__kwf_object__"
 """Key tagging a JSON object that was encoded from a dataclass or plain object; its value is the class name."""
+
+
+class PayloadTooLarge(ValueError):
+    """An input, event, result or output is larger than ``KWF_MAX_PAYLOAD_BYTES``."""
+
+
+def check_size(text: str | bytes | None, what: str, limit: int) -> None:
+    """Refuse a payload (JSON text, or its UTF-8 bytes) larger than ``limit`` bytes.
+
+    Args:
+        text: The payload; None is empty.
+        what: What it is, for the message: ``"input"``, ``"event data"``, ``"output"``...
+        limit: ``Settings.max_payload_bytes``.
+
+    Raises:
+        PayloadTooLarge: Naming what, its size and the limit.
+    """
+    size = 0 if text is None else len(text) if isinstance(text, bytes) else len(text.encode())
+    if size > limit:
+        raise PayloadTooLarge(f"the {what} is {size} bytes of JSON; the limit is {limit} bytes (KWF_MAX_PAYLOAD_BYTES)")
 
 
 def encode(value: Any) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 from engine.core.clock import now_utc
 from engine.core.history import EventRaised, HistoryEvent, validate_instance_id
 from engine.core.partitioner import partition_for
+from engine.core.payload import check_size
 from engine.state.codec import encode_event
 from engine.state.config import Settings
 from engine.state.topics import DLQ, INBOX
@@ -97,6 +98,8 @@ class PubSubBridge:
         else:
             instance_id = _field(data, field)
         validate_instance_id(instance_id)
+        # Refused here, so an oversized record goes to the dead-letter topic, not to history.
+        check_size(json.dumps(data, default=str), "event data", self.settings.max_payload_bytes)
         return Routed(instance_id, data, value)
 
     def process(self, batch: Batch) -> None:

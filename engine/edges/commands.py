@@ -36,6 +36,7 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.core.partitioner import partition_for
+from engine.core.payload import PayloadTooLarge, check_size
 from engine.state.codec import encode_event
 from engine.state.config import Settings
 from engine.state.topics import DLQ, INBOX
@@ -206,9 +207,10 @@ def _reason(command: dict[str, Any], limit: int) -> str | None:
 
 
 def _check_size(text: str, name: str, limit: int) -> None:
-    size = len(text.encode())
-    if size > limit:
-        raise MalformedCommand(f"{name} is {size} bytes; the limit is {limit} bytes (KWF_MAX_PAYLOAD_BYTES)")
+    try:
+        check_size(text, name, limit)
+    except PayloadTooLarge as err:
+        raise MalformedCommand(str(err)) from None
 
 
 def commands_topic(settings: Settings) -> TopicSpec:

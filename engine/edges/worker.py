@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from engine.core.clock import now_utc
 from engine.core.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFailed
+from engine.core.payload import PayloadTooLarge, check_size
 from engine.edges.activities import ActivityOutcome, async_run_activity
 from engine.observability.metrics import observed_activity
 from engine.replay.registry import Registry
@@ -289,13 +290,10 @@ class ActivityWorker:
     def _result(self, task: ActivityTask, outcome: ActivityOutcome) -> Any:
         if outcome.failure is not None:
             return TaskFailed(task.task_id, outcome.failure)
-        size = len(outcome.result.encode()) if outcome.result else 0
-        if size > self.settings.max_payload_bytes:
-            return TaskFailed(task.task_id, FailureDetails(
-                "PayloadTooLarge",
-                f"activity {task.name!r} returned {size} bytes of JSON; the limit is "
-                f"{self.settings.max_payload_bytes} (KWF_MAX_PAYLOAD_BYTES)",
-            ))
+        try:
+            check_size(outcome.result, f"result of activity {task.name!r}", self.settings.max_payload_bytes)
+        except PayloadTooLarge as err:
+            return TaskFailed(task.task_id, FailureDetails("PayloadTooLarge", str(err)))
         return TaskCompleted(task.task_id, outcome.result)
 
     def _delivered_callback(self, message: Message) -> Callable[[Any, Message], None]:

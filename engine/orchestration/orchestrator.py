@@ -15,7 +15,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.core.partitioner import partition_for
+from engine.core.payload import PayloadTooLarge, check_size
 from engine.observability import logs, metrics, tracing
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
@@ -69,6 +70,49 @@ log = logging.getLogger("engine.orchestration.orchestrator")
 # A workflow that continues as new without ever waiting would spin forever in one step.
 MAX_CONTINUATIONS_PER_STEP = 1000
 RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
+
+
+def limit_payloads(actions: list[Any], limit: int) -> tuple[list[Any], dict[int, TaskFailed | ChildWorkflowFailed]]:
+    """Hold a step's actions to the payload limit before they enter history.
+
+    A completed execution whose output is over ``limit`` fails with ``PayloadTooLarge``
+    instead; an activity or child workflow whose input is over it is recorded without
+    the input and fails with ``PayloadTooLarge`` (the returned failures, by task ID, to
+    deliver) rather than run. Returns ``actions`` itself when nothing is over the limit.
+    """
+    decided: list[Any] = []
+    refused: dict[int, TaskFailed | ChildWorkflowFailed] = {}
+    for action in actions:
+        try:
+            if isinstance(action, ExecutionCompleted):
+                check_size(action.output, "workflow output", limit)
+            elif isinstance(action, TaskScheduled):
+                check_size(action.input, f"input of activity {action.name!r}", limit)
+            elif isinstance(action, ChildWorkflowScheduled):
+                check_size(action.input, f"input of child workflow {action.name!r}", limit)
+            decided.append(action)
+        except PayloadTooLarge as err:
+            failure = FailureDetails("PayloadTooLarge", str(err))
+            if isinstance(action, ExecutionCompleted):
+                decided.append(ExecutionCompleted(WorkflowStatus.FAILED, None, failure))
+            elif isinstance(action, TaskScheduled):
+                decided.append(replace(action, input=None))
+                refused[action.task_id] = TaskFailed(action.task_id, failure)
+            else:
+                decided.append(replace(action, input=None))
+                refused[action.task_id] = ChildWorkflowFailed(action.task_id, failure)
+    changed = any(a is not b for a, b in zip(decided, actions, strict=True))
+    return (decided if changed else actions), refused
+
+
+def _check_inbox_payload(event: Any, limit: int) -> None:
+    """The inbox's own door: a start, event or termination from outside, over the limit, is refused."""
+    if isinstance(event, ExecutionStarted):
+        check_size(event.input, "input", limit)
+    elif isinstance(event, EventRaised):
+        check_size(event.data, "event data", limit)
+    elif isinstance(event, ExecutionTerminated):
+        check_size(event.output, "output", limit)
 
 
 @dataclass
@@ -142,6 +186,7 @@ class Orchestrator:
             raise ValueError(f"record key {key!r} is not the instance ID {event.instance_id!r}")
         if isinstance(event.event, EventRaised):
             validate_event_name(event.event.name)
+        _check_inbox_payload(event.event, self.settings.max_payload_bytes)
         return event
 
     def process(self, batch: Any) -> None:
@@ -360,11 +405,14 @@ class Orchestrator:
         instance_id = events[0].instance_id
         for _ in range(MAX_CONTINUATIONS_PER_STEP):
             result = self._timed_execute(instance_id, history, events)
+            decided, refused = limit_payloads(result.actions, self.settings.max_payload_bytes)
+            if decided is not result.actions:
+                self.executor.evict(instance_id)  # its live run saw the actions as the code made them
             base = events[-1].sequence + 1
             execution_id = events[0].execution_id
-            actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(result.actions)]
+            actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(decided)]
             state = self._commit(batch, state, actions if emitted else [*events, *actions])
-            self._side_effects(batch, state, actions, now)
+            self._side_effects(batch, state, actions, now, refused)
             if result.continued_as_new is None or state is None:
                 return state
             # Continue as new: the next execution starts in this same step.
@@ -412,12 +460,17 @@ class Orchestrator:
         return state
 
     def _side_effects(self, batch: Any, state: InstanceState | None, actions: list[HistoryEvent],
-                      now: datetime) -> None:
+                      now: datetime, refused: dict[int, TaskFailed | ChildWorkflowFailed] | None = None) -> None:
         if state is None:
             return
         for event in actions:
             payload = event.event
-            if isinstance(payload, TaskScheduled):
+            failed = (refused or {}).get(getattr(payload, "task_id", -1))
+            if isinstance(payload, TaskScheduled | ChildWorkflowScheduled) and failed is not None:
+                # Its input is over the limit: the task fails instead of running.
+                self._send(batch, event.instance_id, HistoryEvent(event.instance_id, event.execution_id, -1, now,
+                                                                  failed))
+            elif isinstance(payload, TaskScheduled):
                 task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
                                     payload.input, state.name, now, payload.propagated_history)
                 batch.emit(self.activities, task.key, encode_task(task), headers=self._spans.headers(event.instance_id))

@@ -30,15 +30,6 @@
     }
   }
 
-  function takeTokenFromUrl() {
-    const url = new URL(location.href);
-    const token = url.searchParams.get("token");
-    if (token === null) return;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search + url.hash);
-  }
-
   async function api(path, params = {}) {
     const url = new URL(API + path, location.origin);
     for (const [key, value] of Object.entries(params)) {
@@ -124,7 +115,10 @@
 
   function tokenForm() {
     const input = h("input", { type: "password", name: "token", placeholder: "dapr-api-token", autocomplete: "off" });
-    const form = h("form", { class: "notice token-form", onsubmit: (event) => {
+    // The token is typed here and kept in sessionStorage, never put in the URL (browser
+    // history and proxy logs keep URLs); POST, so not even a form submitted without this
+    // script would put it in the address.
+    const form = h("form", { class: "notice token-form", method: "post", onsubmit: (event) => {
       event.preventDefault();
       sessionStorage.setItem(TOKEN_KEY, input.value);
       route();
@@ -513,7 +507,6 @@
     sessionStorage.removeItem(TOKEN_KEY);
     route();
   });
-  takeTokenFromUrl();
   window.addEventListener("hashchange", route);
   route();
 })();

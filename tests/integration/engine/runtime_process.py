@@ -60,14 +60,18 @@ class Run:
 
 
 def read_runs(folder: Path) -> list[Run]:
-    """Every line the test app's activities wrote to ``folder`` (see apps.record_run)."""
+    """Every line the test app's activities wrote to ``folder`` (see apps.record_run), oldest first.
+
+    One file per process, named by its PID: the lines of all files are merged by the time
+    they were written (a file name order would put PID 10000 before PID 9999).
+    """
     runs = []
-    for path in sorted(folder.glob("*.log")):
+    for path in folder.glob("*.log"):
         for line in path.read_text().splitlines():
             parts = line.split()
             if len(parts) == 4:
                 runs.append(Run(parts[0], parts[1], int(parts[2]), float(parts[3])))
-    return runs
+    return sorted(runs, key=lambda run: run.at)  # stable: one process's lines keep their order
 
 
 def kwf(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

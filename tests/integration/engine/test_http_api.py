@@ -16,6 +16,7 @@ from engine import WorkflowRuntime
 from engine.api.http_api import serve_in_thread
 from engine.state.config import Settings
 from examples import order_processing
+from tests.integration.engine.inbox_barrier import wait_inbox_processed
 
 BASE = "/v1.0-beta1/workflows/dapr"
 
@@ -73,13 +74,13 @@ def test_seed_curl_flow_completes_with_processed_true(api: httpx.Client) -> None
         "notify", "reserve_inventory", "process_payment", "ship_order", "notify"]
 
 
-def test_raise_pause_resume_terminate_purge(api: httpx.Client) -> None:
+def test_raise_pause_resume_terminate_purge(api: httpx.Client, settings: Settings) -> None:
     instance = api.post(f"{BASE}/waiting_workflow/start").json()["instanceID"]
     assert poll(api, instance, {"RUNNING"})["runtimeStatus"] == "RUNNING"
     assert api.post(f"{BASE}/{instance}/pause").status_code == 202
     assert api.get(f"{BASE}/{instance}").json()["runtimeStatus"] == "SUSPENDED"
     assert api.post(f"{BASE}/{instance}/raiseEvent/approval", content=b'{"by": "Jane"}').status_code == 202
-    time.sleep(1.0)  # held while suspended
+    wait_inbox_processed(settings, instance)  # the runtime has had the event: it holds it while suspended
     assert api.get(f"{BASE}/{instance}").json()["runtimeStatus"] == "SUSPENDED"
     assert api.post(f"{BASE}/{instance}/resume").status_code == 202
     done = poll(api, instance, {"COMPLETED"})

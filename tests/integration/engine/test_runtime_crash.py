@@ -8,22 +8,65 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from engine import WorkflowClient, WorkflowStatus
 from engine.api.history_reader import read_history
 from engine.core.history import TaskCompleted, TaskScheduled
 from engine.core.partitioner import partition_for
+from engine.edges.worker import COMMIT_INTERVAL_S, skipped_offsets
+from engine.state.codec import decode_task
 from engine.state.config import Settings
 from tests.integration.engine.runtime_process import read_runs, runtime_processes, wait_until
 
 ITEMS = 100
 KILL_AFTER = 40
-# Between an activity's return and its worker's offset commit its result is in transit
-# (report loop, delivery, commit: ~50 ms here); a task that ended this close to the kill
-# may run again. The margin covers a busy machine.
-IN_TRANSIT_S = 0.3
+# A finished task's offset is committed within the worker's commit interval of its result's
+# delivery; a second covers the delivery and the commit's round trip on a loaded machine.
+ACK_WITHIN_S = COMMIT_INTERVAL_S + 1.0
+
+
+def acknowledged_items(settings: Settings) -> set[str]:
+    """Fan-out items whose activity task the worker group's commit acknowledges.
+
+    Below the committed offset, or listed as finished in the commit's metadata: what the
+    next owner of a partition skips. Those tasks are done for good and must not run again,
+    however close to the kill they finished. The rest (running, or finished with the result
+    in transit or not yet committed) may.
+    """
+    topic = settings.topic("activities")
+    group = Consumer({**settings.client(), "group.id": f"{settings.topic_prefix}.workers", "enable.auto.commit": False})
+    try:
+        partitions = list(group.list_topics(topic, timeout=10).topics[topic].partitions)
+        found = group.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        committed = {tp.partition: tp.offset for tp in found}
+        skipped = {tp.partition: skipped_offsets(tp.offset, tp.metadata) for tp in found}
+    finally:
+        group.close()
+    reader = Consumer({**settings.client(), "group.id": uuid.uuid4().hex, "enable.partition.eof": True,
+                       "isolation.level": "read_committed", "enable.auto.commit": False})
+    done: set[str] = set()
+    try:
+        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        at_end: set[int] = set()
+        while len(at_end) < len(partitions):
+            message = reader.poll(1.0)
+            if message is None:
+                continue
+            if message.error() is not None:
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())
+                continue
+            if message.offset() < committed.get(message.partition(), -1) or \
+                    message.offset() in skipped.get(message.partition(), set()):
+                done.add(str(json.loads(decode_task(message.value()).input)))
+    finally:
+        reader.close()
+    return done
 
 
 def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_flight(
@@ -43,7 +86,14 @@ def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_fli
         started = {r.item for r in at_kill if r.what == "start"}
         ended = {r.item for r in at_kill if r.what == "end"}
         in_flight = started - ended
-        in_transit = {r.item for r in at_kill if r.what == "end" and r.at > killed_at - IN_TRANSIT_S}
+        # Finished, but not acknowledged by the worker's committed offset when it died.
+        acknowledged = acknowledged_items(settings)
+        in_transit = ended - acknowledged
+        # The worker acknowledges what it finished, promptly: only the last moments' results
+        # may still be unacknowledged at a kill.
+        stale = {r.item for r in at_kill if r.what == "end" and r.at < killed_at - ACK_WITHIN_S} - acknowledged
+        assert not stale, (f"finished more than {ACK_WITHIN_S:.2f} s before the kill but not acknowledged by the "
+                           f"worker's commit: {sorted(stale, key=int)}")
         assert len(ended) >= KILL_AFTER and len(ended) < ITEMS, f"killed too late: {len(ended)} had finished"
 
         runtime.start()
@@ -64,12 +114,12 @@ def test_fan_out_of_100_survives_a_kill_after_40_and_reruns_only_what_was_in_fli
     assert set(starts) == {str(i) for i in range(1, ITEMS + 1)}, "some item never ran"
     reran = {item for item, n in starts.items() if n > 1}
     print(f"finished before the kill: {len(ended)}, in flight: {len(in_flight)}, "
-          f"finished in the last {IN_TRANSIT_S} s: {len(in_transit)}, re-run: {len(reran)} "
+          f"finished but not committed: {len(in_transit)}, re-run: {len(reran)} "
           f"({len(reran & in_flight)} in flight, {len(reran & in_transit)} in transit)")
     # The seed: only the unfinished tasks run again. A task that finished well before the
     # kill (its result acknowledged) must not; one in flight may.
     assert reran <= in_flight | in_transit, (
-        f"re-ran {sorted(reran - in_flight - in_transit, key=int)} that had finished more than {IN_TRANSIT_S} s "
+        f"re-ran {sorted(reran - in_flight - in_transit, key=int)}, whose tasks the worker had committed "
         f"before the kill (in flight then: {sorted(in_flight, key=int)})")
     assert len(reran) <= len(in_flight) + len(in_transit)
 

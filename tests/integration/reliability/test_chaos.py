@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.integration.reliability.chaos import ChaosConfig, run_chaos
 
 # Two to three minutes on a 2-core machine: ~75 s of kills, then the settling.
@@ -17,6 +19,9 @@ BOUNDED = ChaosConfig(instances=150, chaos_s=75.0, settle_s=120.0, partitions=4,
                       seed=int(os.environ.get("KWF_CHAOS_SEED", "7")))
 
 
+# Starting the processes, the kills, the settling, and room for the final checks.
+@pytest.mark.slow
+@pytest.mark.timeout(BOUNDED.chaos_s + BOUNDED.settle_s + 300)
 def test_every_instance_ends_as_expected_with_processes_killed_at_random(kafka_bootstrap: str,
                                                                           tmp_path: Path) -> None:
     summary = run_chaos(kafka_bootstrap, BOUNDED, folder=tmp_path)

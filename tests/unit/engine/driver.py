@@ -217,8 +217,10 @@ class Driver:
 
     def _command(self, instance_id: str, event: Event) -> None:
         inst = self.instances[instance_id]
-        if not inst.ended:
-            self._step(inst, [event])
+        # Dropping it here would make a test pass on the driver's behaviour; the orchestrator
+        # drops commands for ended instances (tests/unit/engine/test_orchestrator.py).
+        assert not inst.ended, f"{instance_id} has ended: the driver does not stand in for the orchestrator here"
+        self._step(inst, [event])
 
     def _start(
         self,

@@ -1,30 +1,48 @@
 """One partition of an orchestrator without Kafka (``streams.testing.HandlerHarness``), with
-readers for what it emitted: statuses, activity tasks and dead letters.
+readers for what it emitted: history, statuses, activity tasks, inbox records, dead letters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.core.history import HistoryEvent
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
-from engine.state.codec import ActivityTask, StatusRecord, decode_status, decode_task
-from engine.state.config import Settings
+from engine.state.codec import ActivityTask, StatusRecord, decode_event, decode_status, decode_task, encode_event
+from engine.state.config import MIB, Settings
 from streams.handler import Headers
-from streams.testing import Emitted, HandlerHarness, Incoming
+from streams.testing import Emitted, HandlerHarness, Incoming, Turn
+
+PREFIX = "kwf"
+
+
+@dataclass
+class Delivered:
+    """What one batch emitted, by kind (statuses as their raw values: None is a tombstone)."""
+
+    history: list[HistoryEvent] = field(default_factory=list)
+    inbox: list[HistoryEvent] = field(default_factory=list)
+    tasks: list[ActivityTask] = field(default_factory=list)
+    statuses: list[bytes | None] = field(default_factory=list)
 
 
 class OrchestratorHarness:
     """Partition 0 of 1 of an orchestrator over a store in ``folder``."""
 
-    def __init__(self, registry: Registry, folder: Path) -> None:
-        self.settings = Settings(topic_prefix="kwf", state_dir=folder, process_id="test")
+    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB) -> None:
+        self.settings = Settings(topic_prefix=PREFIX, partitions=1, state_dir=folder, process_id="test",
+                                 max_payload_bytes=max_payload_bytes)
         self.orchestrator = Orchestrator(self.settings, registry, partitions=1)
         self.driven = HandlerHarness(self.orchestrator, folder / "inbox-0", input_topic=self.settings.topic("inbox"))
         self.orchestrator.on_partition_ready(0, self.driven.store)
         self.emitted: list[Emitted] = []
+        self.history: list[HistoryEvent] = []  # every committed history event, in order
+        self._last_history = 0  # how many of them the latest batch added
 
     def close(self) -> None:
         self.driven.close()
@@ -35,15 +53,35 @@ class OrchestratorHarness:
         for item in events:
             event, headers = item if isinstance(item, tuple) else (item, None)
             items.append(Incoming(event, event.instance_id.encode(), headers))
-        out = self.driven.process(*items).emitted
-        self.emitted += out
+        return self._keep(self.driven.process(*items))
+
+    def deliver(self, *events: HistoryEvent) -> Delivered:
+        """Like ``feed``, but each event goes through the inbox's ``decode`` door first (which
+        raises where the processor would dead-letter the record); returns what came out by kind.
+        """
+        inbox = self.settings.topic("inbox")
+        decoded = [self.orchestrator.decode(inbox, e.instance_id.encode(), encode_event(e)) for e in events]
+        out = Delivered()
+        for e in self.feed(decoded):
+            if e.topic == inbox:
+                out.inbox.append(decode_event(e.value))
+            elif e.topic == self.settings.topic("activities"):
+                out.tasks.append(decode_task(e.value))
+            elif e.topic == self.settings.topic("status"):
+                out.statuses.append(e.value)
+        out.history = self.history[len(self.history) - self._last_history:]
         return out
 
     def punctuate(self, now_ms: int) -> list[Emitted]:
         """One punctuation at ``now_ms`` (fires the timers due by then)."""
-        out = self.driven.punctuate(now_ms).emitted
-        self.emitted += out
-        return out
+        return self._keep(self.driven.punctuate(now_ms))
+
+    def _keep(self, turn: Turn) -> list[Emitted]:
+        self.emitted += turn.emitted
+        fresh = [decoded if decoded is not None else decode_event(value) for _, value, decoded in turn.changelog]
+        self.history += fresh
+        self._last_history = len(fresh)
+        return turn.emitted
 
     # -- reading what came out -----------------------------------------------------------
 
@@ -61,3 +99,8 @@ class OrchestratorHarness:
 
     def dead_letters(self, emitted: list[Emitted] | None = None) -> list[Emitted]:
         return [e for e in (self.emitted if emitted is None else emitted) if e.topic == self.settings.topic("dlq")]
+
+
+def proposed(instance_id: str, event: Any, execution_id: str = "") -> HistoryEvent:
+    """An event as a client, worker or bridge puts it on the inbox."""
+    return HistoryEvent(instance_id, execution_id, -1, datetime.now(UTC), event)

@@ -188,7 +188,7 @@ def test_reason_must_be_text() -> None:
 ])
 def test_payloads_over_the_limit_are_refused(command: dict[str, Any], field: str) -> None:
     message = refused(command)
-    assert message.startswith(f"{field} is ") and f"the limit is {LIMIT} bytes" in message
+    assert message.startswith(f"the {field} is ") and f"the limit is {LIMIT} bytes" in message
 
 
 def test_payload_at_the_limit_is_accepted() -> None:

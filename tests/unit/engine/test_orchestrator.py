@@ -93,26 +93,6 @@ def test_a_start_is_recorded_and_schedules_the_first_activity(harness: HandlerHa
     assert statuses(turn) == [WorkflowStatus.RUNNING]
 
 
-def test_a_result_delivered_twice_is_recorded_once(harness: HandlerHarness) -> None:
-    started = history(harness.process(proposed("i1", ExecutionStarted("chain2", "1"))))
-    execution = started[0].execution_id
-    first = harness.process(proposed("i1", TaskCompleted(0, "2"), execution))
-    assert [type(e.event) for e in history(first)] == [TaskCompleted, TaskScheduled]
-    again = harness.process(proposed("i1", TaskCompleted(0, "2"), execution))
-    assert again.changelog == [] and again.emitted == []
-    # Twice in one batch: the second is refused there too.
-    both = harness.process(proposed("i1", TaskCompleted(1, "3"), execution),
-                           proposed("i1", TaskCompleted(1, "3"), execution))
-    assert [type(e.event) for e in history(both)] == [TaskCompleted, ExecutionCompleted]
-    assert history(both)[-1].event.output == "3"
-
-
-def test_a_result_of_an_earlier_execution_or_an_unknown_task_is_refused(harness: HandlerHarness) -> None:
-    started = history(harness.process(proposed("i1", ExecutionStarted("chain2", "1"))))
-    assert harness.process(proposed("i1", TaskCompleted(0, "2"), "another-execution")).changelog == []
-    assert harness.process(proposed("i1", TaskCompleted(7, "2"), started[0].execution_id)).changelog == []
-
-
 def test_a_second_start_of_a_running_instance_is_refused(harness: HandlerHarness) -> None:
     harness.process(proposed("i1", ExecutionStarted("chain2", "1")))
     assert harness.process(proposed("i1", ExecutionStarted("chain2", "5"))).changelog == []

@@ -131,6 +131,53 @@ def test_settings_repr_shows_no_secret() -> None:
     assert "kafka-1:9093" in text
 
 
+def test_no_processor_config_shows_a_secret() -> None:
+    settings = secure_settings()
+    configs = {
+        "orchestrator": Orchestrator(settings, Registry(), 4).processor_config(),
+        "commands door": CommandsDoor(settings, inbox_partitions=4).processor_config(),
+        "bridge": PubSubBridge(settings, BridgeRoute("payments", "paid"), 4).processor_config(),
+    }
+    for where, config in configs.items():
+        assert config.client["sasl.password"] == SECRET, where  # there to hide
+        for text in (repr(config), str(config), f"{config}"):
+            assert SECRET not in text, f"{where}: {text}"
+        assert config.group_id in repr(config), where
+
+
+_SECRET_FIELDS = ("client", "kafka", "token", "password", "secret", "config")
+
+
+def test_every_settings_dataclass_leaves_its_secret_fields_out_of_repr() -> None:
+    """Any dataclass in engine/ or streams/ with a field that can hold Kafka settings or a token."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    checked = []
+    for folder in ("engine", "streams"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            module = importlib.import_module(name)
+            for cls in vars(module).values():
+                if not (inspect.isclass(cls) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__):
+                    continue
+                for f in dataclasses.fields(cls):
+                    holds_settings = "dict[str, str]" in str(f.type) or any(w in f.name for w in _SECRET_FIELDS)
+                    if holds_settings:
+                        checked.append(f"{cls.__name__}.{f.name}")
+                        where = f"{module.__name__}.{cls.__name__}.{f.name}"
+                        assert not f.repr or _harmless(cls, f.name), f"{where} is in repr"
+    assert {"Settings.kafka", "Settings.api_token", "ProcessorConfig.client"} <= set(checked), checked
+
+
+def _harmless(cls: type, name: str) -> bool:
+    # Topic-level configuration (retention, compaction) holds no credentials.
+    # A propagated failure is workflow data (type, message), not configuration.
+    return (cls.__name__, name) in {("TopicSpec", "config"), ("ActivityResult", "error"),
+                                     ("ChildWorkflowResult", "error"), ("WorkflowResult", "error")}
+
+
 def test_an_undecodable_task_is_logged_without_its_bytes(caplog: pytest.LogCaptureFixture) -> None:
     class Message:
         def topic(self) -> str:
