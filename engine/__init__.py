@@ -1,7 +1,7 @@
 """kafka-workflows: durable workflows in plain Python, the Dapr Workflow programming model.
 
 Use it as ``import engine as wf``; everything public is re-exported here. The layers
-below (``engine.core``, ``engine.replay.workflow_run``, ``engine.state``, ``engine.orchestration``,
+below (``engine.core``, ``engine.replay``, ``engine.state``, ``engine.orchestration``,
 ``engine.edges``, ``engine.api``) are internal; ARCHITECTURE.md maps them.
 """
 
