@@ -274,7 +274,7 @@ def test_a_stuck_activity_fails_with_activity_timeout_naming_it() -> None:
 
     def run(name: str) -> Any:
         task = ActivityTask("order-1", "e1", 3, name, None, "wf", datetime.now(UTC))
-        return asyncio.run(worker._run_task(task))
+        return asyncio.run(worker._run_activity(task))
 
     for name in ("waits_forever", "blocks"):
         outcome = run(name)
