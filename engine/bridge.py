@@ -23,15 +23,9 @@ from engine.orchestrator import now_utc
 from engine.partitioner import partition_for
 from engine.status_view import StatusView
 from engine.topics import DLQ, INBOX
+from streams.dlq import dead_letter_headers
 from streams.handler import Batch
-from streams.processor import (
-    DLQ_ERROR,
-    DLQ_ERROR_TYPE,
-    DLQ_SOURCE_OFFSET,
-    DLQ_SOURCE_PARTITION,
-    DLQ_SOURCE_TOPIC,
-    ProcessorConfig,
-)
+from streams.processor import ProcessorConfig
 from streams.serde import AvroSerde, read_schema_json
 from streams.store import PartitionStore, StoreBatch
 
@@ -116,11 +110,8 @@ class PubSubBridge:
             if self.view.get(routed.instance_id) is None:
                 reason = f"no workflow instance {routed.instance_id!r} for event {self.route.event_name!r}"
                 log.warning("%s (from %s-%d@%d)", reason, record.topic, record.partition, record.offset)
-                batch.emit(self.dlq, record.key, routed.raw, headers=[
-                    (DLQ_ERROR, reason.encode()), (DLQ_ERROR_TYPE, b"UnknownInstance"),
-                    (DLQ_SOURCE_TOPIC, record.topic.encode()), (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
-                    (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
-                ])
+                batch.emit(self.dlq, record.key, routed.raw, headers=dead_letter_headers(
+                    reason, "UnknownInstance", record.topic, record.partition, record.offset, record.headers))
                 continue
             event = EventRaised(self.route.event_name, json.dumps(routed.data, default=str))
             key = routed.instance_id.encode()

@@ -35,6 +35,7 @@ from engine.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFail
 from engine.orchestrator import now_utc
 from engine.registry import Registry
 from engine.topics import ACTIVITIES, DLQ, INBOX
+from streams.dlq import dead_letter_headers
 
 log = logging.getLogger("engine.worker")
 
@@ -388,11 +389,9 @@ class ActivityWorker:
         # The error's text may quote the record: it goes to the dead-letter headers, not the log.
         log.error("undecodable activity task at %s[%d]@%d (%s); sending it to the dead-letter topic",
                   message.topic(), message.partition(), message.offset(), type(err).__name__)
-        producer.produce(self.settings.topic(DLQ), key=message.key(), value=message.value(), headers=[
-            ("error", str(err).encode()), ("source.topic", message.topic().encode()),
-            ("source.partition", str(message.partition()).encode()),
-            ("source.offset", str(message.offset()).encode()),
-        ])
+        producer.produce(self.settings.topic(DLQ), key=message.key(), value=message.value(),
+                         headers=dead_letter_headers(str(err), type(err).__name__, message.topic(),
+                                                     message.partition(), message.offset(), message.headers()))
 
 
 def _poll(consumer: Consumer, timeout: float) -> list[Message]:
