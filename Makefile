@@ -52,7 +52,12 @@ run: install jars
 broker-stop: install
 	$(KWF) broker stop
 
-bench: install jars
+# The peer (DBOS) is the `bench` extra; `python -m bench` skips, on one line, a peer that cannot run.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: install jars $(VENV)/.bench-installed
 	$(PY) -m bench
 
 clean:
