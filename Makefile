@@ -57,8 +57,9 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
+# `make bench BENCH_ARGS=--quick` for one round of each (a few minutes).
 bench: install jars $(VENV)/.bench-installed
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .kwf
