@@ -135,4 +135,4 @@ def test_with_an_api_token_the_page_asks_for_it_and_sends_it(site: Site, page: A
         page.locator(".gantt").wait_for()
         assert "token" not in page.url  # taken out of the address bar
     finally:
-        server.should_exit = True
+        server.stop()
