@@ -148,6 +148,9 @@ def test_an_undecodable_task_is_logged_without_its_bytes(caplog: pytest.LogCaptu
         def value(self) -> bytes:
             return f'{{"card": "{SECRET}"}}'.encode()
 
+        def headers(self) -> None:
+            return None
+
     class Producer:
         def produce(self, *args: Any, **kwargs: Any) -> None:
             self.sent = kwargs
