@@ -72,8 +72,8 @@ emit = results.emit
 
 
 def note(message: str) -> None:
-    """A progress line on stderr."""
-    console.log(message)
+    """A progress line on stderr, as plain text (an error's ``[...]`` is not rich markup)."""
+    console.log(message, markup=False)
 
 
 def progress_bar() -> Progress:

@@ -12,7 +12,8 @@ child prints the result lines, the parent passes them on.
 * ``fanout-1000`` ``seconds``: one workflow starting 1,000 child workflows of one step each
   and collecting their results (DBOS's way to run steps in parallel).
 
-Needs ``pip install 'kafka-workflows[bench]'`` (``dbos``).
+Needs ``pip install 'kafka-workflows[bench]'`` (``dbos``; ``make bench`` installs it). Without
+it, or when its child fails, ``run`` raises ``PeerUnavailable`` and the runner skips it.
 
     python -m bench.peer_dbos [--count 2000] [--rate 20] [--seconds 12] [--fanout 1000]
 """
@@ -20,6 +21,7 @@ Needs ``pip install 'kafka-workflows[bench]'`` (``dbos``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, emit, note, percentile
+from bench.runner import PeerUnavailable
 
 SYSTEM = "dbos"
 # Light load before any measurement, discarded (as for kwf).
@@ -107,18 +110,28 @@ def _print(workload: str, metric: str, value: float, unit: str) -> None:
 
 
 def run(*, count: int = 2000, rate: float = 20.0, seconds: float = 12.0, fanout: int = 1000) -> None:
-    """Run the DBOS child and pass its result lines on."""
+    """Run the DBOS child and pass its result lines on.
+
+    Raises:
+        PeerUnavailable: ``dbos`` is not installed, or the child failed (its last error line).
+    """
+    if importlib.util.find_spec("dbos") is None:
+        raise PeerUnavailable("dbos is not installed (pip install -e '.[bench]', or make bench)")
     note(f"dbos: chain3 x {count}, light load {rate:g}/s for {seconds:g} s, fan-out of {fanout}")
     command = [sys.executable, "-m", "bench.peer_dbos", "--child", "--count", str(count), "--rate", str(rate),
                "--seconds", str(seconds), "--fanout", str(fanout)]
-    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            row: dict[str, Any] = json.loads(line)
-            emit(row["workload"], row["system"], row["metric"], row["value"], row["unit"])
-            note(f"dbos: {row['workload']} {row['metric']} {row['value']:.1f}")
-    if proc.returncode != 0:
-        raise RuntimeError(f"the DBOS benchmark exited with {proc.returncode}")
+    # The child's stderr goes to a file, not a pipe: nobody reads a pipe while its results stream.
+    with tempfile.TemporaryFile("w+") as errors:
+        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                row: dict[str, Any] = json.loads(line)
+                emit(row["workload"], row["system"], row["metric"], row["value"], row["unit"])
+                note(f"dbos: {row['workload']} {row['metric']} {row['value']:.1f}")
+        if proc.returncode != 0:
+            errors.seek(0)
+            last = [line for line in errors.read().splitlines() if line.strip()][-1:] or ["no error output"]
+            raise PeerUnavailable(f"the DBOS benchmark exited with {proc.returncode}: {last[0].strip()}")
 
 
 def main() -> None:

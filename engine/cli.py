@@ -147,7 +147,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             time.sleep(0.2)
     finally:
         if server is not None:
-            server.should_exit = True
+            server.stop()
         runtime.shutdown()
     return 1 if runtime.failure is not None else 0
 

@@ -28,7 +28,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams import metrics
-from streams.handler import Batch, ChangelogEntry, Handler, Headers, Record, StatefulHandler
+from streams.dlq import dead_letter_headers
+from streams.handler import Batch, ChangelogEntry, Handler, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
 from streams.store import PartitionStore, StoreBatch
 from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
@@ -45,14 +46,6 @@ __all__ = [
 
 log = logging.getLogger("streams.processor")
 
-# Dead-letter headers: why the record failed and where it came from.
-DLQ_ERROR = "streams.error"
-DLQ_ERROR_TYPE = "streams.error.type"
-DLQ_SOURCE_TOPIC = "streams.source.topic"
-DLQ_SOURCE_PARTITION = "streams.source.partition"
-DLQ_SOURCE_OFFSET = "streams.source.offset"
-# Error texts can be long (schema dumps); the header carries the start of it.
-DLQ_ERROR_MAX_CHARS = 2000
 # Repeated consumer errors (e.g. a missing topic) are logged at most this often.
 ERROR_LOG_INTERVAL_S = 10.0
 # A batch whose transaction keeps failing (e.g. the handler emits a record the broker
@@ -336,14 +329,8 @@ class Processor:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         log.warning("record %s-%d@%d cannot be decoded (%s); sending it to %s",
                     topic, partition, offset, type(err).__name__, self.config.dlq_topic)
-        headers: Headers = list(message.headers() or [])
-        headers += [
-            (DLQ_ERROR, str(err)[:DLQ_ERROR_MAX_CHARS].encode()),
-            (DLQ_ERROR_TYPE, type(err).__name__.encode()),
-            (DLQ_SOURCE_TOPIC, str(topic).encode()),
-            (DLQ_SOURCE_PARTITION, str(partition).encode()),
-            (DLQ_SOURCE_OFFSET, str(offset).encode()),
-        ]
+        headers = dead_letter_headers(str(err), type(err).__name__, str(topic), partition, offset,
+                                      message.headers())
         writer.produce(self.config.dlq_topic, message.key(), message.value(), None, headers)
         metrics.dead_lettered(self.config.group_id, type(err).__name__)
 

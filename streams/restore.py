@@ -100,7 +100,7 @@ class ChangelogRestorer:
 
     def __init__(self, client: Mapping[str, str], topic: str) -> None:
         self.topic = topic
-        self._admin = AdminClient(dict(client))
+        self._admin: AdminClient | None = AdminClient(dict(client))
         self._consumer = Consumer(
             {
                 **client,
@@ -114,11 +114,15 @@ class ChangelogRestorer:
         )
 
     def close(self) -> None:
-        """Close the restore consumer."""
+        """Close the restore consumer and let go of the admin client (it has no close of its
+        own; a live one keeps reconnecting to a broker that has gone)."""
         self._consumer.close()
+        self._admin = None
 
     def watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         """(log start, high watermark read uncommitted) of each changelog partition."""
+        if self._admin is None:
+            raise RuntimeError(f"the restorer of {self.topic} is closed")
         tps = [TopicPartition(self.topic, p) for p in partitions]
         result: dict[int, list[int]] = {p: [0, 0] for p in partitions}
         for index, spec in enumerate((OffsetSpec.earliest(), OffsetSpec.latest())):

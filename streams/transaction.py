@@ -235,12 +235,15 @@ class TransactionalWriter:
         self._producer.poll(0)
 
     def close(self) -> None:
-        """Abort what is open and flush what is queued."""
+        """Abort what is open, flush what is queued and close the producer."""
         self.abort_quietly()
         try:
             self._producer.flush(CLOSE_FLUSH_S)
         except KafkaException as err:  # a producer in a fatal state has nothing left to send
             log.warning("flush of %s on close failed: %s", self.transactional_id, err)
+        # Closed now, not when the last reference goes (a traceback can hold the writer long
+        # after): an open producer keeps reconnecting, and logging, once its broker is gone.
+        self._producer.close()
 
     def _call(self, method: Any, *args: Any, what: str) -> None:
         deadline = time.monotonic() + RETRY_DEADLINE_S

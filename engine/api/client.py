@@ -135,6 +135,7 @@ class WorkflowClient:
                  **_: Any) -> None:
         self.settings = settings or Settings.from_env()
         self._producer = Producer(self.settings.producer())
+        self._closed = False
         self._inbox = self.settings.topic(INBOX)
         self._view: StatusView | None = None
         self._delivery_errors: list[str] = []
@@ -283,7 +284,14 @@ class WorkflowClient:
         self.view.wait_for(instance_id, lambda s: s is None, DEFAULT_ACK_TIMEOUT_S)
 
     def close(self) -> None:
+        """Deliver what is pending and close the Kafka producer; the client is unusable after."""
+        if self._closed:
+            return
         self._flush()
+        # Closed here rather than left to the garbage collector: a producer still referenced
+        # somewhere keeps reconnecting (and logging) after its broker has gone.
+        self._producer.close()
+        self._closed = True
 
     def __enter__(self) -> WorkflowClient:
         return self

@@ -11,6 +11,7 @@ import hmac
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,8 @@ PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"
 # The most instances one list page returns.
 MAX_PAGE = 1000
+# uvicorn finishes open requests before it stops; one still running past this is cut off.
+STOP_TIMEOUT_S = 10.0
 
 
 class ApiError(Exception):
@@ -313,17 +316,37 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"errorCode": code, "message": message})
 
 
-def serve_in_thread(runtime: Any, host: str, port: int) -> Any:
-    """Serve the API for ``runtime``'s settings on a daemon thread; returns the uvicorn server."""
+@dataclass
+class ApiServer:
+    """The HTTP API on a thread of its own (``serve_in_thread``); ``stop()`` ends it."""
+
+    server: Any  # uvicorn.Server
+    thread: threading.Thread
+    client: WorkflowClient = field(repr=False)  # its settings hold Kafka credentials
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop serving, wait for the thread, close the API's Kafka client."""
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        # The app's routes (and FastAPI's caches of them) keep the client referenced: its
+        # producer is closed here, not when the last reference goes.
+        self.client.close()
+
+
+def serve_in_thread(runtime: Any, host: str, port: int) -> ApiServer:
+    """Serve the API for ``runtime``'s settings on a daemon thread; ``stop()`` the result."""
     import uvicorn
 
-    app = create_app(WorkflowClient(settings=runtime.settings))
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    client = WorkflowClient(settings=runtime.settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(client), host=host, port=port, log_level="warning",
+                                           access_log=False))
     thread = threading.Thread(target=server.run, name="kwf-http", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not server.started:
+        server.should_exit = True
+        client.close()
         raise RuntimeError(f"the HTTP API could not listen on {host}:{port} (port taken?)")
-    return server
+    return ApiServer(server, thread, client)

@@ -76,10 +76,12 @@ class StatusView:
             return view
 
     @classmethod
-    def close_shared(cls) -> None:
-        """Close every shared view (before the broker they read goes away)."""
+    def close_shared(cls, topic_prefix: str | None = None) -> None:
+        """Close the shared views of ``topic_prefix`` (None: every one), before the topics or
+        the broker they read go away."""
         with cls._shared_lock:
-            views, cls._shared = list(cls._shared.values()), {}
+            closing = [key for key in cls._shared if topic_prefix is None or key[1] == topic_prefix]
+            views = [cls._shared.pop(key) for key in closing]
         for view in views:
             view.close()
 

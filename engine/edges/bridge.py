@@ -27,13 +27,9 @@ from engine.core.payload import check_size
 from engine.state.codec import encode_event
 from engine.state.config import Settings
 from engine.state.topics import DLQ, INBOX
+from streams import dlq
 from streams.handler import Batch, Headers, Record
-from streams.processor import (
-    DLQ_SOURCE_OFFSET,
-    DLQ_SOURCE_PARTITION,
-    DLQ_SOURCE_TOPIC,
-    ProcessorConfig,
-)
+from streams.processor import ProcessorConfig
 from streams.serde import AvroSerde, read_schema_json
 
 
@@ -117,9 +113,9 @@ def source_headers(record: Record) -> Headers:
     """Where an event came from, in the dead-letter headers' terms, for the orchestrator to
     dead-letter it with if its instance turns out not to exist."""
     return [
-        (DLQ_SOURCE_TOPIC, record.topic.encode()),
-        (DLQ_SOURCE_PARTITION, str(record.partition).encode()),
-        (DLQ_SOURCE_OFFSET, str(record.offset).encode()),
+        (dlq.SOURCE_TOPIC, record.topic.encode()),
+        (dlq.SOURCE_PARTITION, str(record.partition).encode()),
+        (dlq.SOURCE_OFFSET, str(record.offset).encode()),
     ]
 
 

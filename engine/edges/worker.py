@@ -5,6 +5,9 @@ result delivered to the inbox, so a crash re-delivers the unfinished ones; the
 orchestrator drops the duplicate results. Tasks that finished above that offset are
 listed in the commit's metadata, and the partition's next owner skips them: after a
 crash only the tasks that were running (or whose result was in transit) run again.
+A plain activity holds one of the worker's ``threads`` slots from its start until its
+offset is committed, not merely until it returns, so running and in-transit plain tasks
+together never exceed the thread count: that is all a crash can make run again.
 All Kafka calls happen on the poll thread; activities run on one asyncio loop
 (``async def`` awaited there, plain functions in a bounded thread pool), so thousands
 of waiting async activities cost no threads.
@@ -13,6 +16,7 @@ of waiting async activities cost no threads.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import queue
 import threading
@@ -33,6 +37,8 @@ from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, decode_task, encode_event
 from engine.state.config import Settings
 from engine.state.topics import ACTIVITIES, DLQ, INBOX
+from streams.dlq import dead_letter_headers
+from streams.handler import Headers
 from streams.metrics import dead_lettered, reporting_lag
 
 log = logging.getLogger("engine.edges.worker")
@@ -40,7 +46,8 @@ log = logging.getLogger("engine.edges.worker")
 # Tasks fetched per poll: enough to keep the pool busy, small enough to stay responsive.
 POLL_BATCH = 500
 # Commit finished offsets at most this often: each commit is a broker round trip, and a
-# result delivered but not yet committed runs again after a crash.
+# result delivered but not yet committed runs again after a crash. Plain activities waiting
+# for a slot (see the module docstring) do not wait for it: their commit goes out at once.
 COMMIT_INTERVAL_S = 0.02
 # How long a poll waits for tasks while some are running: finished results wait for the
 # poll to return before they are sent, so keep it short then (a wake-up costs microseconds);
@@ -67,13 +74,15 @@ class PartitionOffsets:
     position: int | None = None  # every offset below it is finished
     changed: bool = False  # finished offsets not committed yet
     skip: set[int] = field(default_factory=set)  # finished by a previous owner
+    slots: int = 0  # thread slots held by finished tasks until their commit
 
     def add(self, offset: int) -> None:
         self.pending.append(offset)
 
-    def finish(self, offset: int) -> None:
+    def finish(self, offset: int, holds_slot: bool = False) -> None:
         self.done.add(offset)
         self.changed = True
+        self.slots += holds_slot
         while self.pending and self.pending[0] in self.done:
             head = self.pending.popleft()
             self.done.discard(head)
@@ -81,12 +90,18 @@ class PartitionOffsets:
         if self.pending:
             self.position = self.pending[0]
 
-    def take_commit(self) -> tuple[int, str] | None:
-        """The offset and metadata to commit now, or None if nothing changed."""
+    def take_commit(self) -> tuple[int, str, int] | None:
+        """The offset and metadata to commit now and the slots its commit frees, or None if
+        nothing changed. A failed commit hands the slots back with ``retry``."""
         if not self.changed or self.position is None:
             return None
-        self.changed = False
-        return self.position, done_metadata(self.position, self.done)
+        self.changed, slots, self.slots = False, self.slots, 0
+        return self.position, done_metadata(self.position, self.done), slots
+
+    def retry(self, slots: int) -> None:
+        """The commit taken with ``take_commit`` failed: take it again next time."""
+        self.changed = True
+        self.slots += slots
 
 
 def done_metadata(position: int, done: set[int]) -> str:
@@ -129,7 +144,12 @@ class ActivityWorker:
         self.threads = threads
         self.ready = threading.Event()
         self._stop = threading.Event()
-        self._finished: queue.SimpleQueue[tuple[Message, ActivityTask | None, ActivityOutcome]] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[tuple[Message, ActivityTask | None, ActivityOutcome, bool]] = \
+            queue.SimpleQueue()
+        # Created on the activity loop in run(); released from the poll thread after commits.
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting_for_slot = 0  # plain tasks waiting for a slot (read as a hint only)
         self._offsets: dict[int, PartitionOffsets] = {}
         self._in_flight = 0
         self._paused = False
@@ -159,6 +179,8 @@ class ActivityWorker:
         """Poll, run and report until ``stop()``; blocking."""
         loop = asyncio.new_event_loop()
         loop.set_default_executor(ThreadPoolExecutor(self.threads, thread_name_prefix="kwf-activity"))
+        self._loop = loop
+        self._slots = asyncio.Semaphore(self.threads)  # bound to the loop that first awaits it
         loop_thread = threading.Thread(target=loop.run_forever, name="kwf-activity-loop", daemon=True)
         loop_thread.start()
         consumer = Consumer(reporting_lag(self.consumer_settings()))
@@ -180,7 +202,7 @@ class ActivityWorker:
                 self._report(producer)
                 producer.poll(0)
                 now = loop.time()
-                if now - last_commit >= COMMIT_INTERVAL_S:
+                if now - last_commit >= COMMIT_INTERVAL_S or (self._waiting_for_slot and self._slots_to_free()):
                     self._commit(consumer)
                     last_commit = now
         finally:
@@ -211,7 +233,9 @@ class ActivityWorker:
         self._commit(consumer, asynchronous=False)
         for tp in partitions:
             # Results of tasks still running are sent anyway; the new owner re-runs them.
-            self._offsets.pop(tp.partition, None)
+            offsets = self._offsets.pop(tp.partition, None)
+            if offsets is not None:
+                self._free_slots(offsets.slots)
 
     def _flow_control(self, consumer: Consumer) -> None:
         if not self._paused and self._in_flight >= self.max_in_flight:
@@ -239,7 +263,7 @@ class ActivityWorker:
             task = decode_task(message.value())
         except Exception as err:
             self._to_dead_letters(producer, message, err)
-            self._finished.put((message, None, ActivityOutcome()))
+            self._finished.put((message, None, ActivityOutcome(), False))
             return None
         return message, task
 
@@ -249,12 +273,26 @@ class ActivityWorker:
             running = loop.create_task(self._run_task(task, message.headers()))
 
             def finished(done: Any, m: Message = message, t: ActivityTask = task) -> None:
-                self._finished.put((m, t, _outcome(done)))
+                self._finished.put((m, t, *_outcome(done)))
 
             running.add_done_callback(finished)
 
+    async def _run_task(self, task: ActivityTask, headers: Headers | None = None) -> tuple[ActivityOutcome, bool]:
+        """Run one activity; a plain one first takes a slot (see the module docstring).
+        Returns its outcome and whether it holds a slot until its offset is committed."""
+        entry = self.registry.get_activity(task.name)
+        holds_slot = entry is not None and not inspect.iscoroutinefunction(entry.fn) and self._slots is not None
+        if holds_slot:
+            assert self._slots is not None
+            self._waiting_for_slot += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting_for_slot -= 1
+        return await self._run_activity(task, headers), holds_slot
+
     @observed_activity
-    async def _run_task(self, task: ActivityTask) -> ActivityOutcome:
+    async def _run_activity(self, task: ActivityTask) -> ActivityOutcome:
         """Run one activity under ``KWF_ACTIVITY_TIMEOUT_S``, when set."""
         running = async_run_activity(self.registry, task.name, task.input, instance_id=task.instance_id,
                                      task_id=task.task_id, propagated_history=task.propagated_history)
@@ -275,16 +313,16 @@ class ActivityWorker:
     def _report(self, producer: Producer) -> None:
         while True:
             try:
-                message, task, outcome = self._finished.get_nowait()
+                message, task, outcome, holds_slot = self._finished.get_nowait()
             except queue.Empty:
                 return
             if task is None:
-                self._done(message)
+                self._done(message, holds_slot)
                 continue
             event = HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), self._result(task, outcome))
             producer.produce(
                 self.inbox, key=task.instance_id.encode(), value=encode_event(event),
-                on_delivery=self._delivered_callback(message), headers=message.headers(),
+                on_delivery=self._delivered_callback(message, holds_slot), headers=message.headers(),
             )
 
     def _result(self, task: ActivityTask, outcome: ActivityOutcome) -> Any:
@@ -296,44 +334,66 @@ class ActivityWorker:
             return TaskFailed(task.task_id, FailureDetails("PayloadTooLarge", str(err)))
         return TaskCompleted(task.task_id, outcome.result)
 
-    def _delivered_callback(self, message: Message) -> Callable[[Any, Message], None]:
+    def _delivered_callback(self, message: Message, holds_slot: bool) -> Callable[[Any, Message], None]:
         def delivered(err: Any, _: Message) -> None:
             if err is not None:
                 # Not committed: the task runs again after a restart or rebalance.
                 log.error("could not deliver the result of %s: %s", message.key(), err)
                 self._in_flight -= 1
+                self._free_slots(holds_slot)
                 return
-            self._done(message)
+            self._done(message, holds_slot)
 
         return delivered
 
-    def _done(self, message: Message) -> None:
+    def _done(self, message: Message, holds_slot: bool) -> None:
         self._in_flight -= 1
         offsets = self._offsets.get(message.partition())
         if offsets is not None:
-            offsets.finish(message.offset())
+            offsets.finish(message.offset(), holds_slot)
+        else:  # the partition moved on: the new owner runs it again anyway
+            self._free_slots(holds_slot)
+
+    def _slots_to_free(self) -> bool:
+        return any(offsets.slots for offsets in self._offsets.values())
 
     def _commit(self, consumer: Consumer, asynchronous: bool = True) -> None:
-        ready = []
+        ready: list[TopicPartition] = []
+        slots: dict[int, int] = {}
         for partition, offsets in self._offsets.items():
             commit = offsets.take_commit()
             if commit is not None:
                 ready.append(TopicPartition(self.topic, partition, commit[0], commit[1]))
-        if ready:
-            try:
-                consumer.commit(offsets=ready, asynchronous=asynchronous)
-            except Exception as err:  # a rebalance under way: the next commit carries it
-                log.info("offset commit deferred: %s", err)
+                slots[partition] = commit[2]
+        if not ready:
+            return
+        # Slots are freed only once the broker has the commit: wait for it when any are held.
+        synchronous = not asynchronous or any(slots.values())
+        try:
+            consumer.commit(offsets=ready, asynchronous=not synchronous)
+        except Exception as err:  # a rebalance under way: the next commit carries it
+            log.info("offset commit deferred: %s", err)
+            for partition, held in slots.items():
+                if partition in self._offsets:
+                    self._offsets[partition].retry(held)
+                else:
+                    self._free_slots(held)
+            return
+        self._free_slots(sum(slots.values()))
+
+    def _free_slots(self, count: int) -> None:
+        if count and self._loop is not None and self._slots is not None:
+            slots = self._slots
+            for _ in range(count):
+                self._loop.call_soon_threadsafe(slots.release)
 
     def _to_dead_letters(self, producer: Producer, message: Message, err: Exception) -> None:
         # The error's text may quote the record: it goes to the dead-letter headers, not the log.
         log.error("undecodable activity task at %s[%d]@%d (%s); sending it to the dead-letter topic",
                   message.topic(), message.partition(), message.offset(), type(err).__name__)
-        producer.produce(self.settings.topic(DLQ), key=message.key(), value=message.value(), headers=[
-            ("error", str(err).encode()), ("source.topic", message.topic().encode()),
-            ("source.partition", str(message.partition()).encode()),
-            ("source.offset", str(message.offset()).encode()),
-        ])
+        producer.produce(self.settings.topic(DLQ), key=message.key(), value=message.value(),
+                         headers=dead_letter_headers(str(err), type(err).__name__, message.topic(),
+                                                     message.partition(), message.offset(), message.headers()))
         dead_lettered(self.consumer_settings()["group.id"], type(err).__name__)
 
 
@@ -347,8 +407,9 @@ def _poll(consumer: Consumer, timeout: float) -> list[Message]:
     return [] if first is None else [first, *consumer.consume(POLL_BATCH - 1, 0)]
 
 
-def _outcome(future: Any) -> ActivityOutcome:
+def _outcome(future: Any) -> tuple[ActivityOutcome, bool]:
     try:
         return future.result()
     except BaseException as err:  # the runner catches activity errors; this is a bug guard
-        return ActivityOutcome(failure=FailureDetails(type(err).__name__, str(err)))
+        return ActivityOutcome(failure=FailureDetails(type(err).__name__, str(err))), False
+

@@ -53,16 +53,10 @@ from engine.state.config import Settings
 from engine.state.instance_state import InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
+from streams import dlq
 from streams.handler import Record
 from streams.metrics import dead_lettered
-from streams.processor import (
-    DLQ_ERROR,
-    DLQ_ERROR_TYPE,
-    DLQ_SOURCE_OFFSET,
-    DLQ_SOURCE_PARTITION,
-    DLQ_SOURCE_TOPIC,
-    ProcessorConfig,
-)
+from streams.processor import ProcessorConfig
 from streams.store import PartitionStore, StoreBatch
 
 log = logging.getLogger("engine.orchestration.orchestrator")
@@ -319,7 +313,7 @@ class Orchestrator:
         name = event.event.name if isinstance(event.event, EventRaised) else type(event.event).__name__
         reason = f"no workflow instance {event.instance_id!r} for event {name!r}"
         log.warning("%s (from %s); sending it to %s", reason, _source(record), self.dlq)
-        headers = [*(record.headers or []), (DLQ_ERROR, reason.encode()), (DLQ_ERROR_TYPE, b"UnknownInstance")]
+        headers = [*(record.headers or []), (dlq.ERROR, reason.encode()), (dlq.ERROR_TYPE, b"UnknownInstance")]
         batch.emit(self.dlq, record.key, encode_event(event), headers=headers)
         dead_lettered(self.processor_config().group_id, "UnknownInstance")
 
@@ -538,11 +532,11 @@ class Orchestrator:
 
 def _traced(record: Record) -> bool:
     """Whether the record names a source record elsewhere (the bridge's events do)."""
-    return any(name == DLQ_SOURCE_TOPIC for name, _ in record.headers or ())
+    return any(name == dlq.SOURCE_TOPIC for name, _ in record.headers or ())
 
 
 def _source(record: Record) -> str:
     """The source record a traced inbox record names, for logs: ``topic-partition@offset``."""
     found = {name: (value or b"").decode(errors="replace") for name, value in record.headers or ()}
-    return (f"{found.get(DLQ_SOURCE_TOPIC, '?')}-{found.get(DLQ_SOURCE_PARTITION, '?')}"
-            f"@{found.get(DLQ_SOURCE_OFFSET, '?')}")
+    return (f"{found.get(dlq.SOURCE_TOPIC, '?')}-{found.get(dlq.SOURCE_PARTITION, '?')}"
+            f"@{found.get(dlq.SOURCE_OFFSET, '?')}")

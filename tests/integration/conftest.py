@@ -71,5 +71,6 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
     """A fresh topic prefix per test, so tests never see each other's records."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
+    StatusView.close_shared(prefix)  # its consumer would see its topic deleted, and say so
     delete_topics_with_prefix(AdminClient({"bootstrap.servers": kafka_bootstrap}), prefix)
 

@@ -56,6 +56,22 @@ def recorded_item(ctx: Any, item: int) -> int:
     return item * 2
 
 
+@runtime.workflow(name="fan_out_plain")
+def fan_out_plain(ctx: wf.DaprWorkflowContext, count: int):
+    results = yield wf.when_all([ctx.call_activity(plain_item, input=i) for i in range(1, count + 1)])
+    return sum(results)
+
+
+# A plain activity of 50 ms with no limit of its own: as many run at once as the worker
+# has threads, the case of a fan-out on default settings.
+@runtime.activity(name="plain_item")
+def plain_item(ctx: Any, item: int) -> int:
+    record_run("start", item)
+    time.sleep(0.05)
+    record_run("end", item)
+    return item * 2
+
+
 # -- one slow activity (the worker crash test) --------------------------------------------
 
 

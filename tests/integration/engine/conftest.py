@@ -36,5 +36,6 @@ def start_runtime(settings: Settings) -> Iterator[Callable[..., WorkflowRuntime]
 
 
 @pytest.fixture
-def client(settings: Settings) -> WorkflowClient:
-    return WorkflowClient(settings=settings)
+def client(settings: Settings) -> Iterator[WorkflowClient]:
+    with WorkflowClient(settings=settings) as client:
+        yield client

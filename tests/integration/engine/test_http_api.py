@@ -43,7 +43,7 @@ def api(start_runtime: Callable[..., WorkflowRuntime]) -> Iterator[httpx.Client]
     server = serve_in_thread(runtime, "127.0.0.1", port)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
         yield http
-    server.should_exit = True
+    server.stop()
 
 
 def poll(http: httpx.Client, instance_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
@@ -124,4 +124,4 @@ def test_token_is_required_when_configured(settings: Settings, start_runtime: Ca
             assert http.get(f"{BASE}/anything", headers={"dapr-api-token": "wrong"}).status_code == 401
             assert http.get(f"{BASE}/anything", headers={"dapr-api-token": "s3cret"}).status_code == 404
     finally:
-        server.should_exit = True
+        server.stop()

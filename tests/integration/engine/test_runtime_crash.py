@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from engine import WorkflowClient, WorkflowStatus
@@ -181,3 +182,45 @@ def test_instances_of_a_runtime_killed_for_good_complete_on_the_other(
     ran_on = {r.item: r.pid for r in read_runs(runs_dir) if r.what == "echo"}
     assert set(ran_on) == set(ids)
     assert set(ran_on.values()) == {survivor.proc.pid}, "an activity ran on the killed process, after its kill?"
+
+
+FAN_OUT = 200
+# The worker's threads for plain activities (engine.worker.ActivityWorker's default): the
+# most that can be running, or finished with their offsets not yet committed, at a kill.
+WORKER_THREADS = 32
+# The promise: a crash re-runs no more than the worker's threads, plus this margin.
+RERUN_MARGIN = 2
+
+
+@pytest.mark.parametrize("kill_at", [40, 96, 150])
+def test_a_fan_out_of_plain_activities_killed_at_any_point_reruns_at_most_the_threads(
+        settings: Settings, client: WorkflowClient, tmp_path: Path, kill_at: int) -> None:
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    with runtime_processes(settings, tmp_path) as process:
+        runtime = process("p0", KWF_TEST_RUNS_DIR=str(runs_dir))
+        instance_id = client.schedule_new_workflow("fan_out_plain", input=FAN_OUT, instance_id=f"plain-{kill_at}")
+
+        wait_until(lambda: sum(r.what == "start" for r in read_runs(runs_dir)) >= kill_at, 60,
+                   lambda: f"{kill_at} activities never started: {Counter(r.what for r in read_runs(runs_dir))}",
+                   runtime.check_alive, interval=0.002)
+        runtime.kill()
+        at_kill = read_runs(runs_dir)
+        started = {r.item for r in at_kill if r.what == "start"}
+        ended = {r.item for r in at_kill if r.what == "end"}
+        in_flight = started - ended
+        assert len(started) < FAN_OUT, "killed too late: every activity had started"
+
+        runtime.start()
+        state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=90)
+
+    assert state is not None and state.runtime_status is WorkflowStatus.COMPLETED, state
+    assert json.loads(state.serialized_output) == sum(2 * i for i in range(1, FAN_OUT + 1))
+    starts = Counter(r.item for r in read_runs(runs_dir) if r.what == "start")
+    assert set(starts) == {str(i) for i in range(1, FAN_OUT + 1)}, "some item never ran"
+    reran = {item for item, n in starts.items() if n > 1}
+    print(f"kill at {kill_at} started: {len(started)} started, {len(ended)} finished, {len(in_flight)} in flight; "
+          f"re-run: {len(reran)} ({len(reran & in_flight)} in flight, {len(reran & ended)} finished)")
+    assert len(reran) <= WORKER_THREADS + RERUN_MARGIN, (
+        f"re-ran {len(reran)}: {len(reran & ended)} of the {len(ended)} finished ones and "
+        f"{len(reran & in_flight)} of the {len(in_flight)} in flight")

@@ -63,7 +63,7 @@ def site(start_runtime: Callable[..., WorkflowRuntime], client: WorkflowClient) 
     port = free_port()
     server = serve_in_thread(runtime, "127.0.0.1", port)
     yield Site(f"http://127.0.0.1:{port}", client)
-    server.should_exit = True
+    server.stop()
 
 
 @pytest.fixture

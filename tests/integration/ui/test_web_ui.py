@@ -138,4 +138,4 @@ def test_with_an_api_token_the_page_asks_for_it_and_sends_it(site: Site, page: A
         page.goto(f"{base}/ui/?token=s3cret#/instance/fan-out-3")
         page.locator(".token-form").wait_for()  # a token in the URL is not taken: the form asks
     finally:
-        server.should_exit = True
+        server.stop()

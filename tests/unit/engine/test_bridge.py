@@ -9,7 +9,7 @@ from engine.core.history import EventRaised
 from engine.edges.bridge import BridgeRoute, PubSubBridge
 from engine.state.codec import decode_event
 from engine.state.config import Settings
-from streams.processor import DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
+from streams import dlq
 from streams.testing import HandlerHarness
 
 
@@ -28,4 +28,4 @@ def test_every_routed_record_goes_to_the_inbox_naming_its_source(tmp_path: Path)
     assert out.topic == "kwf.inbox" and out.key == b"order-1"
     event = decode_event(out.value)
     assert event.event == EventRaised("payment_received", json.dumps({"orderId": "order-1", "amount": 25}))
-    assert out.headers == [(DLQ_SOURCE_TOPIC, b"payments"), (DLQ_SOURCE_PARTITION, b"2"), (DLQ_SOURCE_OFFSET, b"1")]
+    assert out.headers == [(dlq.SOURCE_TOPIC, b"payments"), (dlq.SOURCE_PARTITION, b"2"), (dlq.SOURCE_OFFSET, b"1")]

@@ -23,7 +23,7 @@ from engine.core.history import (
 from engine.replay.registry import Registry
 from engine.state.codec import decode_event
 from engine.state.instance_state import to_ms
-from streams.processor import DLQ_ERROR, DLQ_ERROR_TYPE, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
+from streams import dlq
 from tests.unit.engine.orchestrator_harness import OrchestratorHarness
 
 registry = Registry()
@@ -58,7 +58,7 @@ def inbox(instance_id: str, event: object, execution_id: str = "") -> HistoryEve
 
 
 # A bridge event names the record it came from, in the dead-letter headers' terms.
-FROM_PAYMENTS = [(DLQ_SOURCE_TOPIC, b"payments"), (DLQ_SOURCE_PARTITION, b"2"), (DLQ_SOURCE_OFFSET, b"41")]
+FROM_PAYMENTS = [(dlq.SOURCE_TOPIC, b"payments"), (dlq.SOURCE_PARTITION, b"2"), (dlq.SOURCE_OFFSET, b"41")]
 
 
 # -- events from the pub/sub bridge ---------------------------------------------------
@@ -79,10 +79,10 @@ def test_a_bridge_event_for_an_unknown_instance_is_dead_lettered_with_the_reason
     out = harness.feed([(event, FROM_PAYMENTS)])
     [dead] = harness.dead_letters(out)
     headers = dict(dead.headers or [])
-    assert headers[DLQ_ERROR] == b"no workflow instance 'nobody' for event 'paid'"
-    assert headers[DLQ_ERROR_TYPE] == b"UnknownInstance"
+    assert headers[dlq.ERROR] == b"no workflow instance 'nobody' for event 'paid'"
+    assert headers[dlq.ERROR_TYPE] == b"UnknownInstance"
     # The source record (the payment), not the inbox copy, is what the headers name.
-    assert (headers[DLQ_SOURCE_TOPIC], headers[DLQ_SOURCE_PARTITION], headers[DLQ_SOURCE_OFFSET]) == (
+    assert (headers[dlq.SOURCE_TOPIC], headers[dlq.SOURCE_PARTITION], headers[dlq.SOURCE_OFFSET]) == (
         b"payments", b"2", b"41")
     assert dead.key == b"nobody"
     assert decode_event(dead.value).event == EventRaised("paid", "5")

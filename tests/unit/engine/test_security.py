@@ -195,6 +195,9 @@ def test_an_undecodable_task_is_logged_without_its_bytes(caplog: pytest.LogCaptu
         def value(self) -> bytes:
             return f'{{"card": "{SECRET}"}}'.encode()
 
+        def headers(self) -> None:
+            return None
+
     class Producer:
         def produce(self, *args: Any, **kwargs: Any) -> None:
             self.sent = kwargs
@@ -321,7 +324,7 @@ def test_a_stuck_activity_fails_with_activity_timeout_naming_it() -> None:
 
     def run(name: str) -> Any:
         task = ActivityTask("order-1", "e1", 3, name, None, "wf", datetime.now(UTC))
-        return asyncio.run(worker._run_task(task))
+        return asyncio.run(worker._run_activity(task))
 
     for name in ("waits_forever", "blocks"):
         outcome = run(name)
