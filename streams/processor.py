@@ -129,6 +129,9 @@ class ProcessorConfig:
             # The Java client's partitioner, so producers in any language agree on partitions.
             "partitioner": "murmur2_random",
             "linger.ms": self.linger_ms,
+            # Transactions imply idempotence, which needs every in-sync replica's acknowledgement
+            # (librdkafka's default); said here so a replicated cluster's guarantee is visible.
+            "acks": "all",
             **self.client,
             "transactional.id": self.transactional_id,
             "transaction.timeout.ms": self.transaction_timeout_ms,

@@ -13,13 +13,14 @@ INBOX, HISTORY, ACTIVITIES, STATUS, DLQ = "inbox", "history", "activities", "sta
 def workflow_topics(settings: Settings) -> list[TopicSpec]:
     """Inbox, history and status share keys (instance IDs), so they are co-partitioned."""
     n = settings.partitions
+    rf = settings.replication_factor
     return [
-        TopicSpec(settings.topic(INBOX), n, {"retention.ms": str(7 * DAY_MS)}),
+        TopicSpec(settings.topic(INBOX), n, {"retention.ms": str(7 * DAY_MS)}, rf),
         # The history is the truth: kept forever.
-        TopicSpec(settings.topic(HISTORY), n, {"retention.ms": "-1", "retention.bytes": "-1"}),
-        TopicSpec(settings.topic(STATUS), n, {"cleanup.policy": "compact"}),
-        TopicSpec(settings.topic(ACTIVITIES), n, {"retention.ms": str(7 * DAY_MS)}, co_partitioned=False),
-        TopicSpec(settings.topic(DLQ), n, {"retention.ms": str(30 * DAY_MS)}, co_partitioned=False),
+        TopicSpec(settings.topic(HISTORY), n, {"retention.ms": "-1", "retention.bytes": "-1"}, rf),
+        TopicSpec(settings.topic(STATUS), n, {"cleanup.policy": "compact"}, rf),
+        TopicSpec(settings.topic(ACTIVITIES), n, {"retention.ms": str(7 * DAY_MS)}, rf, co_partitioned=False),
+        TopicSpec(settings.topic(DLQ), n, {"retention.ms": str(30 * DAY_MS)}, rf, co_partitioned=False),
     ]
 
 
