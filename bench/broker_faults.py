@@ -209,12 +209,12 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
     watch.start()
     client = wf.WorkflowClient(settings=settings)
     started: dict[str, tuple[float, str, int]] = {}
-    marks: dict[str, float] = {}
+    marks: dict[str, Any] = {}
     victim: LocalBroker | None = None
     try:
         began = time.time()
         total_s = config.before_s + config.down_s + config.after_s
-        n = 0
+        n = start_timeouts = 0
         restarted: threading.Thread | None = None
         while (now := time.time()) - began < total_s:
             elapsed = now - began
@@ -236,7 +236,12 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
                 started[instance_id] = (time.time(), name, n)
                 n += 1
             for name, inputs in batch.items():
-                client.schedule_new_workflows(name, inputs)
+                try:
+                    client.schedule_new_workflows(name, inputs)
+                except TimeoutError:
+                    # Not yet acknowledged: the producer goes on retrying; the checks below
+                    # tell whether the starts arrived.
+                    start_timeouts += 1
             time.sleep(0.02)
         marks["load_end"] = time.time()
         deadline = time.time() + SETTLE_TIMEOUT_S
@@ -248,6 +253,7 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
         while time.time() < rejoin_deadline and not history_in_sync(settings):
             time.sleep(0.5)
         in_sync = history_in_sync(settings)
+        marks["start_timeouts"] = start_timeouts
         time.sleep(0.5)  # the last statuses reach the watch
     finally:
         watch.stop()
@@ -267,14 +273,17 @@ def choose_victim(cluster: LocalCluster, settings: Settings, fault: str) -> Loca
     return cluster.node(leader)
 
 
-def restart_node(cluster: LocalCluster, node: LocalBroker, marks: dict[str, float]) -> None:
-    node.wait_answering(node.launch())
-    cluster.wait_for_brokers(cluster.size)
-    marks["rejoined"] = time.time()
+def restart_node(cluster: LocalCluster, node: LocalBroker, marks: dict[str, Any]) -> None:
+    try:
+        node.wait_answering(node.launch())
+        cluster.wait_for_brokers(cluster.size)
+        marks["rejoined"] = time.time()
+    except Exception as err:
+        marks["restart_error"] = f"{type(err).__name__}: {err}"
 
 
 def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[float, str, int]], watch: StatusWatch,
-          marks: dict[str, float], victim: LocalBroker | None, in_sync: bool) -> dict[str, Any]:
+          marks: dict[str, Any], victim: LocalBroker | None, in_sync: bool) -> dict[str, Any]:
     lost, wrong, backwards = [], [], []
     latencies_before, latencies_fault = [], []
     completions = []
@@ -309,6 +318,8 @@ def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[floa
         "p99_fault_ms": percentile_ms(latencies_fault, 0.99),
         "rejoined_after_s": round(marks.get("rejoined", float("nan")) - marks.get("restart", 0), 1),
         "in_sync_after": in_sync,
+        "start_timeouts": marks.get("start_timeouts", 0),
+        "restart_error": marks.get("restart_error"),
     }
 
 
