@@ -11,10 +11,9 @@ Rebalancing is cooperative (``cooperative-sticky``): partitions that stay keep t
 stores and the handler's caches, and a process joining or leaving stops no other process's
 partitions. The assign and revoke callbacks get only the partitions added or taken away;
 confluent-kafka calls ``incremental_assign``/``incremental_unassign`` itself after each
-callback that did not. Membership is static (``group.instance.id`` from the process ID):
-a process restarted within the session timeout gets its partitions back without a
-rebalance, and one that stays away loses them when its session expires (a clean shutdown
-sends no LeaveGroup for a static member, so its partitions move after the session too).
+callback that did not. Membership is dynamic: static membership (``group.instance.id``)
+turns a member whose session expired under load into a fatal FENCED error on the next
+transactional offset commit (an abortable one for a dynamic member), so it is left off.
 
 Rebalance callbacks only run inside ``consume``, and a transaction never spans a
 ``consume`` call, so when a partition is revoked or lost there
@@ -118,11 +117,6 @@ class ProcessorConfig:
     def transactional_id(self) -> str:
         return f"{self.group_id}-{self.process_id}"
 
-    @property
-    def group_instance_id(self) -> str:
-        """Static group membership: one member per process and group, stable across restarts."""
-        return f"{self.group_id}-{self.process_id}"
-
     def store_folder(self, partition: int) -> Path:
         """The folder of one partition's store."""
         return self.state_dir / self.group_id / f"{self.input_topic}-{partition}"
@@ -137,8 +131,6 @@ class ProcessorConfig:
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": self.session_timeout_ms,
-            # Static membership: the same process coming back is the same member.
-            "group.instance.id": self.group_instance_id,
             # Three heartbeats per session, the usual ratio.
             "heartbeat.interval.ms": max(100, self.session_timeout_ms // 3),
         }
