@@ -23,7 +23,7 @@ from engine.state.config import Settings
 REPO = Path(__file__).resolve().parents[3]
 APP = "tests.integration.engine.apps:runtime"
 # A cold start joins two consumer groups and restores state; after a SIGKILL the group
-# also waits for the dead member's session (6 s) to expire.
+# also waits for the dead member's session (3 s) to expire.
 READY_TIMEOUT_S = 60.0
 READY = re.compile(r"^runtime ready \(", re.MULTILINE)
 ASSIGNED = re.compile(r"assigned (\S+) partitions \[([0-9, ]*)\]")
