@@ -55,6 +55,8 @@ READY_TIMEOUT_S = 90.0
 # A killed broker is fenced by the controller after its 9 s session; leaders move then,
 # and clients' retries find them. Everything started must end well within this.
 SETTLE_TIMEOUT_S = 90.0
+# A JVM start on a machine this busy can take a minute or two.
+RESTART_TIMEOUT_S = 180.0
 # Reading the history topic back to its end: a minute means a transaction is stuck open.
 SCAN_TIMEOUT_S = 60.0
 # Status ranks: a status seen after one of a higher rank went backwards.
@@ -201,6 +203,7 @@ def percentile_ms(values: list[float], q: float) -> int | None:
 
 def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[str, Any]:
     """Run the load, kill and restart one node; return the findings (see the module docstring)."""
+    cluster.start()  # every node up, a node a run before killed included
     settings = Settings.from_env(bootstrap_servers=cluster.bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:8]}",
                                  partitions=config.partitions, state_dir=folder / "client-state")
     ensure_workflow_topics(settings)
@@ -248,7 +251,7 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
         while time.time() < deadline and any(watch.completed_at(i) is None for i in started):
             time.sleep(0.2)
         if restarted is not None:
-            restarted.join(SETTLE_TIMEOUT_S)
+            restarted.join(RESTART_TIMEOUT_S)
         rejoin_deadline = time.time() + SETTLE_TIMEOUT_S
         while time.time() < rejoin_deadline and not history_in_sync(settings):
             time.sleep(0.5)
