@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_workflow_topics_get_three_replicas_and_two_in_sync_and_four_are_refused(kafka_cluster: LocalCluster) -> None:
+    kafka_cluster.start()  # all three answer: a node a fault test killed is back
     admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
     settings = Settings(bootstrap_servers=kafka_cluster.bootstrap, topic_prefix=f"c{uuid.uuid4().hex[:8]}")
     try:
@@ -34,6 +35,7 @@ def test_workflow_topics_get_three_replicas_and_two_in_sync_and_four_are_refused
 
 
 def test_internal_topics_are_replicated(kafka_cluster: LocalCluster) -> None:
+    kafka_cluster.start()
     admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
     topics = admin.list_topics(timeout=30).topics
     # The transaction state log appears with the first transactional producer; offsets with the first group.
