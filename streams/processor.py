@@ -12,8 +12,8 @@ stores and the handler's caches, and a process joining or leaving stops no other
 partitions. The assign and revoke callbacks get only the partitions added or taken away;
 confluent-kafka calls ``incremental_assign``/``incremental_unassign`` itself after each
 callback that did not. Membership is dynamic: static membership (``group.instance.id``)
-turns a member whose session expired under load into a fatal FENCED error on the next
-transactional offset commit (an abortable one for a dynamic member), so it is left off.
+is not used until it is shown safe with the transactional offset commits (RELIABILITY.md,
+"Failover of a killed runtime").
 
 Rebalance callbacks only run inside ``consume``, and a transaction never spans a
 ``consume`` call, so when a partition is revoked or lost there
