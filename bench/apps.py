@@ -63,3 +63,10 @@ def chain3_then_hold(ctx: wf.DaprWorkflowContext, value: int):
         value = yield ctx.call_activity(step, input=value)
     value = yield ctx.call_activity(hold, input=value)
     return value
+
+
+@runtime.workflow(name="wait_for_go")
+def wait_for_go(ctx: wf.DaprWorkflowContext, value: int):
+    """Waits for the ``go`` event and returns its data: instances parked on a partition (failover)."""
+    data = yield ctx.wait_for_external_event("go")
+    return data

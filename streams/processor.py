@@ -8,8 +8,15 @@ one WriteBatch together with the changelog offset. A crash between commit and st
 leaves the store behind the changelog, and the next restore catches it up.
 
 Rebalancing is cooperative (``cooperative-sticky``): partitions that stay keep their open
-stores and the handler's caches. Rebalance callbacks only run inside ``consume``, and a
-transaction never spans a ``consume`` call, so when a partition is revoked or lost there
+stores and the handler's caches, and a process joining or leaving stops no other process's
+partitions. The assign and revoke callbacks get only the partitions added or taken away;
+confluent-kafka calls ``incremental_assign``/``incremental_unassign`` itself after each
+callback that did not. Membership is dynamic: static membership (``group.instance.id``)
+is not used until it is shown safe with the transactional offset commits (RELIABILITY.md,
+"Failover of a killed runtime").
+
+Rebalance callbacks only run inside ``consume``, and a transaction never spans a
+``consume`` call, so when a partition is revoked or lost there
 is no open transaction left to commit or abort: the batch before was committed (or
 aborted) in full. A partition's store is restored from its changelog inside the assign
 callback, before the consumer fetches any input of it.
@@ -54,6 +61,9 @@ MAX_ABORTS_IN_A_ROW = 10
 # Pause before replaying an aborted batch again, growing per abort in a row up to the
 # cap, so a struggling broker is not hammered; the first replay is immediate.
 ABORT_BACKOFF_S, ABORT_BACKOFF_MAX_S = 0.1, 2.0
+# A killed process's partitions move after this long: short, for failover within seconds,
+# yet three heartbeats long (heartbeats come from librdkafka's thread, not the interpreter).
+SESSION_TIMEOUT_MS = 3000
 
 
 @dataclass
@@ -89,8 +99,9 @@ class ProcessorConfig:
     max_batch_ms: int = 20
     # Timers (punctuate) need sub-second resolution, not more.
     punctuate_interval_ms: int = 100
-    # How long a dead member keeps its partitions before the group moves them.
-    session_timeout_ms: int = 6000
+    # How long a dead member keeps its partitions before the group moves them; librdkafka
+    # heartbeats from its own thread, so a busy interpreter does not miss them.
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
     # How long an open transaction of a crashed process (with a different process_id) can
     # block read_committed readers of its partitions; Kafka's default.
     transaction_timeout_ms: int = 60000
@@ -124,6 +135,9 @@ class ProcessorConfig:
             # The Java client's partitioner, so producers in any language agree on partitions.
             "partitioner": "murmur2_random",
             "linger.ms": self.linger_ms,
+            # Transactions imply idempotence, which needs every in-sync replica's acknowledgement
+            # (librdkafka's default); said here so a replicated cluster's guarantee is visible.
+            "acks": "all",
             **self.client,
             "transactional.id": self.transactional_id,
             "transaction.timeout.ms": self.transaction_timeout_ms,

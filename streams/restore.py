@@ -14,6 +14,7 @@ the restore began.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -132,7 +133,13 @@ class ChangelogRestorer:
                 request_timeout=LIST_OFFSETS_TIMEOUT_S,
             )
             for tp, future in futures.items():
-                result[tp.partition][index] = future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset
+                try:
+                    result[tp.partition][index] = future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset
+                except concurrent.futures.TimeoutError as err:
+                    # A leader still moving after a broker's loss: a Kafka timeout, which the
+                    # runtime's supervisor treats as transient and restarts the processor on.
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"listing offsets of {tp.topic}-"
+                                                    f"{tp.partition} timed out", retriable=True)) from err
         return {p: (low, high) for p, (low, high) in result.items()}
 
     def restore(

@@ -3,6 +3,11 @@
 A topic set is a list of ``TopicSpec``; topics that share keys (co-partitioned) must
 have the same partition count, or records of one key would land in different
 partitions. Missing topics are created; existing ones are checked, never altered.
+
+Replication: a spec without a replication factor gets three replicas where three or more
+brokers answer, else one; with three or more replicas ``min.insync.replicas`` is 2, so an
+acknowledged (``acks=all``) write survives the loss of any one broker and writes go on
+while one is down. A factor the cluster cannot give is refused before anything is created.
 """
 
 from __future__ import annotations
@@ -28,29 +33,57 @@ class TopicSpec:
     """One topic: its name, partition count and topic-level configs.
 
     Attributes:
+        replication_factor: Copies of each partition; None: what the cluster can give, up to
+            three (``replication_plan``).
         co_partitioned: Topics with this flag must all have the same partition count.
     """
 
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
-    replication_factor: int = 1
+    replication_factor: int | None = None
     co_partitioned: bool = True
+
+
+# Three replicas tolerate one broker lost with min.insync.replicas=2; more buy little here.
+DEFAULT_REPLICAS = 3
+
+
+def replication_plan(requested: int | None, brokers: int) -> tuple[int, int]:
+    """The replication factor and ``min.insync.replicas`` for a topic on ``brokers`` brokers.
+
+    Raises:
+        TopicError: ``requested`` is more than the cluster has brokers, or less than one.
+    """
+    replicas = requested if requested is not None else (DEFAULT_REPLICAS if brokers >= DEFAULT_REPLICAS else 1)
+    if replicas < 1:
+        raise TopicError(f"a replication factor must be 1 or more, got {replicas}")
+    if replicas > brokers:
+        raise TopicError(
+            f"a replication factor of {replicas} needs {replicas} brokers, but the cluster has {brokers}: "
+            f"set KWF_REPLICATION_FACTOR to {brokers} or less, or add brokers (kwf broker start --nodes 3)"
+        )
+    return replicas, 2 if replicas >= 3 else 1
 
 
 def ensure_topics(admin: AdminClient, specs: Sequence[TopicSpec]) -> None:
     """Create the topics that are missing and verify the partition counts of the rest.
 
     Raises:
-        TopicError: creation failed, or co-partitioned topics disagree on their partition count.
+        TopicError: creation failed, the cluster cannot give a replication factor, or
+            co-partitioned topics disagree on their partition count.
     """
-    existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
+    existing = metadata.topics
     missing = [s for s in specs if s.name not in existing]
     if missing:
-        futures = admin.create_topics(
-            [NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in missing],
-            operation_timeout=ADMIN_TIMEOUT_S,
-        )
+        brokers = len(metadata.brokers)
+        new_topics = []
+        for spec in missing:
+            replicas, min_isr = replication_plan(spec.replication_factor, brokers)
+            config = {"min.insync.replicas": str(min_isr), **spec.config}
+            new_topics.append(NewTopic(spec.name, spec.partitions, replicas, config=config))
+        futures = admin.create_topics(new_topics, operation_timeout=ADMIN_TIMEOUT_S)
         for name, future in futures.items():
             try:
                 future.result(timeout=ADMIN_TIMEOUT_S)

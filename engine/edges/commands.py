@@ -216,7 +216,7 @@ def _check_size(text: str, name: str, limit: int) -> None:
 def commands_topic(settings: Settings) -> TopicSpec:
     """``{prefix}.commands``: the door re-partitions onto the inbox, so its partition count is free."""
     return TopicSpec(settings.topic(COMMANDS), settings.partitions, {"retention.ms": str(7 * DAY_MS)},
-                     co_partitioned=False)
+                     settings.replication_factor, co_partitioned=False)
 
 
 class CommandsDoor:

@@ -34,6 +34,8 @@ class Settings:
         activity_timeout_s: ``KWF_ACTIVITY_TIMEOUT_S``, the longest an activity may run before
             its task fails with ``ActivityTimeout``; unset (None) means no limit.
         kafka: Extra librdkafka settings from ``KWF_KAFKA_*``.
+        replication_factor: ``KWF_REPLICATION_FACTOR``, replicas of the topics this runtime
+            creates; unset (None): three where three or more brokers answer, else one.
 
     The API token and the Kafka settings (SASL passwords) are left out of ``repr``, so a
     logged ``Settings`` shows no secret.
@@ -52,6 +54,7 @@ class Settings:
     step_time_limit_s: float = 5.0
     activity_timeout_s: float | None = None
     kafka: dict[str, str] = field(default_factory=dict, repr=False)
+    replication_factor: int | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -70,6 +73,7 @@ class Settings:
             step_time_limit_s=float(env.get("KWF_STEP_TIME_LIMIT_S", "5")),
             activity_timeout_s=float(env["KWF_ACTIVITY_TIMEOUT_S"]) if env.get("KWF_ACTIVITY_TIMEOUT_S") else None,
             kafka=kafka,
+            replication_factor=int(env["KWF_REPLICATION_FACTOR"]) if env.get("KWF_REPLICATION_FACTOR") else None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         # Without a state folder of its own, each process takes a slot of the default one
@@ -89,6 +93,9 @@ class Settings:
         return {
             **self.client(),
             "enable.idempotence": "true",
+            # Acknowledged once every in-sync replica has the record (librdkafka's default too,
+            # and what idempotence requires): an acknowledged start survives a broker's loss.
+            "acks": "all",
             # Same partition as Kafka's Java producer for the same key (murmur2).
             "partitioner": "murmur2_random",
             # Small batches: workflow steps are latency-bound, not throughput-bound.

@@ -52,3 +52,13 @@ def test_emit_changelog_without_a_changelog_topic_says_so(tmp_path: Path) -> Non
     batch = Batch(0, None, [], None, None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="changelog_topic"):
         batch.emit_changelog(b"k", b"v")
+
+
+def test_membership_is_cooperative_with_a_short_session() -> None:
+    settings = config().consumer_settings()
+    # Dynamic membership: static membership is not shown safe yet (RELIABILITY.md, failover).
+    assert "group.instance.id" not in settings
+    assert settings["partition.assignment.strategy"] == "cooperative-sticky"
+    # Heartbeats three times per session; the broker's group.min.session.timeout.ms is 1 s.
+    assert 1000 <= settings["session.timeout.ms"] <= 3000
+    assert settings["heartbeat.interval.ms"] * 3 <= settings["session.timeout.ms"]

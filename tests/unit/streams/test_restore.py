@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.restore import RestorePlan, plan_restore, restore_done
+from engine.runtime import transient
+from streams.restore import ChangelogRestorer, RestorePlan, plan_restore, restore_done
 
 
 def test_empty_store_reads_the_whole_log() -> None:
@@ -75,3 +80,27 @@ def test_a_plan_always_covers_what_the_store_lacks(applied: int | None, low: int
     if not plan.wipe:
         assert plan.start == (low if applied is None else applied + 1)
         assert plan.start < high
+
+
+def test_listing_offsets_that_times_out_is_a_transient_kafka_error() -> None:
+    """After a broker's loss a leader may still be moving: the supervisor must restart the
+    processor, which it does for a retriable KafkaException, not a bare TimeoutError.
+    """
+
+    class NeverAnswers:
+        def result(self, timeout: float) -> None:
+            raise concurrent.futures.TimeoutError()
+
+    class SlowAdmin:
+        def list_offsets(self, requests: dict, **_: object) -> dict:
+            return dict.fromkeys(requests, NeverAnswers())
+
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    restorer._admin = SlowAdmin()  # type: ignore[assignment]
+    try:
+        with pytest.raises(KafkaException) as caught:
+            restorer.watermarks([0])
+    finally:
+        restorer.close()
+    assert caught.value.args[0].code() == KafkaError._TIMED_OUT
+    assert transient(caught.value)

@@ -1,0 +1,44 @@
+"""Topics on a 3-node cluster: three replicas, min.insync.replicas=2, a refusal for four."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from engine.state.config import Settings
+from engine.state.topics import HISTORY, workflow_topics
+from streams.broker import LocalCluster
+from streams.topics import TopicError, TopicSpec, delete_topics_with_prefix, ensure_topics
+
+pytestmark = pytest.mark.slow
+
+
+def test_workflow_topics_get_three_replicas_and_two_in_sync_and_four_are_refused(kafka_cluster: LocalCluster) -> None:
+    kafka_cluster.start()  # all three answer: a node a fault test killed is back
+    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    settings = Settings(bootstrap_servers=kafka_cluster.bootstrap, topic_prefix=f"c{uuid.uuid4().hex[:8]}")
+    try:
+        ensure_topics(admin, workflow_topics(settings))
+        history = settings.topic(HISTORY)
+        meta = admin.list_topics(history, timeout=30).topics[history]
+        assert {len(p.replicas) for p in meta.partitions.values()} == {3}
+        resource = ConfigResource(ConfigResource.Type.TOPIC, history)
+        configs = admin.describe_configs([resource])[resource].result(timeout=30)
+        assert configs["min.insync.replicas"].value == "2"
+        with pytest.raises(TopicError, match="needs 4 brokers, but the cluster has 3"):
+            ensure_topics(admin, [TopicSpec(settings.topic("four"), 1, replication_factor=4)])
+        assert settings.topic("four") not in admin.list_topics(timeout=30).topics
+    finally:
+        delete_topics_with_prefix(admin, settings.topic_prefix)
+
+
+def test_internal_topics_are_replicated(kafka_cluster: LocalCluster) -> None:
+    kafka_cluster.start()
+    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    topics = admin.list_topics(timeout=30).topics
+    # The transaction state log appears with the first transactional producer; offsets with the first group.
+    for name in ("__consumer_offsets", "__transaction_state"):
+        if name in topics:
+            assert {len(p.replicas) for p in topics[name].partitions.values()} == {3}, name
