@@ -307,6 +307,8 @@ def scan_history(settings: Settings, timeout: float = SCAN_TIMEOUT_S) -> dict[st
                     continue
                 if message.offset() + 1 >= ends[message.partition()]:
                     done.add(message.partition())
+                if message.value() is None:
+                    continue  # a tombstone of a superseded execution
                 record = decode_event(message.value())
                 events += 1
                 execution = (record.instance_id, record.execution_id)

@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -24,12 +26,14 @@ from engine.edges.worker import ActivityWorker
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.config import Settings
+from engine.state.retention import RetentionPolicy
 from engine.state.topics import INBOX, ensure_workflow_topics
 from streams.processor import Processor
 from streams.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger("engine.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
+RetentionArg = str | float | timedelta | None
 
 # Joining a group, restoring state and the first rebalance take a few seconds on a cold broker.
 START_TIMEOUT_S = 120.0
@@ -58,15 +62,24 @@ class WorkflowRuntime:
         role: ``all`` (orchestrator and worker), ``orchestrator`` or ``worker``.
         cache_size: Live workflow runs the orchestrator keeps in memory.
         max_concurrent_activities: Activity tasks running at once in this process.
+        retention_any_terminal, retention_completed, retention_failed, retention_terminated:
+            How long an ended instance is kept before this runtime purges it (``"7d"``,
+            ``"12h"``, seconds or a ``timedelta``), as ``KWF_RETENTION_*``; these win.
         Dapr's constructor arguments (host, port, logger options...) are accepted and ignored.
     """
 
     def __init__(self, host: str | None = None, port: str | None = None, *, settings: Settings | None = None,
                  role: str = "all", cache_size: int = 10_000, max_concurrent_activities: int = 10_000,
-                 registry: Registry | None = None, **_: Any) -> None:
+                 registry: Registry | None = None, retention_any_terminal: RetentionArg = None,
+                 retention_completed: RetentionArg = None, retention_failed: RetentionArg = None,
+                 retention_terminated: RetentionArg = None, **_: Any) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         self.settings = settings or Settings.from_env()
+        retention = RetentionPolicy.of(retention_any_terminal, retention_completed, retention_failed,
+                                       retention_terminated)
+        if retention.enabled:
+            self.settings = replace(self.settings, retention=self.settings.retention.merged(retention))
         self.registry = registry or Registry()
         self.role = role
         self.cache_size = cache_size

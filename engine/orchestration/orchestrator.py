@@ -47,6 +47,7 @@ from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
 from engine.state.config import Settings
+from engine.state.history_log import event_key, execution_keys
 from engine.state.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
@@ -57,6 +58,9 @@ log = logging.getLogger("engine.orchestration.orchestrator")
 
 # A workflow that continues as new without ever waiting would spin forever in one step.
 MAX_CONTINUATIONS_PER_STEP = 1000
+# Retention purges per partition and punctuation: each writes a tombstone per history
+# event, so a backlog (a retention just switched on) drains over many short transactions.
+RETENTION_PURGES_PER_TICK = 200
 RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
 
 
@@ -150,6 +154,24 @@ class Orchestrator:
         now = now_utc()
         for instance_id, events in due.items():
             self._step(batch, store, instance_id, events, now)
+        self._purge_retired(batch, store, now_ms)
+
+    def _purge_retired(self, batch: Any, store: InstanceStore, now_ms: int) -> None:
+        """Purge instances that have been in a final status longer than the retention policy.
+
+        Reads only the due entries of the store's ended index; the purge takes the path a
+        client's purge takes, so it is in history and in this transaction.
+        """
+        cutoffs = self.settings.retention.cutoffs(now_ms)
+        if not cutoffs:
+            return
+        now = now_utc()
+        for status, before_ms in cutoffs.items():
+            for instance_id in store.ended_before(status, before_ms, RETENTION_PURGES_PER_TICK):
+                if instance_id in self._txn.states:
+                    continue  # changed in this transaction: the index entry is stale until it commits
+                log.info("purging %s: %s longer than its retention", instance_id, status.name)
+                self._step(batch, store, instance_id, [HistoryEvent(instance_id, "", -1, now, PurgeRequested())], now)
 
     def apply_changelog(
         self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None, decoded: Any
@@ -414,13 +436,25 @@ class Orchestrator:
 
     def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
         for event in events:
-            batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
+            instance_id = event.instance_id
+            if isinstance(event.event, ExecutionStarted):
+                # The execution this one replaces leaves the compacted history.
+                previous = self._state(self._store(batch.store), instance_id)
+                if previous is not None:
+                    self._emit_tombstones(batch, instance_id, previous.next_sequence)
+            batch.emit_changelog(event_key(instance_id, event.sequence), encode_event(event), decoded=event)
             if isinstance(event.event, PurgeRequested):
-                self._txn.history.pop(event.instance_id, None)
+                self._emit_tombstones(batch, instance_id, event.sequence + 1)
+                self._txn.history.pop(instance_id, None)
                 continue
             if isinstance(event.event, ExecutionStarted):
-                self._txn.history[event.instance_id] = []
-            self._txn.history.setdefault(event.instance_id, []).append(event)
+                self._txn.history[instance_id] = []
+            self._txn.history.setdefault(instance_id, []).append(event)
+
+    def _emit_tombstones(self, batch: Any, instance_id: str, length: int) -> None:
+        """Tombstones on an execution's history keys: compaction removes its events."""
+        for key in execution_keys(instance_id, length):
+            batch.emit_changelog(key, None)
 
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
