@@ -14,10 +14,11 @@ import logging
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from engine.core.bulk import PURGE, BulkCommand
 from engine.core.clock import now_utc
 from engine.core.history import (
     ChildWorkflowCompleted,
@@ -45,7 +46,16 @@ from engine.core.partitioner import partition_for
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
-from engine.state.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
+from engine.state.codec import (
+    ActivityTask,
+    decode_bulk,
+    decode_event,
+    encode_bulk,
+    encode_event,
+    encode_status,
+    encode_task,
+    is_bulk,
+)
 from engine.state.config import Settings
 from engine.state.history_log import event_key, execution_keys
 from engine.state.instance_state import START_TIMER_ID, InstanceState, fold, from_ms
@@ -61,6 +71,9 @@ MAX_CONTINUATIONS_PER_STEP = 1000
 # Retention purges per partition and punctuation: each writes a tombstone per history
 # event, so a backlog (a retention just switched on) drains over many short transactions.
 RETENTION_PURGES_PER_TICK = 200
+# Instances a bulk command looks at per transaction: a purge writes a tombstone per event
+# and a terminate replays the instance, so chunks keep transactions short.
+BULK_CHUNK = 200
 RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
 
 
@@ -119,7 +132,9 @@ class Orchestrator:
 
     # -- the streams handler ------------------------------------------------------------
 
-    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> HistoryEvent:
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> HistoryEvent | BulkCommand:
+        if is_bulk(value):
+            return decode_bulk(value)
         event = decode_event(value)
         validate_instance_id(event.instance_id)
         if key is not None and key != event.instance_id.encode():
@@ -131,7 +146,11 @@ class Orchestrator:
     def process(self, batch: Any) -> None:
         store = self._store(batch.store)
         by_instance: dict[str, list[HistoryEvent]] = {}
+        commands: list[BulkCommand] = []
         for record in batch.records:
+            if isinstance(record.value, BulkCommand):
+                commands.append(record.value)  # sent to every partition: each applies it to its own
+                continue
             event: HistoryEvent = record.value
             owner = partition_for(event.instance_id.encode(), self.partitions)
             if owner != batch.partition:
@@ -142,6 +161,30 @@ class Orchestrator:
         now = now_utc()
         for instance_id, events in by_instance.items():
             self._step(batch, store, instance_id, events, now)
+        for command in commands:
+            self._apply_bulk(batch, store, command, now)
+
+    def _apply_bulk(self, batch: Any, store: InstanceStore, command: BulkCommand, now: datetime) -> None:
+        """Apply a bulk command to one chunk of this partition's instances; pass the rest on.
+
+        The next chunk is the same command, with where it stopped, sent to the end of this
+        partition of the inbox in this transaction: progress is as durable as the inbox, and
+        other instances' events are not held up behind a large command.
+        """
+        states = store.states_after(command.resume_after, BULK_CHUNK)
+        matched = 0
+        for state in states:
+            if not command.matches(state.status, state.name, state.created_ms):
+                continue
+            matched += 1
+            event: Any = PurgeRequested() if command.action == PURGE else ExecutionTerminated(
+                f"bulk terminate {command.command_id}", command.output, True)
+            self._step(batch, store, state.instance_id, [HistoryEvent(state.instance_id, "", -1, now, event)], now)
+        if len(states) == BULK_CHUNK:
+            rest = replace(command, resume_after=states[-1].instance_id)
+            batch.emit(self.inbox, command.command_id.encode(), encode_bulk(rest), partition=batch.partition)
+        log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
+                 batch.partition, matched, len(states), ", continuing" if len(states) == BULK_CHUNK else ", done")
 
     def punctuate(self, batch: Any, now_ms: int) -> None:
         store = self._store(batch.store)

@@ -130,6 +130,11 @@ class InstanceStore:
         end = b"t/%013d" % (now_ms + 1)
         return [parse_timer_key(k) for k, _ in self.store.scan_range(b"t/", end, limit=TIMER_SCAN_LIMIT)]
 
+    def states_after(self, after: str | None, limit: int) -> list[InstanceState]:
+        """Up to ``limit`` instance states in ID order, from just after ``after`` (None: the first)."""
+        start = b"i/" if after is None else state_key(after) + SEP
+        return [InstanceState.from_bytes(raw) for _, raw in self.store.scan_range(start, b"i0", limit=limit)]
+
     def ended_before(self, status: WorkflowStatus, before_ms: int, limit: int) -> list[str]:
         """Instances in final ``status`` since before ``before_ms``, oldest first, at most ``limit``."""
         prefix = ended_prefix(status)

@@ -8,6 +8,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from engine.state.history_log import instance_of
 from engine.state.topics import HISTORY, STATUS, workflow_topics
 from streams.store import PartitionStore
 from streams.topics import TopicSpec, ensure_topics
-from tests.integration.engine.runtime_process import runtime_processes, wait_until
+from tests.integration.engine.runtime_process import kwf, runtime_processes, wait_until
 
 # Compaction a test can wait for: segments roll after a second and any dirt is cleaned
 # (the broker's cleaner looks every 15 s).
@@ -204,3 +205,44 @@ def _subprocess_settings(settings: Settings, folder: Path, process_id: str) -> S
     return Settings.from_env(bootstrap_servers=settings.bootstrap_servers, topic_prefix=settings.topic_prefix,
                              partitions=settings.partitions, state_dir=folder / f"state-{process_id}",
                              process_id=process_id)
+
+
+def test_bulk_purge_and_terminate_by_filter_are_one_command_each(
+        settings: Settings, client: WorkflowClient, start_runtime: Callable[..., WorkflowRuntime],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small chunks, so each partition's command goes on in several transactions.
+    monkeypatch.setattr("engine.orchestration.orchestrator.BULK_CHUNK", 2)
+    start_runtime(register)
+    early = [client.schedule_new_workflow("chain3", input=i, instance_id=f"early-{i}") for i in range(6)]
+    for instance_id in early:
+        client.wait_for_workflow_completion(instance_id, timeout_in_seconds=60)
+    time.sleep(0.05)
+    cut = datetime.now(UTC)
+    late = [client.schedule_new_workflow("chain3", input=i, instance_id=f"late-{i}") for i in range(3)]
+    waiters = [client.schedule_new_workflow("waiter", instance_id=f"waiter-{i}") for i in range(5)]
+    for instance_id in late:
+        client.wait_for_workflow_completion(instance_id, timeout_in_seconds=60)
+    for instance_id in waiters:
+        client.wait_for_workflow_start(instance_id, timeout_in_seconds=60)
+
+    purge = client.purge_workflows(status=["COMPLETED"], name="chain3", created_before=cut)
+    assert purge.partitions == settings.partitions
+    assert sorted(purge.matched) == sorted(early)
+    assert purge.wait(timeout=60) == len(early)
+    assert all(client.get_workflow_state(i) is None for i in early)
+    assert all(client.get_workflow_state(i) is not None for i in [*late, *waiters])
+
+    terminate = client.terminate_workflows(name="waiter", output="closed")
+    assert terminate.wait(timeout=60) == len(waiters)
+    for instance_id in waiters:
+        state = client.get_workflow_state(instance_id)
+        assert state is not None and state.runtime_status is WorkflowStatus.TERMINATED
+        assert state.serialized_output == '"closed"'
+
+    done = kwf(settings, "purge", "--status", "TERMINATED", "--created-after", cut.isoformat())
+    assert done.returncode == 0, done.stderr
+    assert f"done: {len(waiters)} instances" in done.stdout, done.stdout
+    assert all(client.get_workflow_state(i) is None for i in waiters)
+    assert all(client.get_workflow_state(i) is not None for i in late)
+    refused = kwf(settings, "purge", "--status", "RUNNING")
+    assert refused.returncode == 1 and "cannot be purged" in refused.stderr
