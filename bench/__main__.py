@@ -9,6 +9,7 @@ A broker JVM commits transactions ten times slower in its first minute than once
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
     python -m bench [--quick] [--only chain3,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+    python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, fanout, peer_dbos, recovery
+from bench import ceiling, chain, fanout, peer_dbos, recovery, scale
 from bench.common import broker, console, machine, note, results
 
 WORKLOADS = ("chain3", "fanout", "ceiling", "recovery", "dbos")
+# Run only when asked for with --only.
+ON_REQUEST = ("scale",)
 
 
 def main() -> None:
@@ -28,9 +31,11 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=None,
                         help="longest broker warm-up in seconds (default 60 with --quick, else 150; 0: none)")
     parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated subset of " + ", ".join(WORKLOADS))
+    parser.add_argument("--scale-count", default=str(scale.COUNT),
+                        help="instances of the scale workload; several, comma-separated, make a slope")
     args = parser.parse_args()
     chosen = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(chosen) - set(WORKLOADS)
+    unknown = set(chosen) - set(WORKLOADS) - set(ON_REQUEST)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     repeats = 1 if args.quick else 3
@@ -50,6 +55,9 @@ def main() -> None:
             fanout.run(bootstrap, repeats=repeats)
         if "recovery" in chosen:
             recovery.run(bootstrap, count=recovery.COUNT)
+        if "scale" in chosen:
+            for count in (int(n) for n in args.scale_count.split(",") if n.strip()):
+                scale.run(bootstrap, count=count)
         if "dbos" in chosen:
             peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000)
     console.print(results.table())
