@@ -69,6 +69,8 @@ def run(bootstrap: str, *, count: int = COUNT) -> None:
             note(f"scale: {count} chain3 instances completed in {time.perf_counter() - began:.1f} s")
             client.close()
         measure(settings, runtime, count, "")
+        if not hasattr(WorkflowClient, "purge_workflows"):
+            return  # a runtime checkout from before bulk purge: the first half is the baseline
         client = WorkflowClient(settings=settings)
         operation = client.purge_workflows(status=["COMPLETED"], name="chain3", created_before=cut)
         purged = operation.wait(timeout=TIMEOUT_S)
