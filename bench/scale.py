@@ -79,13 +79,17 @@ def run(bootstrap: str, *, count: int = COUNT) -> None:
         client.close()
         note(f"scale: purged {purged} instances; waiting for compaction")
         written = history_records(settings)
-        time.sleep(SEGMENT_S)
-        roll = WorkflowClient(settings=settings)  # new records roll the segments the purge wrote
-        roll.schedule_new_workflows("chain3", ((f"roll-{uuid.uuid4().hex[:8]}-{n}", 1) for n in range(64)))
-        roll.close()
+        roll = WorkflowClient(settings=settings)
         deadline = time.monotonic() + COMPACTION_TIMEOUT_S
-        while (left := history_records(settings)) > written // 4 and time.monotonic() < deadline:
-            time.sleep(5)
+        while True:
+            # New records roll the segments the purge wrote and make the log dirty again, so
+            # the cleaner comes back for the tombstones once they are older than their 5 s.
+            time.sleep(SEGMENT_S)
+            roll.schedule_new_workflows("chain3", ((f"roll-{uuid.uuid4().hex[:8]}-{n}", 1) for n in range(16)))
+            left = history_records(settings)
+            if left <= written // 4 or time.monotonic() > deadline:
+                break
+        roll.close()
         note(f"scale: history records {written} before compaction, {left} after")
         measure(settings, runtime, count, "_after_purge")
     finally:
@@ -101,6 +105,7 @@ def measure(settings: Settings, runtime: RuntimeProcess, count: int, suffix: str
     topics = topics_disk_mb(settings)
     if topics is not None:
         emit(WORKLOAD, f"kwf n={count}", "topics_disk_mb" + suffix, topics, "MB")
+    StatusView.close_shared()  # a new client, with a view of its own
     began = time.perf_counter()
     fresh = WorkflowClient(settings=settings)
     fresh.get_workflow_state("s-00000000")
