@@ -13,6 +13,7 @@ A broker JVM commits transactions ten times slower in its first minute than once
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
     python -m bench [--quick] [--only chain3,observability,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+    python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, fanout, observability, peer_dbos, recovery
+from bench import ceiling, chain, fanout, observability, peer_dbos, recovery, scale
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
 
 WORKLOADS = ("chain3", "observability", "fanout", "ceiling", "recovery", "dbos")
+# Run only when asked for with --only.
+ON_REQUEST = ("scale",)
 
 
 def main() -> None:
@@ -33,9 +36,11 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=None,
                         help="longest broker warm-up in seconds (default 60 with --quick, else 150; 0: none)")
     parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated subset of " + ", ".join(WORKLOADS))
+    parser.add_argument("--scale-count", default=str(scale.COUNT),
+                        help="instances of the scale workload; several, comma-separated, make a slope")
     args = parser.parse_args()
     chosen = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(chosen) - set(WORKLOADS)
+    unknown = set(chosen) - set(WORKLOADS) - set(ON_REQUEST)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     repeats = 1 if args.quick else 3
@@ -53,6 +58,7 @@ def main() -> None:
             "observability": lambda: observability.run(bootstrap, count=2000, repeats=repeats),
             "fanout": lambda: fanout.run(bootstrap, repeats=repeats),
             "recovery": lambda: recovery.run(bootstrap, count=recovery.COUNT),
+            "scale": lambda: [scale.run(bootstrap, count=int(n)) for n in args.scale_count.split(",") if n.strip()],
             "dbos": lambda: peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000),
         }
         skipped = run_workloads([Workload(name, run) for name, run in workloads.items() if name in chosen])

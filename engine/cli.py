@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.state.config import Settings
@@ -80,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, help_text in [("terminate", "terminate an instance"), ("suspend", "suspend an instance"),
                             ("resume", "resume a suspended instance"), ("purge", "remove an ended instance")]:
         cmd = sub.add_parser(verb, help=help_text)
-        cmd.add_argument("id")
+        if verb in ("terminate", "purge"):
+            cmd.add_argument("id", nargs="?", help="one instance; or leave it out and give a filter")
+            add_bulk_filter(cmd)
+        else:
+            cmd.add_argument("id")
         if verb == "terminate":
             cmd.add_argument("--output", default=None, help="JSON output to record")
         cmd.set_defaults(handler=cmd_manage)
@@ -198,7 +203,53 @@ def cmd_raise(ns: argparse.Namespace) -> int:
     return 0
 
 
+def add_bulk_filter(cmd: argparse.ArgumentParser) -> None:
+    """The filter of ``kwf purge`` and ``kwf terminate`` without an ID: one command for all matches."""
+    cmd.add_argument("--status", action="append", default=None,
+                     help="match this status (repeat, or separate with commas); default: all it applies to")
+    cmd.add_argument("--name", default=None, help="match this workflow name")
+    cmd.add_argument("--created-before", default=None, help="match instances created before this time (ISO 8601)")
+    cmd.add_argument("--created-after", default=None, help="match instances created at or after this time")
+    cmd.add_argument("--no-wait", action="store_true", help="return once the command is accepted")
+
+
+def _time_arg(text: str | None, what: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise ValueError(f"{what} is not an ISO 8601 time such as 2026-11-01T00:00:00Z: {text!r}") from err
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def cmd_bulk(ns: argparse.Namespace) -> int:
+    statuses = None if ns.status is None else [s for part in ns.status for s in part.split(",") if s]
+    filters = {"status": statuses, "name": ns.name,
+               "created_before": _time_arg(ns.created_before, "--created-before"),
+               "created_after": _time_arg(ns.created_after, "--created-after")}
+    client = _client()
+    if ns.command == "purge":
+        operation = client.purge_workflows(**filters)
+    else:
+        operation = client.terminate_workflows(**filters, output=_json_arg(ns.output, "--output"))
+    print(f"{ns.command} {operation.command_id} accepted on {operation.partitions} partitions; "
+          f"{len(operation.matched)} instances match")
+    if not ns.no_wait:
+        done = operation.wait(timeout=None)
+        print(f"{ns.command} {operation.command_id} done: {done} instances")
+    return 0
+
+
 def cmd_manage(ns: argparse.Namespace) -> int:
+    if ns.command in ("terminate", "purge"):
+        bulk = ns.status or ns.name or ns.created_before or ns.created_after
+        if ns.id is None and not bulk:
+            raise ValueError(f"kwf {ns.command} wants an instance ID or a filter (--status, --name, --created-...)")
+        if ns.id is not None and bulk:
+            raise ValueError(f"kwf {ns.command} takes an instance ID or a filter, not both")
+        if bulk:
+            return cmd_bulk(ns)
     client = _client()
     if ns.command == "terminate":
         client.terminate_workflow(ns.id, output=_json_arg(ns.output, "--output"))

@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
@@ -24,6 +26,7 @@ from engine.edges.worker import ActivityWorker
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.config import Settings
+from engine.state.retention import RetentionPolicy
 from engine.state.state_slot import StateSlot, settle_identity
 from engine.state.topics import INBOX, workflow_topics
 from streams.processor import Processor
@@ -31,6 +34,7 @@ from streams.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger("engine.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
+RetentionArg = str | float | timedelta | None
 
 # Joining a group, restoring state and the first rebalance take a few seconds on a cold broker.
 START_TIMEOUT_S = 120.0
@@ -71,6 +75,9 @@ class WorkflowRuntime:
         max_concurrent_activities: Activity tasks running at once in this process.
         runtime_interceptors, workflow_outbound_interceptors: Dapr's interceptor hooks:
             accepted, no effect here. Other keywords are accepted and ignored as well.
+        retention_any_terminal, retention_completed, retention_failed, retention_terminated:
+            How long an ended instance is kept before this runtime purges it (``"7d"``,
+            ``"12h"``, seconds or a ``timedelta``), as ``KWF_RETENTION_*``; these win.
     """
 
     def __init__(self, host: str | None = None, port: str | None = None, logger_options: Any = None,
@@ -79,10 +86,16 @@ class WorkflowRuntime:
                  maximum_thread_pool_workers: int | None = None, *, settings: Settings | None = None,
                  role: str = "all", cache_size: int = 10_000, max_concurrent_activities: int = 10_000,
                  registry: Registry | None = None, runtime_interceptors: Any = None,
-                 workflow_outbound_interceptors: Any = None, **_: Any) -> None:
+                 workflow_outbound_interceptors: Any = None, retention_any_terminal: RetentionArg = None,
+                 retention_completed: RetentionArg = None, retention_failed: RetentionArg = None,
+                 retention_terminated: RetentionArg = None, **_: Any) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         self.settings = settings or Settings.from_env()
+        retention = RetentionPolicy.of(retention_any_terminal, retention_completed, retention_failed,
+                                       retention_terminated)
+        if retention.enabled:
+            self.settings = replace(self.settings, retention=self.settings.retention.merged(retention))
         # As configured; ``settings`` becomes this process's own (state folder, ID) at start.
         self._configured = self.settings
         self.registry = registry or Registry()

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from rocksdict import Options, Rdict, RdictIter, ReadOptions, WriteBatch
+from rocksdict import DBCompressionType, Options, Rdict, RdictIter, ReadOptions, WriteBatch
 
 log = logging.getLogger("streams.store")
 
@@ -48,6 +48,10 @@ def _options() -> Options:
     options.create_missing_column_families(True)
     options.set_write_buffer_size(WRITE_BUFFER_BYTES)
     options.set_max_background_jobs(BACKGROUND_JOBS)
+    # LZ4 where data is rewritten often, zstd in the bottom level where most of it rests:
+    # RocksDB's advice for small values that compress well (JSON, Avro).
+    options.set_compression_type(DBCompressionType.lz4())
+    options.set_bottommost_compression_type(DBCompressionType.zstd())
     return options
 
 

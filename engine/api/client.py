@@ -19,8 +19,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from engine.api.bulk import BulkOperation, bulk_command, send_bulk
 from engine.api.status_view import StatusView
 from engine.core import payload
+from engine.core.bulk import PURGE, TERMINATE
 from engine.core.clock import now_utc
 from engine.core.history import (
     EventRaised,
@@ -282,6 +284,26 @@ class WorkflowClient:
                              "can be purged; terminate it first")
         self._command(instance_id, PurgeRequested())
         self.view.wait_for(instance_id, lambda s: s is None, DEFAULT_ACK_TIMEOUT_S)
+
+    def purge_workflows(self, *, status: Iterable[WorkflowStatus | str] | None = None, name: str | None = None,
+                        created_before: datetime | None = None,
+                        created_after: datetime | None = None) -> BulkOperation:
+        """Purge every ended instance the filter matches, as one durable command.
+
+        Returns once the broker has the command; ``.wait()`` on the result waits until it
+        has reached the instances it matched. ``status`` defaults to every final status.
+        """
+        command = bulk_command(PURGE, status=status, name=name, created_before=created_before,
+                               created_after=created_after)
+        return send_bulk(self._producer, self._inbox, command, self.view, self._flush, self._delivered)
+
+    def terminate_workflows(self, *, status: Iterable[WorkflowStatus | str] | None = None, name: str | None = None,
+                            created_before: datetime | None = None, created_after: datetime | None = None,
+                            output: Any = None) -> BulkOperation:
+        """Terminate every unended instance the filter matches, as one durable command (see ``purge_workflows``)."""
+        command = bulk_command(TERMINATE, status=status, name=name, created_before=created_before,
+                               created_after=created_after, output=self._encode(output, "output"))
+        return send_bulk(self._producer, self._inbox, command, self.view, self._flush, self._delivered)
 
     def close(self) -> None:
         """Deliver what is pending and close the Kafka producer; the client is unusable after."""

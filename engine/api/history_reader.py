@@ -4,6 +4,8 @@ The instance's records all sit in one partition (murmur2 of its ID); this reads 
 partition (read_committed) to its end and keeps the instance's events of its latest
 execution. It costs a read of the partition, which is fine for a person looking at one
 instance.
+The topic is compacted (``engine.state.history_log``): earlier executions show only until
+compaction removes them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from engine.core.history import ExecutionStarted, HistoryEvent, PurgeRequested
 from engine.core.partitioner import partition_for
 from engine.state.codec import decode_event
 from engine.state.config import Settings
+from engine.state.history_log import instance_of
 from engine.state.topics import HISTORY
 from streams.reader import read_to_end
 
@@ -29,8 +32,8 @@ def read_history(settings: Settings, instance_id: str, *, all_executions: bool =
     events: list[HistoryEvent] = []
     for message in read_to_end(settings.client(), topic, [partition_for(key, len(meta.partitions))],
                                timeout=timeout):
-        if message.key() != key:
-            continue
+        if message.value() is None or instance_of(message.key()) != key:
+            continue  # another instance's event, or a tombstone
         event = decode_event(message.value())
         if isinstance(event.event, PurgeRequested):
             events = []

@@ -126,6 +126,7 @@ def create_app(client: WorkflowClient) -> FastAPI:
 
     for prefix in PREFIXES:
         app.include_router(_routes(client), prefix=prefix)
+        app.include_router(_bulk_routes(client), prefix=prefix)
     mount_ui(app)
     mount_metrics(app)
     return app
@@ -235,6 +236,83 @@ def _routes(client: WorkflowClient) -> APIRouter:
             raise ApiError(409, "ERR_INSTANCE_NOT_ENDED", str(err)) from err
 
     return router
+
+
+def _bulk_routes(client: WorkflowClient) -> APIRouter:
+    """``POST /workflows/dapr/purge`` and ``/terminate``: one durable command for every match.
+
+    The body is a filter, every field optional: ``{"status": ["COMPLETED"], "name": "...",
+    "createdBefore": "2026-11-01T00:00:00Z", "createdAfter": "..."}`` (and ``"output"`` for
+    terminate). The answer, 202 once the command is accepted: ``{"commandID", "partitions",
+    "matched"}``; with ``?wait=S`` it also waits up to S seconds and adds ``"done"``.
+    """
+    router = APIRouter()
+
+    async def bulk(action: str, component: str, request: Request, wait: float) -> dict[str, Any]:
+        _component(component)
+        body = await _json_body(request)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "ERR_BAD_REQUEST", "the body is a JSON object: the filter")
+        unknown = set(body) - {"status", "name", "createdBefore", "createdAfter", "output"}
+        if unknown or (action == "purge" and "output" in body):
+            raise ApiError(400, "ERR_BAD_REQUEST", f"unknown filter fields: {', '.join(sorted(unknown or {'output'}))}")
+        status = body.get("status")
+        if isinstance(status, str):
+            status = [status]
+        if status is not None and not (isinstance(status, list) and all(isinstance(x, str) for x in status)):
+            raise ApiError(400, "ERR_BAD_REQUEST", "status is a list of status names")
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ApiError(400, "ERR_BAD_REQUEST", "name is a string")
+        try:
+            filters = {"status": status, "name": name,
+                       "created_before": _moment(body.get("createdBefore"), "createdBefore"),
+                       "created_after": _moment(body.get("createdAfter"), "createdAfter")}
+            if action == "purge":
+                operation = await _blocking(client.purge_workflows, **filters)
+            else:
+                operation = await _blocking(client.terminate_workflows, **filters, output=body.get("output"))
+        except PayloadTooLarge as err:
+            raise ApiError(413, "ERR_PAYLOAD_TOO_LARGE", str(err)) from err
+        except ValueError as err:
+            raise ApiError(400, "ERR_BAD_REQUEST", str(err)) from err
+        except (TimeoutError, RuntimeError) as err:
+            raise ApiError(503, "ERR_RUNTIME_UNAVAILABLE", str(err)) from err
+        answer: dict[str, Any] = {"commandID": operation.command_id, "partitions": operation.partitions,
+                                  "matched": len(operation.matched)}
+        if wait > 0:
+            try:
+                await _blocking(operation.wait, timeout=wait)
+                answer["done"] = True
+            except TimeoutError:
+                answer["done"] = False
+        return answer
+
+    @router.post("/workflows/{component}/purge", status_code=202)
+    async def purge_many(component: str, request: Request,
+                         wait: float = Query(default=0, ge=0, le=300)) -> dict[str, Any]:
+        return await bulk("purge", component, request, wait)
+
+    @router.post("/workflows/{component}/terminate", status_code=202)
+    async def terminate_many(component: str, request: Request,
+                             wait: float = Query(default=0, ge=0, le=300)) -> dict[str, Any]:
+        return await bulk("terminate", component, request, wait)
+
+    return router
+
+
+def _moment(value: Any, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is an RFC 3339 time such as 2026-11-01T00:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise ValueError(f"{what} is an RFC 3339 time such as 2026-11-01T00:00:00Z, not {value!r}") from err
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _component(component: str) -> None:

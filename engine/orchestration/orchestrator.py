@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from engine.core.bulk import PURGE, BulkCommand
 from engine.core.clock import now_utc
 from engine.core.history import (
     ChildWorkflowCompleted,
@@ -48,8 +49,18 @@ from engine.observability import logs, metrics, tracing
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
-from engine.state.codec import ActivityTask, decode_event, encode_event, encode_status, encode_task
+from engine.state.codec import (
+    ActivityTask,
+    decode_bulk,
+    decode_event,
+    encode_bulk,
+    encode_event,
+    encode_status,
+    encode_task,
+    is_bulk,
+)
 from engine.state.config import Settings
+from engine.state.history_log import event_key, execution_keys
 from engine.state.instance_state import InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
@@ -63,6 +74,12 @@ log = logging.getLogger("engine.orchestration.orchestrator")
 
 # A workflow that continues as new without ever waiting would spin forever in one step.
 MAX_CONTINUATIONS_PER_STEP = 1000
+# Retention purges per partition and punctuation: each writes a tombstone per history
+# event, so a backlog (a retention just switched on) drains over many short transactions.
+RETENTION_PURGES_PER_TICK = 200
+# Instances a bulk command looks at per transaction: a purge writes a tombstone per event
+# and a terminate replays the instance, so chunks keep transactions short.
+BULK_CHUNK = 200
 RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
 
 
@@ -173,7 +190,9 @@ class Orchestrator:
 
     # -- the streams handler ------------------------------------------------------------
 
-    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> HistoryEvent:
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> HistoryEvent | BulkCommand:
+        if is_bulk(value):
+            return decode_bulk(value)
         event = decode_event(value)
         validate_instance_id(event.instance_id)
         if key is not None and key != event.instance_id.encode():
@@ -186,7 +205,11 @@ class Orchestrator:
     def process(self, batch: Any) -> None:
         store = self._store(batch.store)
         by_instance: dict[str, list[Record]] = {}
+        commands: list[BulkCommand] = []
         for record in batch.records:
+            if isinstance(record.value, BulkCommand):
+                commands.append(record.value)  # sent to every partition: each applies it to its own
+                continue
             event: HistoryEvent = record.value
             self._spans.received(event, record.headers)
             owner = partition_for(event.instance_id.encode(), self.partitions)
@@ -199,6 +222,30 @@ class Orchestrator:
         now = now_utc()
         for instance_id, records in by_instance.items():
             self._step(batch, store, instance_id, [r.value for r in records], now, records)
+        for command in commands:
+            self._apply_bulk(batch, store, command, now)
+
+    def _apply_bulk(self, batch: Any, store: InstanceStore, command: BulkCommand, now: datetime) -> None:
+        """Apply a bulk command to one chunk of this partition's instances; pass the rest on.
+
+        The next chunk is the same command, with where it stopped, sent to the end of this
+        partition of the inbox in this transaction: progress is as durable as the inbox, and
+        other instances' events are not held up behind a large command.
+        """
+        states = store.states_after(command.resume_after, BULK_CHUNK)
+        matched = 0
+        for state in states:
+            if not command.matches(state.status, state.name, state.created_ms):
+                continue
+            matched += 1
+            event: Any = PurgeRequested() if command.action == PURGE else ExecutionTerminated(
+                f"bulk terminate {command.command_id}", command.output, True)
+            self._step(batch, store, state.instance_id, [HistoryEvent(state.instance_id, "", -1, now, event)], now)
+        if len(states) == BULK_CHUNK:
+            rest = replace(command, resume_after=states[-1].instance_id)
+            batch.emit(self.inbox, command.command_id.encode(), encode_bulk(rest), partition=batch.partition)
+        log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
+                 batch.partition, matched, len(states), ", continuing" if len(states) == BULK_CHUNK else ", done")
 
     def punctuate(self, batch: Any, now_ms: int) -> None:
         store = self._store(batch.store)
@@ -211,6 +258,24 @@ class Orchestrator:
         now = now_utc()
         for instance_id, events in due.items():
             self._step(batch, store, instance_id, events, now)
+        self._purge_retired(batch, store, now_ms)
+
+    def _purge_retired(self, batch: Any, store: InstanceStore, now_ms: int) -> None:
+        """Purge instances that have been in a final status longer than the retention policy.
+
+        Reads only the due entries of the store's ended index; the purge takes the path a
+        client's purge takes, so it is in history and in this transaction.
+        """
+        cutoffs = self.settings.retention.cutoffs(now_ms)
+        if not cutoffs:
+            return
+        now = now_utc()
+        for status, before_ms in cutoffs.items():
+            for instance_id in store.ended_before(status, before_ms, RETENTION_PURGES_PER_TICK):
+                if instance_id in self._txn.states:
+                    continue  # changed in this transaction: the index entry is stale until it commits
+                log.info("purging %s: %s longer than its retention", instance_id, status.name)
+                self._step(batch, store, instance_id, [HistoryEvent(instance_id, "", -1, now, PurgeRequested())], now)
 
     def apply_changelog(
         self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None, decoded: Any
@@ -516,13 +581,25 @@ class Orchestrator:
         metrics.history_emitted(events)
         self._spans.history_emitted(events)
         for event in events:
-            batch.emit_changelog(event.instance_id.encode(), encode_event(event), decoded=event)
+            instance_id = event.instance_id
+            if isinstance(event.event, ExecutionStarted):
+                # The execution this one replaces leaves the compacted history.
+                previous = self._state(self._store(batch.store), instance_id)
+                if previous is not None:
+                    self._emit_tombstones(batch, instance_id, previous.next_sequence)
+            batch.emit_changelog(event_key(instance_id, event.sequence), encode_event(event), decoded=event)
             if isinstance(event.event, PurgeRequested):
-                self._txn.history.pop(event.instance_id, None)
+                self._emit_tombstones(batch, instance_id, event.sequence + 1)
+                self._txn.history.pop(instance_id, None)
                 continue
             if isinstance(event.event, ExecutionStarted):
-                self._txn.history[event.instance_id] = []
-            self._txn.history.setdefault(event.instance_id, []).append(event)
+                self._txn.history[instance_id] = []
+            self._txn.history.setdefault(instance_id, []).append(event)
+
+    def _emit_tombstones(self, batch: Any, instance_id: str, length: int) -> None:
+        """Tombstones on an execution's history keys: compaction removes its events."""
+        for key in execution_keys(instance_id, length):
+            batch.emit_changelog(key, None)
 
     def _emit_status(self, batch: Any, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))

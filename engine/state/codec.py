@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from engine.core.bulk import BulkCommand
 from engine.core.history import (
     FailureDetails,
     HistoryEvent,
@@ -116,3 +117,25 @@ def decode_status(data: bytes | None) -> StatusRecord:
         failure=None if r["failure"] is None else failure_details_from_record(r["failure"]),
         parent_instance_id=r["parent_instance_id"], history_length=r["history_length"],
     )
+
+
+def encode_bulk(command: BulkCommand) -> bytes:
+    return serde("kwf.BulkCommand").encode({
+        "command_id": command.command_id, "action": command.action,
+        "statuses": [s.value for s in command.statuses], "name": command.name,
+        "created_after_ms": command.created_after_ms, "created_before_ms": command.created_before_ms,
+        "output": command.output, "resume_after": command.resume_after,
+    })
+
+
+def decode_bulk(data: bytes | None) -> BulkCommand:
+    record = serde("kwf.BulkCommand").decode(data)
+    return BulkCommand(record["command_id"], record["action"], tuple(WorkflowStatus(s) for s in record["statuses"]),
+                       record["name"], record["created_after_ms"], record["created_before_ms"], record["output"],
+                       record["resume_after"])
+
+
+def is_bulk(data: bytes | None) -> bool:
+    """Whether an inbox record is a ``kwf.BulkCommand`` (by its schema fingerprint)."""
+    bulk = serde("kwf.BulkCommand")
+    return data is not None and data[2:2 + len(bulk.fingerprint)] == bulk.fingerprint

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.state.retention import RetentionPolicy
 from streams.kafka_config import client_settings
 
 MIB = 1024 * 1024
@@ -33,6 +34,8 @@ class Settings:
             code may run before its instance fails; 0 turns the limit off.
         activity_timeout_s: ``KWF_ACTIVITY_TIMEOUT_S``, the longest an activity may run before
             its task fails with ``ActivityTimeout``; unset (None) means no limit.
+        retention: ``KWF_RETENTION_*``, how long ended instances are kept before the
+            runtime purges them (``engine.state.retention``); by default forever.
         kafka: Extra librdkafka settings from ``KWF_KAFKA_*``.
         replication_factor: ``KWF_REPLICATION_FACTOR``, replicas of the topics this runtime
             creates; unset (None): three where three or more brokers answer, else one.
@@ -53,6 +56,7 @@ class Settings:
     # while its steps run, and a longer step would let the broker abort it.
     step_time_limit_s: float = 5.0
     activity_timeout_s: float | None = None
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     kafka: dict[str, str] = field(default_factory=dict, repr=False)
     replication_factor: int | None = None
 
@@ -72,6 +76,7 @@ class Settings:
             max_payload_bytes=int(env.get("KWF_MAX_PAYLOAD_BYTES", str(MIB))),
             step_time_limit_s=float(env.get("KWF_STEP_TIME_LIMIT_S", "5")),
             activity_timeout_s=float(env["KWF_ACTIVITY_TIMEOUT_S"]) if env.get("KWF_ACTIVITY_TIMEOUT_S") else None,
+            retention=RetentionPolicy.from_env(env),
             kafka=kafka,
             replication_factor=int(env["KWF_REPLICATION_FACTOR"]) if env.get("KWF_REPLICATION_FACTOR") else None,
         )
@@ -100,6 +105,8 @@ class Settings:
             "partitioner": "murmur2_random",
             # Small batches: workflow steps are latency-bound, not throughput-bound.
             "linger.ms": "2",
+            # The codec of the topics the runtime creates (engine.state.topics).
+            "compression.type": "zstd",
             # KWF_KAFKA_* settings win over the defaults above.
             **self.kafka,
         }

@@ -6,6 +6,8 @@ Keys (instance IDs never contain NUL, so it separates key parts):
 * ``h/{instance}\\0{sequence:010}``      -> one history event, the bytes of ``kwf.history``
 * ``o/{instance}\\0{id:+011}``           -> an open task, child or timer (OpenItem)
 * ``t/{fire_at_ms:013}\\0{instance}\\0{timer_id}`` -> the timer index, ordered by due time
+* ``e/{STATUS}\\0{ended_ms:013}\\0{instance}``  -> the ended index: instances in a final status,
+  ordered by when they ended, so retention reads only the ones that are due
 
 A history append is one put, so a 10,000-event history is never rewritten.
 """
@@ -16,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
-from engine.core.history import HistoryEvent, PurgeRequested
+from engine.core.history import HistoryEvent, PurgeRequested, WorkflowStatus
 from engine.state.codec import decode_event
 from engine.state.instance_state import Change, InstanceState, OpenItem, fold
 from streams.store import PartitionStore, StoreBatch
@@ -56,6 +58,17 @@ def timer_key(fire_at_ms: int, instance_id: str, timer_id: int) -> bytes:
 def parse_timer_key(key: bytes) -> tuple[int, str, int]:
     stamp, instance, timer = key[2:].split(SEP)
     return int(stamp), instance.decode(), int(timer)
+
+
+def ended_prefix(status: WorkflowStatus) -> bytes:
+    return b"e/" + status.value.encode() + SEP
+
+
+def ended_key(state: InstanceState) -> bytes | None:
+    """The instance's entry in the ended index, or None while it has not ended."""
+    if not state.ended:
+        return None
+    return ended_prefix(state.status) + b"%013d" % state.updated_ms + SEP + state.instance_id.encode()
 
 
 class InstanceStore:
@@ -117,6 +130,17 @@ class InstanceStore:
         end = b"t/%013d" % (now_ms + 1)
         return [parse_timer_key(k) for k, _ in self.store.scan_range(b"t/", end, limit=TIMER_SCAN_LIMIT)]
 
+    def states_after(self, after: str | None, limit: int) -> list[InstanceState]:
+        """Up to ``limit`` instance states in ID order, from just after ``after`` (None: the first)."""
+        start = b"i/" if after is None else state_key(after) + SEP
+        return [InstanceState.from_bytes(raw) for _, raw in self.store.scan_range(start, b"i0", limit=limit)]
+
+    def ended_before(self, status: WorkflowStatus, before_ms: int, limit: int) -> list[str]:
+        """Instances in final ``status`` since before ``before_ms``, oldest first, at most ``limit``."""
+        prefix = ended_prefix(status)
+        end = prefix + b"%013d" % max(0, before_ms)
+        return [k.rsplit(SEP, 1)[1].decode() for k, _ in self.store.scan_range(prefix, end, limit=limit)]
+
     def apply(self, batch: StoreBatch, event: HistoryEvent, raw: bytes) -> None:
         """Fold one committed history event into ``batch``."""
         if batch is not self._batch:
@@ -124,7 +148,10 @@ class InstanceStore:
             self._batch = batch
         instance_id = event.instance_id
         before = self.state(instance_id)
+        was_ended = None if before is None else ended_key(before)
         if isinstance(event.event, PurgeRequested):
+            if was_ended is not None:
+                batch.delete(was_ended)
             self._forget(batch, instance_id, history=True)
             batch.delete(state_key(instance_id))
             self._states[instance_id] = None
@@ -151,6 +178,12 @@ class InstanceStore:
                 batch.put(timer_key(item.fire_at_ms, instance_id, item_id), b"")
             overlay[item_id] = item
         batch.put(state_key(instance_id), change.state.to_bytes())
+        now_ended = ended_key(change.state)
+        if was_ended != now_ended:
+            if was_ended is not None:
+                batch.delete(was_ended)
+            if now_ended is not None:
+                batch.put(now_ended, b"")
         self._states[instance_id] = change.state
         self._remember_edge(event, change.new_execution)
 

@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from engine.core.partitioner import partition_for
 from engine.state.config import Settings
+from engine.state.history_log import instance_of
 from streams.topics import DAY_MS, TopicError, TopicSpec, ensure_topics
 
 INBOX, HISTORY, ACTIVITIES, STATUS, DLQ = "inbox", "history", "activities", "status", "dlq"
@@ -22,17 +23,34 @@ RETRY_CODES = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_
                          KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
 
 
+# Every topic the runtime creates is stored compressed; producers compress with the same
+# codec, so the broker keeps their batches as they are.
+COMPRESSION = {"compression.type": "zstd"}
+# The compacted topics roll a segment a day and compact it within a day after that (the
+# active segment is never compacted), and keep tombstones a day so that a store that was
+# briefly behind still sees them: a purged instance leaves them within about two days.
+COMPACTED = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(DAY_MS),
+    "max.compaction.lag.ms": str(DAY_MS),
+    "delete.retention.ms": str(DAY_MS),
+    **COMPRESSION,
+}
+
+
 def workflow_topics(settings: Settings) -> list[TopicSpec]:
     """Inbox, history and status share keys (instance IDs), so they are co-partitioned."""
     n = settings.partitions
     rf = settings.replication_factor
     return [
-        TopicSpec(settings.topic(INBOX), n, {"retention.ms": str(7 * DAY_MS)}, rf),
-        # The history is the truth: kept forever.
-        TopicSpec(settings.topic(HISTORY), n, {"retention.ms": "-1", "retention.bytes": "-1"}, rf),
-        TopicSpec(settings.topic(STATUS), n, {"cleanup.policy": "compact"}, rf),
-        TopicSpec(settings.topic(ACTIVITIES), n, {"retention.ms": str(7 * DAY_MS)}, rf, co_partitioned=False),
-        TopicSpec(settings.topic(DLQ), n, {"retention.ms": str(30 * DAY_MS)}, rf, co_partitioned=False),
+        TopicSpec(settings.topic(INBOX), n, {"retention.ms": str(7 * DAY_MS), **COMPRESSION}, rf),
+        # The history is the truth and the store's changelog: compacted on one key per event,
+        # it keeps each instance's current execution until a purge (engine.state.history_log).
+        TopicSpec(settings.topic(HISTORY), n, {**COMPACTED, "retention.ms": "-1", "retention.bytes": "-1"}, rf),
+        TopicSpec(settings.topic(STATUS), n, dict(COMPACTED), rf),
+        TopicSpec(settings.topic(ACTIVITIES), n, {"retention.ms": str(7 * DAY_MS), **COMPRESSION}, rf,
+                  co_partitioned=False),
+        TopicSpec(settings.topic(DLQ), n, {"retention.ms": str(30 * DAY_MS), **COMPRESSION}, rf, co_partitioned=False),
     ]
 
 
@@ -48,12 +66,13 @@ def ensure_workflow_topics(settings: Settings) -> None:
 def misplaced_partitions(first_keys: Mapping[int, bytes], partitions: int) -> list[int]:
     """Partitions whose first history record's key belongs to another partition at today's count.
 
-    Every record of an instance is keyed by its ID and placed by murmur2 over the partition
-    count of its time; a first record that today's count would place elsewhere means the
-    topics grew after it was written, and its instance's events would now go to a partition
-    whose history and store know nothing of it.
+    Every record of an instance is placed by murmur2 of its ID over the partition count of
+    its time (a history key is the ID and the event's sequence, ``history_log.event_key``);
+    a first record that today's count would place elsewhere means the topics grew after it
+    was written, and its instance's events would now go to a partition whose history and
+    store know nothing of it.
     """
-    return sorted(p for p, key in first_keys.items() if partition_for(key, partitions) != p)
+    return sorted(p for p, key in first_keys.items() if partition_for(instance_of(key) or key, partitions) != p)
 
 
 def verify_history_placement(settings: Settings) -> None:

@@ -222,6 +222,8 @@ def scan_history(settings: Settings, timeout: float = SCAN_TIMEOUT_S) -> dict[st
     results: Counter[tuple[str, str, int]] = Counter()
     events = 0
     for message in read_to_end(settings.client(), settings.topic(HISTORY), timeout=timeout):
+        if message.value() is None:
+            continue  # a tombstone of a superseded execution
         record = decode_event(message.value())
         events += 1
         execution = (record.instance_id, record.execution_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.core.history import (
+    ExecutionCompleted,
     ExecutionStarted,
     FailureDetails,
     HistoryEvent,
@@ -26,6 +27,7 @@ from engine.state.instance_store import InstanceStore
 from streams.store import PartitionStore
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
+FAR = 9_999_999_999_999  # a time (ms) after every end
 
 
 @pytest.fixture
@@ -118,3 +120,29 @@ def test_state_bytes_are_the_json_of_every_field() -> None:
     expected["failure"] = failure_details_to_record(failure)
     assert json.loads(state.to_bytes()) == expected
     assert InstanceState.from_bytes(state.to_bytes()) == state
+
+
+def test_ended_instances_are_indexed_by_status_and_end_time_until_purged(store: PartitionStore) -> None:
+    instances = InstanceStore(store)
+    events = chain("a", "x1", 1)
+    ended = datetime(2024, 1, 2, tzinfo=UTC)
+    events.append(HistoryEvent("a", "x1", len(events), ended, ExecutionCompleted(WorkflowStatus.COMPLETED, "3")))
+    commit(instances, events[:-1])
+    assert instances.ended_before(WorkflowStatus.COMPLETED, FAR, 10) == []
+    commit(instances, events[-1:])
+    end_ms = int(ended.timestamp() * 1000)
+    assert instances.ended_before(WorkflowStatus.COMPLETED, end_ms, 10) == []
+    assert instances.ended_before(WorkflowStatus.COMPLETED, end_ms + 1, 10) == ["a"]
+    assert instances.ended_before(WorkflowStatus.FAILED, FAR, 10) == []
+    commit(instances, [HistoryEvent("a", "x1", len(events), ended, PurgeRequested())])
+    assert instances.ended_before(WorkflowStatus.COMPLETED, FAR, 10) == []
+    assert list(store.scan_prefix(b"")) == []  # nothing of the instance is left
+
+
+def test_a_new_execution_leaves_the_ended_index(store: PartitionStore) -> None:
+    instances = InstanceStore(store)
+    done = HistoryEvent("a", "x1", 1, AT, ExecutionCompleted(WorkflowStatus.FAILED, None))
+    commit(instances, [HistoryEvent("a", "x1", 0, AT, ExecutionStarted("wf", "1")), done])
+    assert instances.ended_before(WorkflowStatus.FAILED, FAR, 10) == ["a"]
+    commit(instances, [HistoryEvent("a", "x2", 0, AT, ExecutionStarted("wf", "1"))])
+    assert instances.ended_before(WorkflowStatus.FAILED, FAR, 10) == []

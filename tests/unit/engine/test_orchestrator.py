@@ -76,7 +76,11 @@ def proposed(instance_id: str, event: object, execution_id: str = "") -> History
 
 
 def history(turn: Turn) -> list[HistoryEvent]:
-    return [decode_event(value) for _, value, _ in turn.changelog]
+    return [decode_event(value) for _, value, _ in turn.changelog if value is not None]
+
+
+def tombstones(turn: Turn) -> list[bytes | None]:
+    return [key for key, value, _ in turn.changelog if value is None]
 
 
 def statuses(turn: Turn) -> list[WorkflowStatus]:
@@ -128,6 +132,7 @@ def test_only_an_ended_instance_is_purged_and_its_status_is_tombstoned(harness: 
     harness.process(proposed("i1", EventRaised("go", "1"), started[0].execution_id))
     purged = harness.process(proposed("i1", PurgeRequested()))
     assert [type(e.event) for e in history(purged)] == [PurgeRequested]
+    assert len(tombstones(purged)) >= 3  # every event of the instance leaves the compacted history
     assert [e.value for e in purged.to("t.status")] == [None]
     # Gone: the same ID starts afresh.
     again = history(harness.process(proposed("i1", ExecutionStarted("waiter", "null"))))
