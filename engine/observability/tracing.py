@@ -74,7 +74,7 @@ def _tracer() -> Any:
 # -- headers --------------------------------------------------------------------------
 
 
-def headers_of_context(ctx: Any = None) -> list[tuple[str, bytes]] | None:
+def headers_of_context(ctx: Any = None) -> list[tuple[str, bytes | None]] | None:
     """Kafka headers carrying ``ctx`` (default: the current context), or None when it has no span."""
     if _propagator is None:
         return None
@@ -146,7 +146,7 @@ class WorkflowSpans:
             # such as a raised event, carry their sender's).
             self._put(event.instance_id, trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context()))
 
-    def headers(self, instance_id: str) -> list[tuple[str, bytes]] | None:
+    def headers(self, instance_id: str) -> list[tuple[str, bytes | None]] | None:
         """Headers for records the instance's step emits (tasks, child starts), or None."""
         span = self._spans.get(instance_id)
         if span is None:

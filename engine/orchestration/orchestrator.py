@@ -22,7 +22,6 @@ from typing import Any
 from engine.core.bulk import PURGE, BulkCommand
 from engine.core.clock import now_utc
 from engine.core.history import (
-    ChildWorkflowCompleted,
     ChildWorkflowFailed,
     ChildWorkflowScheduled,
     EventRaised,
@@ -31,11 +30,9 @@ from engine.core.history import (
     ExecutionStarted,
     ExecutionSuspended,
     ExecutionTerminated,
-    FailureDetails,
     HistoryEvent,
     ParentInstance,
     PurgeRequested,
-    TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerFired,
@@ -44,8 +41,18 @@ from engine.core.history import (
     validate_instance_id,
 )
 from engine.core.partitioner import partition_for
-from engine.core.payload import PayloadTooLarge, check_size
 from engine.observability import logs, metrics, tracing
+from engine.orchestration.decisions import (
+    check_inbox_payload,
+    closed_item,
+    limit_payloads,
+    parent_notice,
+    purge_refusal,
+    refusal,
+    source_of,
+    start_refusal,
+    step_overrun,
+)
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
@@ -65,7 +72,7 @@ from engine.state.instance_state import InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
 from streams import dlq
-from streams.handler import Record
+from streams.handler import Batch, Record
 from streams.metrics import dead_lettered
 from streams.processor import ProcessorConfig
 from streams.store import PartitionStore, StoreBatch
@@ -80,50 +87,6 @@ RETENTION_PURGES_PER_TICK = 200
 # Instances a bulk command looks at per transaction: a purge writes a tombstone per event
 # and a terminate replays the instance, so chunks keep transactions short.
 BULK_CHUNK = 200
-RESULTS = TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed
-
-
-def limit_payloads(actions: list[Any], limit: int) -> tuple[list[Any], dict[int, TaskFailed | ChildWorkflowFailed]]:
-    """Hold a step's actions to the payload limit before they enter history.
-
-    A completed execution whose output is over ``limit`` fails with ``PayloadTooLarge``
-    instead; an activity or child workflow whose input is over it is recorded without
-    the input and fails with ``PayloadTooLarge`` (the returned failures, by task ID, to
-    deliver) rather than run. Returns ``actions`` itself when nothing is over the limit.
-    """
-    decided: list[Any] = []
-    refused: dict[int, TaskFailed | ChildWorkflowFailed] = {}
-    for action in actions:
-        try:
-            if isinstance(action, ExecutionCompleted):
-                check_size(action.output, "workflow output", limit)
-            elif isinstance(action, TaskScheduled):
-                check_size(action.input, f"input of activity {action.name!r}", limit)
-            elif isinstance(action, ChildWorkflowScheduled):
-                check_size(action.input, f"input of child workflow {action.name!r}", limit)
-            decided.append(action)
-        except PayloadTooLarge as err:
-            failure = FailureDetails("PayloadTooLarge", str(err))
-            if isinstance(action, ExecutionCompleted):
-                decided.append(ExecutionCompleted(WorkflowStatus.FAILED, None, failure))
-            elif isinstance(action, TaskScheduled):
-                decided.append(replace(action, input=None))
-                refused[action.task_id] = TaskFailed(action.task_id, failure)
-            else:
-                decided.append(replace(action, input=None))
-                refused[action.task_id] = ChildWorkflowFailed(action.task_id, failure)
-    changed = any(a is not b for a, b in zip(decided, actions, strict=True))
-    return (decided if changed else actions), refused
-
-
-def _check_inbox_payload(event: Any, limit: int) -> None:
-    """The inbox's own door: a start, event or termination from outside, over the limit, is refused."""
-    if isinstance(event, ExecutionStarted):
-        check_size(event.input, "input", limit)
-    elif isinstance(event, EventRaised):
-        check_size(event.data, "event data", limit)
-    elif isinstance(event, ExecutionTerminated):
-        check_size(event.output, "output", limit)
 
 
 @dataclass
@@ -199,10 +162,10 @@ class Orchestrator:
             raise ValueError(f"record key {key!r} is not the instance ID {event.instance_id!r}")
         if isinstance(event.event, EventRaised):
             validate_event_name(event.event.name)
-        _check_inbox_payload(event.event, self.settings.max_payload_bytes)
+        check_inbox_payload(event.event, self.settings.max_payload_bytes)
         return event
 
-    def process(self, batch: Any) -> None:
+    def process(self, batch: Batch) -> None:
         store = self._store(batch.store)
         by_instance: dict[str, list[Record]] = {}
         commands: list[BulkCommand] = []
@@ -225,7 +188,7 @@ class Orchestrator:
         for command in commands:
             self._apply_bulk(batch, store, command, now)
 
-    def _apply_bulk(self, batch: Any, store: InstanceStore, command: BulkCommand, now: datetime) -> None:
+    def _apply_bulk(self, batch: Batch, store: InstanceStore, command: BulkCommand, now: datetime) -> None:
         """Apply a bulk command to one chunk of this partition's instances; pass the rest on.
 
         The next chunk is the same command, with where it stopped, sent to the end of this
@@ -247,7 +210,7 @@ class Orchestrator:
         log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
                  batch.partition, matched, len(states), ", continuing" if len(states) == BULK_CHUNK else ", done")
 
-    def punctuate(self, batch: Any, now_ms: int) -> None:
+    def punctuate(self, batch: Batch, now_ms: int) -> None:
         store = self._store(batch.store)
         due: dict[str, list[HistoryEvent]] = {}
         for fire_ms, instance_id, timer_id in store.due_timers(now_ms):
@@ -260,7 +223,7 @@ class Orchestrator:
             self._step(batch, store, instance_id, events, now)
         self._purge_retired(batch, store, now_ms)
 
-    def _purge_retired(self, batch: Any, store: InstanceStore, now_ms: int) -> None:
+    def _purge_retired(self, batch: Batch, store: InstanceStore, now_ms: int) -> None:
         """Purge instances that have been in a final status longer than the retention policy.
 
         Reads only the due entries of the store's ended index; the purge takes the path a
@@ -311,7 +274,7 @@ class Orchestrator:
 
     @logs.for_instance_step
     def _step(
-        self, batch: Any, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime,
+        self, batch: Batch, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime,
         records: Sequence[Record] = (),
     ) -> None:
         """Accept or refuse each proposed event in order, then run the instance over the accepted.
@@ -324,8 +287,9 @@ class Orchestrator:
         for index, event in enumerate(proposed):
             payload = event.event
             if isinstance(payload, ExecutionStarted):
-                if state is not None and not state.ended and status is not WorkflowStatus.CONTINUED_AS_NEW:
-                    log.warning("refused a start of %s: instance is %s", instance_id, status.name if status else "?")
+                reason = start_refusal(state)
+                if reason is not None:
+                    log.warning("refused a start of %s: %s", instance_id, reason)
                     metrics.event_dropped(payload)
                     continue
                 state = self._run(batch, store, state, pending, now)
@@ -336,8 +300,9 @@ class Orchestrator:
             if isinstance(payload, PurgeRequested):
                 state = self._run(batch, store, state, pending, now)
                 pending = []
-                if state is None or not state.ended:
-                    log.warning("refused a purge of %s: only ended instances can be purged", instance_id)
+                reason = purge_refusal(state)
+                if reason is not None or state is None:
+                    log.warning("refused a purge of %s: %s", instance_id, reason)
                     continue
                 self._emit_history(batch, [HistoryEvent(instance_id, state.execution_id, state.next_sequence, now,
                                                         payload)])
@@ -345,7 +310,7 @@ class Orchestrator:
                 self.executor.evict(instance_id)
                 self._txn.states[instance_id] = state = status = None
                 continue
-            if state is None and index < len(records) and _traced(records[index]):
+            if state is None and index < len(records) and source_of(records[index].headers) is not None:
                 self._dead_letter_unknown(batch, records[index], event)
                 continue
             if state is None or state.ended:
@@ -364,55 +329,36 @@ class Orchestrator:
                 status = WorkflowStatus.RUNNING
             elif isinstance(payload, ExecutionTerminated) and payload.recurse:
                 self._terminate_children(batch, store, state, payload, now)
-            if isinstance(payload, RESULTS | TimerFired):
-                self._txn.closed.add((instance_id, payload.timer_id if isinstance(payload, TimerFired)
-                                      else payload.task_id))
+            item = closed_item(payload)
+            if item is not None:
+                self._txn.closed.add((instance_id, item[0]))
             pending.append(HistoryEvent(instance_id, state.execution_id, -1, now, payload))
         self._run(batch, store, state, pending, now)
 
-    def _dead_letter_unknown(self, batch: Any, record: Record, event: HistoryEvent) -> None:
+    def _dead_letter_unknown(self, batch: Batch, record: Record, event: HistoryEvent) -> None:
         """An event from another topic (the pub/sub bridge) for an instance that does not exist.
 
         The record keeps the headers naming its source record; the reason is added to them.
         """
         name = event.event.name if isinstance(event.event, EventRaised) else type(event.event).__name__
         reason = f"no workflow instance {event.instance_id!r} for event {name!r}"
-        log.warning("%s (from %s); sending it to %s", reason, _source(record), self.dlq)
+        log.warning("%s (from %s); sending it to %s", reason, source_of(record.headers), self.dlq)
         headers = [*(record.headers or []), (dlq.ERROR, reason.encode()), (dlq.ERROR_TYPE, b"UnknownInstance")]
         batch.emit(self.dlq, record.key, encode_event(event), headers=headers)
         dead_lettered(self.processor_config().group_id, "UnknownInstance")
 
     def _refusal(self, store: InstanceStore, state: InstanceState, status: WorkflowStatus | None,
                  event: HistoryEvent) -> str | None:
-        """Why a proposed event is not accepted, or None to accept it."""
-        payload = event.event
-        if isinstance(payload, RESULTS | TimerFired):
-            if event.execution_id and event.execution_id != state.execution_id:
-                return "it belongs to an earlier execution"
-            if self._txn.began(state.instance_id):
-                # The store's open items are the previous execution's; this one's are too
-                # new to have finished.
-                return "it belongs to an earlier execution"
-            item_id = payload.timer_id if isinstance(payload, TimerFired) else payload.task_id
-            if (state.instance_id, item_id) in self._txn.closed:
-                return f"task {item_id} already finished"
-            item = store.open_item(state.instance_id, item_id)
-            expected = "timer" if isinstance(payload, TimerFired) else (
-                "child" if isinstance(payload, ChildWorkflowCompleted | ChildWorkflowFailed) else "task")
-            if item is None or item.kind != expected:
-                return f"no open {expected} {item_id} (a duplicate or stray result)"
-            return None
-        if isinstance(payload, ExecutionSuspended):
-            # A deferred start (PENDING) can be suspended too: it then waits for its resume.
-            return None if status in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING) \
-                else f"it is {status.name if status else '?'}"
-        if isinstance(payload, ExecutionResumed):
-            return None if status is WorkflowStatus.SUSPENDED else "it is not suspended"
-        if isinstance(payload, EventRaised | ExecutionTerminated):
-            return None
-        return f"{type(payload).__name__} is not a command"
+        """Why a proposed event is not accepted (``decisions.refusal``), or None to accept it."""
+        item = closed_item(event.event)
+        if item is None:
+            return refusal(event.event, event.execution_id, state, status)
+        opened = store.open_item(state.instance_id, item[0])
+        return refusal(event.event, event.execution_id, state, status, began_here=self._txn.began(state.instance_id),
+                       closed_here=(state.instance_id, item[0]) in self._txn.closed,
+                       open_kind=opened.kind if opened else None)
 
-    def _start(self, batch: Any, store: InstanceStore, instance_id: str, previous: InstanceState | None,
+    def _start(self, batch: Batch, store: InstanceStore, instance_id: str, previous: InstanceState | None,
                event: HistoryEvent, now: datetime) -> InstanceState | None:
         if previous is not None:
             self.executor.evict(instance_id)
@@ -427,7 +373,7 @@ class Orchestrator:
             return state
         return self._execute(batch, store, None, [], [started], now)
 
-    def _run(self, batch: Any, store: InstanceStore, state: InstanceState | None, pending: list[HistoryEvent],
+    def _run(self, batch: Batch, store: InstanceStore, state: InstanceState | None, pending: list[HistoryEvent],
              now: datetime) -> InstanceState | None:
         if state is None or not pending:
             return state
@@ -437,7 +383,7 @@ class Orchestrator:
             return self._run_pending(batch, store, state, numbered, now)
         return self._execute(batch, store, state, self._history(store, state), numbered, now)
 
-    def _run_pending(self, batch: Any, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
+    def _run_pending(self, batch: Batch, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
                      now: datetime) -> InstanceState | None:
         """Events for an instance whose start is deferred: history only, until it begins.
 
@@ -457,7 +403,7 @@ class Orchestrator:
         # The start is due: the executor sees the whole execution so far as its first step.
         return self._execute(batch, store, after, [], [*stored, *events], now, emitted=True)
 
-    def _execute(self, batch: Any, store: InstanceStore, state: InstanceState | None,
+    def _execute(self, batch: Batch, store: InstanceStore, state: InstanceState | None,
                  history: Sequence[HistoryEvent], events: list[HistoryEvent], now: datetime,
                  emitted: bool = False) -> InstanceState | None:
         """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
@@ -498,16 +444,12 @@ class Orchestrator:
             self.executor.evict(instance_id)
             first = (history[0] if history else events[0]).event
             name = first.name if isinstance(first, ExecutionStarted) else "?"
-            failure = FailureDetails(
-                "StepTimeLimitExceeded",
-                f"workflow {name!r} of instance {instance_id} ran one replay step for more than "
-                f"{self.settings.step_time_limit_s:g} s (KWF_STEP_TIME_LIMIT_S); workflow code must not loop "
-                "or block: move long work into an activity",
-            )
+            failure = step_overrun(name, instance_id, self.settings.step_time_limit_s)
             return ExecutionResult([ExecutionCompleted(WorkflowStatus.FAILED, None, failure)], WorkflowStatus.FAILED,
                                    failure=failure)
 
-    def _commit(self, batch: Any, state: InstanceState | None, events: Iterable[HistoryEvent]) -> InstanceState | None:
+    def _commit(self, batch: Batch, state: InstanceState | None,
+                events: Iterable[HistoryEvent]) -> InstanceState | None:
         """Emit events to history and the resulting status; return the state after them."""
         events = list(events)
         for event in events:
@@ -518,7 +460,7 @@ class Orchestrator:
             self._txn.states[state.instance_id] = state
         return state
 
-    def _side_effects(self, batch: Any, state: InstanceState | None, actions: list[HistoryEvent],
+    def _side_effects(self, batch: Batch, state: InstanceState | None, actions: list[HistoryEvent],
                       now: datetime, refused: dict[int, TaskFailed | ChildWorkflowFailed] | None = None) -> None:
         if state is None:
             return
@@ -541,27 +483,21 @@ class Orchestrator:
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)
 
-    def _notify_parent(self, batch: Any, state: InstanceState, done: ExecutionCompleted, now: datetime) -> None:
-        parent = state.parent
-        if parent is None or done.status is WorkflowStatus.CONTINUED_AS_NEW:
-            return
-        result: Any
-        if done.status is WorkflowStatus.COMPLETED:
-            result = ChildWorkflowCompleted(parent.task_id, done.output)
-        else:
-            failure = done.failure or FailureDetails(
-                "WorkflowTerminated", f"child workflow {state.instance_id} was terminated")
-            result = ChildWorkflowFailed(parent.task_id, failure)
-        self._send(batch, parent.instance_id, HistoryEvent(parent.instance_id, parent.execution_id, -1, now, result))
+    def _notify_parent(self, batch: Batch, state: InstanceState, done: ExecutionCompleted, now: datetime) -> None:
+        notice = parent_notice(state, done)
+        if notice is not None and state.parent is not None:
+            parent = state.parent
+            event = HistoryEvent(parent.instance_id, parent.execution_id, -1, now, notice)
+            self._send(batch, parent.instance_id, event)
 
-    def _terminate_children(self, batch: Any, store: InstanceStore, state: InstanceState,
+    def _terminate_children(self, batch: Batch, store: InstanceStore, state: InstanceState,
                             terminated: ExecutionTerminated, now: datetime) -> None:
         for item in store.open_items(state.instance_id).values():
             if item.kind == "child" and item.child_instance_id:
                 stop = ExecutionTerminated(f"parent {state.instance_id} was terminated", None, True)
                 self._send(batch, item.child_instance_id, HistoryEvent(item.child_instance_id, "", -1, now, stop))
 
-    def _send(self, batch: Any, instance_id: str, event: HistoryEvent, headers: Any = None) -> None:
+    def _send(self, batch: Batch, instance_id: str, event: HistoryEvent, headers: Any = None) -> None:
         key = instance_id.encode()
         batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions), headers=headers)
 
@@ -576,7 +512,7 @@ class Orchestrator:
         assert committed is not None, f"{state.instance_id} has events in this transaction but no stored state"
         return [*store.history(committed), *fresh]
 
-    def _emit_history(self, batch: Any, events: Iterable[HistoryEvent]) -> None:
+    def _emit_history(self, batch: Batch, events: Iterable[HistoryEvent]) -> None:
         events = list(events)
         metrics.history_emitted(events)
         self._spans.history_emitted(events)
@@ -596,24 +532,13 @@ class Orchestrator:
                 self._txn.history[instance_id] = []
             self._txn.history.setdefault(instance_id, []).append(event)
 
-    def _emit_tombstones(self, batch: Any, instance_id: str, length: int) -> None:
+    def _emit_tombstones(self, batch: Batch, instance_id: str, length: int) -> None:
         """Tombstones on an execution's history keys: compaction removes its events."""
         for key in execution_keys(instance_id, length):
             batch.emit_changelog(key, None)
 
-    def _emit_status(self, batch: Any, state: InstanceState) -> None:
+    def _emit_status(self, batch: Batch, state: InstanceState) -> None:
         batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
         metrics.status_emitted(state)
         self._spans.status_emitted(state)
 
-
-def _traced(record: Record) -> bool:
-    """Whether the record names a source record elsewhere (the bridge's events do)."""
-    return any(name == dlq.SOURCE_TOPIC for name, _ in record.headers or ())
-
-
-def _source(record: Record) -> str:
-    """The source record a traced inbox record names, for logs: ``topic-partition@offset``."""
-    found = {name: (value or b"").decode(errors="replace") for name, value in record.headers or ()}
-    return (f"{found.get(dlq.SOURCE_TOPIC, '?')}-{found.get(dlq.SOURCE_PARTITION, '?')}"
-            f"@{found.get(dlq.SOURCE_OFFSET, '?')}")
