@@ -365,6 +365,8 @@ class LocalCluster:
         voters before any answers); return once every broker is in the cluster's metadata.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
+        # So that stop and status find the nodes without being told the port again.
+        (self.folder / "cluster.port").write_text(str(self.port))
         stopped = [node for node in self.nodes if node.pid() is None]
         # In parallel: each launch formats its storage first, a JVM run of its own.
         with ThreadPoolExecutor(max_workers=max(1, len(stopped))) as pool:
@@ -416,8 +418,15 @@ class LocalCluster:
 
     @staticmethod
     def existing(home: Path, folder_name: str = "cluster", port: int = 9092) -> LocalCluster | None:
-        """The cluster set up under ``home`` before, if any (its size is its node folders)."""
-        size = len(list((home / folder_name).glob("node-*")))
+        """The cluster set up under ``home`` before, if any (its size is its node folders, its
+        port the one it was started on, else ``port``).
+        """
+        folder = home / folder_name
+        size = len(list(folder.glob("node-*")))
+        try:
+            port = int((folder / "cluster.port").read_text())
+        except (FileNotFoundError, ValueError):
+            pass
         return LocalCluster(home=home, size=size, port=port, folder_name=folder_name) if size else None
 
 

@@ -119,3 +119,12 @@ def test_every_producer_waits_for_all_in_sync_replicas() -> None:
     processor = ProcessorConfig(group_id="g", input_topic="in", changelog_topic=None, dlq_topic="dlq",
                                 state_dir=Path("/s"), process_id="p", client={"bootstrap.servers": "b:9092"})
     assert processor.producer_settings()["acks"] == "all"
+
+
+def test_stop_and_status_find_a_cluster_started_on_another_port(tmp_path: Path) -> None:
+    cluster = LocalCluster(home=tmp_path, size=3, port=29092)
+    for node in cluster.nodes:
+        node.folder.mkdir(parents=True)
+    (cluster.folder / "cluster.port").write_text("29092")
+    found = LocalCluster.existing(tmp_path, port=9092)
+    assert found is not None and (found.size, found.port) == (3, 29092)
