@@ -86,8 +86,17 @@ def test_instances_complete_across_a_broker_restart_without_restarting_the_runti
         client.schedule_new_workflows("timer_then_activity", [("after-restart", 0.5)])
         # One deadline for all of them, not a timeout each in turn.
         deadline = back_at + DONE_WITHIN_S
-        states = {i: client.wait_for_workflow_completion(i, timeout_in_seconds=max(0.1, deadline - time.monotonic()))
-                  for i in [*timers, "fan-out", "after-restart"]}
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        try:
+            states = {i: client.wait_for_workflow_completion(i, timeout_in_seconds=left())
+                      for i in [*timers, "fan-out", "after-restart"]}
+        except TimeoutError as err:
+            log = runtime.current_log()
+            raise AssertionError(f"{err}; restarts (announced, started again): {processor_restarts(log)}; "
+                                 f"runtime log:\n{log[-6000:]}") from err
         done_at = time.monotonic()
         runtime.check_alive()  # the same process throughout (never exited): it reconnected by itself
         # A restart announced last starts its processor after its pause (at most the cap).
