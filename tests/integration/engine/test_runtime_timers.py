@@ -10,7 +10,8 @@ from engine import WorkflowClient, WorkflowStatus
 from engine.api.history_reader import read_history
 from engine.core.history import TimerCreated, TimerFired
 from engine.state.config import Settings
-from tests.integration.engine.runtime_process import READY_TIMEOUT_S, runtime_processes
+from engine.testing import READY_TIMEOUT_S
+from tests.integration.engine.runtime_process import runtime_processes
 
 # The timer must be due after the restart, or "on time after it" cannot be seen. A stop
 # and a restart take about as long as the first start (measured, not guessed: the machine

@@ -18,8 +18,9 @@ from engine import WorkflowClient, WorkflowStatus
 from engine.runtime import RESTART_PAUSE_CAP_S
 from engine.state.config import Settings
 from engine.state.topics import ensure_workflow_topics
+from engine.testing import READY_TIMEOUT_S
 from streams.broker import LocalBroker, free_port_pair
-from tests.integration.engine.runtime_process import READY_TIMEOUT_S, runtime_processes, wait_until
+from tests.integration.engine.runtime_process import runtime_processes, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 # The broker is down this long: long enough for every client to notice and retry, short
