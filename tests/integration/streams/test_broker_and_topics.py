@@ -62,7 +62,7 @@ def test_avro_record_produced_is_consumed_back_equal(kafka_bootstrap: str, topic
     record = {"instance_id": "order-7", "execution_id": "e", "sequence": 0,
               "timestamp": datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC),
               "event": ("kwf.ExecutionStarted", {"name": "wf", "input": '{"a": 1}', "parent": None,
-                                                 "scheduled_start": None})}
+                                                 "scheduled_start": None, "propagated_history": None})}
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     producer.produce(topic, key=b"order-7", value=serde.encode(record))
     assert producer.flush(10) == 0
