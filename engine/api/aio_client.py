@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from engine.api.client import WorkflowClient, WorkflowState
-from engine.api.status_view import StatusView
+from engine.api.status_view import StatusView, not_reached
 from engine.core.history import WorkflowStatus
 from engine.state.codec import StatusRecord
 from engine.state.config import Settings
@@ -164,9 +164,7 @@ class AsyncWorkflowClient:
                 return status
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                seen = status.runtime_status.name if status else "no such instance"
-                raise TimeoutError(f"instance {instance_id} did not reach the expected state within "
-                                   f"{timeout:.1f} s (last seen: {seen})")
+                raise not_reached(instance_id, timeout, status)
             await asyncio.sleep(pause if remaining is None else min(pause, remaining))
             pause = min(pause * 2, LOOK_CAP_S)
 

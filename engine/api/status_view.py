@@ -117,11 +117,7 @@ class StatusView:
                     return status
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    seen = status.runtime_status.name if status else "no such instance"
-                    raise TimeoutError(
-                        f"instance {instance_id} did not reach the expected state within {timeout:.1f} s "
-                        f"(last seen: {seen})"
-                    )
+                    raise not_reached(instance_id, timeout, status)
                 self._changed.wait(0.5 if remaining is None else min(remaining, 0.5))
 
     def records(self) -> Iterator[StatusRecord]:
@@ -201,3 +197,10 @@ class StatusView:
             return messages
         first = consumer.poll(IDLE_WAIT_S)
         return [] if first is None else [first, *consumer.consume(READ_BATCH - 1, 0)]
+
+
+def not_reached(instance_id: str, timeout: float | None, status: StatusRecord | None) -> TimeoutError:
+    """The error of a wait for ``instance_id`` that timed out, naming what was last seen."""
+    seen = status.runtime_status.name if status else "no such instance"
+    return TimeoutError(f"instance {instance_id} did not reach the expected state within {timeout or 0:.1f} s "
+                        f"(last seen: {seen})")

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.core.history import (
     ChildWorkflowCompleted,
@@ -30,6 +30,8 @@ from engine.core.history import (
     TaskFailed,
     TaskScheduled,
 )
+
+R = TypeVar("R")
 
 # The steps and results a propagated history keeps: what the query API can answer about.
 PROPAGATED_KINDS = (TaskScheduled, TaskCompleted, TaskFailed, ChildWorkflowScheduled, ChildWorkflowCompleted,
@@ -106,11 +108,7 @@ class WorkflowResult:
         Raises:
             PropagationNotFoundError: The workflow called no activity of that name.
         """
-        found = self.get_activities_by_name(name)
-        if not found:
-            raise PropagationNotFoundError(f"no activity named {name!r} in the propagated history of "
-                                           f"workflow {self.name!r} (instance {self.instance_id!r})")
-        return found[-1]
+        return self._last(self.get_activities_by_name(name), "activity", name)
 
     get_activity_by_name = get_last_activity_by_name
 
@@ -124,13 +122,15 @@ class WorkflowResult:
         Raises:
             PropagationNotFoundError: The workflow started no child of that name.
         """
-        found = self.get_child_workflows_by_name(name)
-        if not found:
-            raise PropagationNotFoundError(f"no child workflow named {name!r} in the propagated history of "
-                                           f"workflow {self.name!r} (instance {self.instance_id!r})")
-        return found[-1]
+        return self._last(self.get_child_workflows_by_name(name), "child workflow", name)
 
     get_child_workflow_by_name = get_last_child_workflow_by_name
+
+    def _last(self, found: list[R], what: str, name: str) -> R:
+        if not found:
+            raise PropagationNotFoundError(f"no {what} named {name!r} in the propagated history of "
+                                           f"workflow {self.name!r} (instance {self.instance_id!r})")
+        return found[-1]
 
     def _outcome(self, kinds: tuple[str, str], task_id: int) -> tuple[str | None, bool, bool, dict[str, str] | None]:
         output, completed, failed, error = None, False, False, None
