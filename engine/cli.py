@@ -172,9 +172,21 @@ def _json_arg(text: str | None, what: str) -> Any:
         raise ValueError(f"{what} is not valid JSON: {err}") from err
 
 
+# How long `kwf start` waits for a runtime to run what it started.
+START_WAIT_S = 30.0
+
+
 def cmd_start(ns: argparse.Namespace) -> int:
-    instance_id = _client().schedule_new_workflow(ns.name, input=_json_arg(ns.input, "--input"), instance_id=ns.id)
+    client = _client()
+    instance_id = client.schedule_new_workflow(ns.name, input=_json_arg(ns.input, "--input"), instance_id=ns.id)
     print(instance_id)
+    # The start is durable; wait (bounded) until a runtime runs it, so a `kwf status` from
+    # another process right after this one sees the instance.
+    try:
+        client.wait_for_workflow_start(instance_id, timeout_in_seconds=START_WAIT_S)
+    except TimeoutError:
+        print(f"the start is on the inbox, but no runtime ran it within {START_WAIT_S:.0f} s; is `kwf run` up?",
+              file=sys.stderr)
     return 0
 
 

@@ -155,26 +155,27 @@ class WorkflowClient:
     def schedule_new_workflow(self, workflow: Callable[..., Any] | str, *, input: Any = None,
                               instance_id: str | None = None, start_at: datetime | None = None,
                               reuse_id_policy: Any = None, traceparent: str | None = None) -> str:
-        """Start an instance and return its ID once the runtime has accepted it.
+        """Start an instance and return its ID once the start is durable on the inbox.
 
-        The start carries the current OpenTelemetry context, or the W3C ``traceparent`` given,
-        so the workflow's spans and its activities' join the caller's trace.
+        Until the runtime reports the instance, this process answers for it as PENDING
+        (read-your-writes: ``get_workflow_state`` shows it at once); ``wait_for_workflow_start``
+        waits for the runtime to run it. The start carries the current OpenTelemetry
+        context, or the W3C ``traceparent`` given, so the workflow's spans and its
+        activities' join the caller's trace.
 
         Raises:
             InstanceExists: ``instance_id`` names an instance that has not ended.
             PayloadTooLarge: the input is over ``KWF_MAX_PAYLOAD_BYTES``.
-            TimeoutError: no runtime accepted the start in time.
+            TimeoutError: the broker did not take the start in time.
         """
         instance_id = instance_id or uuid.uuid4().hex
         with remote_parent(traceparent):
-            execution_id, previous = self._send_start(workflow, input, instance_id, start_at)
+            start, execution_id, previous = self._send_start(workflow, input, instance_id, start_at)
+        now = now_utc()
         # A workflow that continues as new in its first step replaces the execution ID in the
-        # same transaction, so any execution other than the previous one counts as started.
-        self.view.wait_for(
-            instance_id,
-            lambda s: s is not None and (s.execution_id == execution_id or s.execution_id != previous),
-            DEFAULT_ACK_TIMEOUT_S,
-        )
+        # same transaction, so any execution other than the previous one is the runtime's word.
+        self.view.expect_start(StatusRecord(instance_id, execution_id, start.name, WorkflowStatus.PENDING, now, now,
+                                            start.input), previous)
         return instance_id
 
     def schedule_new_workflows(self, workflow: Callable[..., Any] | str,
@@ -196,9 +197,9 @@ class WorkflowClient:
         self._flush()
         return ids
 
-    def _send_start(self, workflow: Callable[..., Any] | str, value: Any, instance_id: str,
-                    start_at: datetime | None, check: bool = True, flush: bool = True) -> tuple[str, str | None]:
-        """Send a start; return its execution ID and (with ``check``) the execution it replaces."""
+    def _send_start(self, workflow: Callable[..., Any] | str, value: Any, instance_id: str, start_at: datetime | None,
+                    check: bool = True, flush: bool = True) -> tuple[ExecutionStarted, str, str | None]:
+        """Send a start; return it, its execution ID and (with ``check``) the execution it replaces."""
         validate_instance_id(instance_id)
         # Bad input is refused before anything touches the broker.
         scheduled = None if start_at is None else (start_at if start_at.tzinfo else start_at.replace(tzinfo=UTC))
@@ -214,7 +215,7 @@ class WorkflowClient:
             previous = None if current is None else current.execution_id
         execution_id = uuid.uuid4().hex
         self._produce(HistoryEvent(instance_id, execution_id, -1, now_utc(), start), flush=flush)
-        return execution_id, previous
+        return start, execution_id, previous
 
     # -- reading -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,6 +44,9 @@ PARTITION_LOOKUP_S = 5.0
 TOPIC_LOOKUP_S = 0.5
 # One metadata request; a broker that does not answer is retried at the next lookup.
 METADATA_TIMEOUT_S = 10.0
+# Starts this process made durable that the topic does not show yet; past this many (no
+# runtime is reading the inbox) the oldest are forgotten, so memory stays bounded.
+PROVISIONAL_LIMIT = 100_000
 
 
 class StatusView:
@@ -62,6 +66,8 @@ class StatusView:
         self._caught_up = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="kwf-status-view", daemon=True)
+        # instance -> (the PENDING record this process answers with, the execution it replaces)
+        self._provisional: OrderedDict[str, tuple[StatusRecord, str | None]] = OrderedDict()
 
     @classmethod
     def shared(cls, settings: Settings) -> StatusView:
@@ -104,7 +110,37 @@ class StatusView:
 
     def get(self, instance_id: str) -> StatusRecord | None:
         raw = self._store.get(instance_id.encode())
-        return None if raw is None else decode_status(raw)
+        status = None if raw is None else decode_status(raw)
+        provisional = self._provisional.get(instance_id)
+        if provisional is None:
+            return status
+        record, replaced = provisional
+        if status is not None and status.execution_id != replaced:
+            self._provisional.pop(instance_id, None)  # the runtime's word replaces ours
+            return status
+        return record
+
+    def _settle(self, key: bytes | None, value: bytes | None) -> None:
+        """The topic has news of an instance this process answers for: its word wins once it
+        shows an execution other than the replaced one, or the instance's removal."""
+        instance_id = (key or b"").decode(errors="replace")
+        provisional = self._provisional.get(instance_id)
+        if provisional is not None and (value is None or decode_status(value).execution_id != provisional[1]):
+            self._provisional.pop(instance_id, None)
+
+    def expect_start(self, record: StatusRecord, replaced: str | None) -> None:
+        """Answer for a start this process has made durable on the inbox (``record``, PENDING)
+        until the topic shows an execution other than ``replaced`` for its instance.
+
+        A start is durable once the inbox has it; this is read-your-writes without waiting
+        for the orchestrator's trip. Other processes see the start when the topic shows it.
+        """
+        with self._changed:
+            self._provisional[record.instance_id] = (record, replaced)
+            self._provisional.move_to_end(record.instance_id)
+            while len(self._provisional) > PROVISIONAL_LIMIT:
+                self._provisional.popitem(last=False)
+            self._changed.notify_all()
 
     def wait_for(self, instance_id: str, accept: Callable[[StatusRecord | None], bool],
                  timeout: float | None) -> StatusRecord | None:
@@ -160,6 +196,8 @@ class StatusView:
                         batch.delete(message.key())
                     else:
                         batch.put(message.key(), message.value())
+                    if self._provisional:
+                        self._settle(message.key(), message.value())
                 if len(batch):
                     with self._changed:
                         self._store.write(batch)

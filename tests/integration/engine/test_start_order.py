@@ -7,11 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
-from engine import WorkflowClient, WorkflowStatus
+from engine import InstanceExists, WorkflowClient, WorkflowStatus
 from engine.state.config import Settings
 from engine.state.topics import INBOX
+from streams.reader import read_to_end
 from tests.integration.engine.runtime_process import REPO, kwf, runtime_env, runtime_processes, wait_until
 
 
@@ -57,3 +59,22 @@ def test_a_client_started_after_the_runtime_sees_its_instances(settings: Setting
         result = kwf(settings, "start", "sleeper", "--input", "0.1", "--id", "after-runtime")
         assert result.returncode == 0, result.stderr[-3000:]
         completed(WorkflowClient(settings=settings), "after-runtime")
+
+
+def test_a_start_is_durable_and_visible_to_its_client_before_any_runtime_runs_it(
+        settings: Settings, tmp_path: Path) -> None:
+    client = WorkflowClient(settings=settings)
+    began = time.monotonic()
+    client.schedule_new_workflow("sleeper", input=0.1, instance_id="early")
+    # No runtime: the call returned once the inbox had the start, without waiting for one.
+    assert time.monotonic() - began < 10
+    state = client.get_workflow_state("early")
+    assert state is not None and state.runtime_status is WorkflowStatus.PENDING
+    with pytest.raises(InstanceExists):
+        client.schedule_new_workflow("sleeper", input=0.1, instance_id="early")
+    starts = [m for m in read_to_end(settings.client(), settings.topic(INBOX)) if m.key() == b"early"]
+    assert len(starts) == 1  # durable, once, for whichever runtime comes
+
+    with runtime_processes(settings, tmp_path) as process:
+        process("p0")
+        completed(client, "early")
