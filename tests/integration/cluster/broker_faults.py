@@ -12,7 +12,7 @@ Figures: ``stall_s``, the longest time no instance completed from the kill until
 stopped; ``p99_fault_ms`` and ``p99_before_ms``, the 99th percentile start-to-completion
 latency of instances started while the node was down and before the kill.
 
-    python -m bench.broker_faults [--fault leader|controller] [--rate 10]
+    python -m tests.integration.cluster.broker_faults [--fault leader|controller] [--rate 10]
 
 runs against a fresh local cluster of its own (three JVMs, about a minute to start here).
 The integration test ``tests/integration/cluster/test_broker_faults.py`` runs the same code.
@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import engine as wf
@@ -43,15 +40,15 @@ from engine.core.history import WorkflowStatus
 from engine.state.codec import decode_event, decode_status
 from engine.state.config import Settings
 from engine.state.topics import HISTORY, STATUS, ensure_workflow_topics
+from engine.testing import RuntimeProcess
 from streams.broker import LocalBroker, LocalCluster, free_port_block
+from streams.reader import read_to_end
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 APP = "bench.apps:runtime"
 FAN_OUT = 10
 # One fan-out per this many chains: most of the load is chains, fan-outs add bursts.
 FAN_OUT_EVERY = 5
-# A process start (imports, joining groups, restoring) takes seconds on a busy machine.
-READY_TIMEOUT_S = 90.0
 # A killed broker is fenced by the controller after its 9 s session; leaders move then,
 # and clients' retries find them. Everything started must end well within this.
 SETTLE_TIMEOUT_S = 90.0
@@ -132,38 +129,14 @@ def history_in_sync(settings: Settings) -> bool:
 
 def scan_history(settings: Settings, timeout: float = SCAN_TIMEOUT_S) -> dict[str, Any]:
     """Read the history topic to its end; every execution must be numbered 0..n-1, once each."""
-    topic = settings.topic(HISTORY)
-    consumer = Consumer({**settings.client(), "group.id": f"faults-scan-{uuid.uuid4().hex}",
-                         "enable.auto.commit": "false", "isolation.level": "read_committed"})
     sequences: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
     events = 0
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        # The end of a read_committed partition is its last stable offset.
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        positions = dict.fromkeys(ends, 0)
-        deadline = time.monotonic() + timeout
-        while any(positions[p] < end for p, end in ends.items()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not readable to its end in {timeout:.0f} s")
-            for message in consumer.consume(5000, 0.2):
-                if message.error() is not None:
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(message.error().str())
-                    continue
-                positions[message.partition()] = message.offset() + 1
-                record = decode_event(message.value())
-                events += 1
-                sequences[(record.instance_id, record.execution_id)][record.sequence] += 1
-            # Transaction markers take offsets too: a partition whose position stops short of
-            # its end by markers only is read when consume returns nothing more for it.
-            for p in partitions:
-                position = consumer.position([TopicPartition(topic, p)])[0].offset
-                if position >= 0:
-                    positions[p] = max(positions[p], position)
-    finally:
-        consumer.close()
+    for message in read_to_end(settings.client(), settings.topic(HISTORY), timeout=timeout):
+        if message.value() is None:
+            continue  # a tombstone of a superseded execution
+        record = decode_event(message.value())
+        events += 1
+        sequences[(record.instance_id, record.execution_id)][record.sequence] += 1
     duplicated, missing = [], []
     for (instance, _), counts in sequences.items():
         duplicated += [f"{instance} #{s} x{n}" for s, n in counts.items() if n > 1]
@@ -171,23 +144,6 @@ def scan_history(settings: Settings, timeout: float = SCAN_TIMEOUT_S) -> dict[st
         missing += [f"{instance} #{s}" for s in sorted(gaps)]
     return {"events": events, "executions": len(sequences), "duplicated": duplicated[:10],
             "missing": missing[:10], "anomalies": len(duplicated) + len(missing)}
-
-
-def start_runtime(settings: Settings, folder: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KWF_")}
-    env.update({"KWF_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "KWF_TOPIC_PREFIX": settings.topic_prefix,
-                "KWF_PARTITIONS": str(settings.partitions), "KWF_STATE_DIR": str(folder / f"state-{name}"),
-                "KWF_PROCESS_ID": f"{settings.topic_prefix}-{name}", "PYTHONUNBUFFERED": "1"})
-    log = open(folder / f"{name}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", APP,
-                             "--no-http"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not re.search(r"^runtime ready \(", (folder / f"{name}.log").read_text(errors="replace"), re.MULTILINE):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"runtime {name} did not get ready; see {folder / f'{name}.log'}")
-        time.sleep(0.1)
-    return proc
 
 
 def expected_output(name: str, value: int) -> int:
@@ -207,7 +163,8 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
     settings = Settings.from_env(bootstrap_servers=cluster.bootstrap, topic_prefix=f"f{uuid.uuid4().hex[:8]}",
                                  partitions=config.partitions, state_dir=folder / "client-state")
     ensure_workflow_topics(settings)
-    runtime = start_runtime(settings, folder, "runtime-1")
+    runtime = RuntimeProcess(settings, f"{settings.topic_prefix}-runtime-1", folder, APP)
+    runtime.start()
     watch = StatusWatch(settings)
     watch.start()
     client = wf.WorkflowClient(settings=settings)
@@ -262,7 +219,6 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
         watch.stop()
         client.close()
         runtime.kill()
-        runtime.wait(10)
     return judge(config, settings, started, watch, marks, victim, in_sync)
 
 
@@ -327,7 +283,8 @@ def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.broker_faults", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.integration.cluster.broker_faults",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--fault", choices=["leader", "controller"], default="leader")
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--down", type=float, default=10.0)
