@@ -1,7 +1,8 @@
 """``start``: ``schedule_new_workflow`` one at a time through the public client.
 
-Each call returns once the start is visible (read-your-writes), so its latency is what a
-caller of the client, the HTTP API or ``kwf start`` waits per start.
+Each call returns once the start is durable on the inbox (the client then answers for it
+as PENDING until the runtime reports it), so its latency is what a caller of the client or
+the HTTP API waits per start.
 
 * ``p50_ms`` / ``p99_ms``: one ``schedule_new_workflow`` call, after a warm-up.
 * ``starts_per_s``: sequential starts from one thread (each waits for the previous one).
