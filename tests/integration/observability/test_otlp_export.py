@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from engine import WorkflowClient, WorkflowStatus
 from engine.state.config import Settings
-from engine.testing import REPO, runtime_env
+from engine.testing import runtime_env
 
 APP = "tests.integration.engine.apps:runtime"
 READY_TIMEOUT_S = 90.0
@@ -70,27 +70,6 @@ def receiver() -> Iterator[Receiver]:
     thread.start()
     yield found
     found.server.shutdown()
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.terminate()
-    for proc in started:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:

@@ -15,14 +15,14 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine import WorkflowClient, WorkflowStatus
 from engine.state.config import Settings
-from engine.testing import REPO, runtime_env
+from engine.testing import runtime_env
 
 APP = "tests.integration.engine.apps:runtime"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -63,28 +63,6 @@ def wait_for(condition: Callable[[], object], timeout: float, what: Callable[[],
         if time.monotonic() > deadline:
             raise AssertionError(what() if callable(what) else what)
         time.sleep(0.2)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start subprocesses logging to ``tmp_path``; every one is stopped after the test."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.terminate()
-    for proc in started:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def log_of(tmp_path: Path, name: str) -> str:
