@@ -48,7 +48,7 @@ def runtime_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 @dataclass
 class RuntimeProcess:
-    """``kwf run --app APP --role ROLE --no-http`` in a subprocess.
+    """``kwf run --app APP --role ROLE`` in a subprocess, without its HTTP API unless ``http_port``.
 
     Args:
         settings: Broker and topics.
@@ -62,6 +62,7 @@ class RuntimeProcess:
         cwd: None: started in ``checkout`` with a ``KWF_STATE_DIR`` and ``KWF_PROCESS_ID``
             of its own. A folder: started there with neither set, as a user runs
             ``kwf run`` from an application's folder.
+        http_port: Serve the HTTP API on this port of 127.0.0.1 (default: ``--no-http``).
     """
 
     settings: Settings
@@ -73,6 +74,7 @@ class RuntimeProcess:
     profile_to: Path | None = None
     checkout: Path = REPO
     cwd: Path | None = None
+    http_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -98,8 +100,9 @@ class RuntimeProcess:
                               **{**self.env, **extra_env})
         else:
             env = runtime_env(self.settings, PYTHONPATH=str(self.checkout), **{**self.env, **extra_env})
+        http = ["--no-http"] if self.http_port is None else ["--http-port", str(self.http_port)]
         command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", self.app,
-                   "--role", self.role, "--no-http"]
+                   "--role", self.role, *http]
         if self.profile_to is not None:
             spy = Path(sys.executable).with_name("py-spy")
             # Non-blocking: sampling without pausing the process keeps its timing close to normal.
