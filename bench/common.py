@@ -236,6 +236,12 @@ def running_runtime(settings: Settings, profile_to: Path | None = None,
         shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds the process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- watching kwf.status -------------------------------------------------------------------
 
 

@@ -161,13 +161,19 @@ class RuntimeProcess:
                     held -= {int(p) for p in found.group(1).split(",")}
         return held
 
+    @property
+    def pid(self) -> int:
+        """The runtime's process ID (under py-spy, the profiled child's)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.process_id} was not started")
+        if self.profile_to is not None:
+            return _child_pid(self.proc.pid) or self.proc.pid
+        return self.proc.pid
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, open transactions stay open."""
         if self.proc is not None and self.proc.poll() is None:
-            target = self.proc.pid
-            if self.profile_to is not None:
-                target = _child_pid(self.proc.pid) or target  # the runtime, not py-spy
-            os.kill(target, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)
             self.proc.wait(30)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
