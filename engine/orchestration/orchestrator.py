@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from engine.core.bulk import PURGE, BulkCommand
+from engine.core.bulk import ENDED, PURGE, BulkCommand
 from engine.core.clock import now_utc
 from engine.core.history import (
     ChildWorkflowFailed,
@@ -195,7 +195,12 @@ class Orchestrator:
         partition of the inbox in this transaction: progress is as durable as the inbox, and
         other instances' events are not held up behind a large command.
         """
-        states = store.states_after(command.resume_after, BULK_CHUNK)
+        if all(status in ENDED for status in command.statuses):
+            # Only ended instances can match (a purge): the ended index holds just those.
+            states, resume_after = store.ended_after(command.statuses, command.resume_after, BULK_CHUNK)
+        else:
+            states = store.states_after(command.resume_after, BULK_CHUNK)
+            resume_after = states[-1].instance_id if len(states) == BULK_CHUNK else None
         matched = 0
         for state in states:
             if not command.matches(state.status, state.name, state.created_ms):
@@ -204,11 +209,11 @@ class Orchestrator:
             event: Any = PurgeRequested() if command.action == PURGE else ExecutionTerminated(
                 f"bulk terminate {command.command_id}", command.output, True)
             self._step(batch, store, state.instance_id, [HistoryEvent(state.instance_id, "", -1, now, event)], now)
-        if len(states) == BULK_CHUNK:
-            rest = replace(command, resume_after=states[-1].instance_id)
+        if resume_after is not None:
+            rest = replace(command, resume_after=resume_after)
             batch.emit(self.inbox, command.command_id.encode(), encode_bulk(rest), partition=batch.partition)
         log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
-                 batch.partition, matched, len(states), ", continuing" if len(states) == BULK_CHUNK else ", done")
+                 batch.partition, matched, len(states), ", continuing" if resume_after is not None else ", done")
 
     def punctuate(self, batch: Batch, now_ms: int) -> None:
         store = self._store(batch.store)

@@ -41,7 +41,7 @@ class OrchestratorHarness:
         self.driven = HandlerHarness(self.orchestrator, folder / "inbox-0", input_topic=self.settings.topic("inbox"))
         self.orchestrator.on_partition_ready(0, self.driven.store)
         self.emitted: list[Emitted] = []
-        self.history: list[HistoryEvent] = []  # every committed history event, in order
+        self.history: list[HistoryEvent] = []  # every committed history event, in order (no tombstones)
         self._last_history = 0  # how many of them the latest batch added
 
     def close(self) -> None:
@@ -78,7 +78,9 @@ class OrchestratorHarness:
 
     def _keep(self, turn: Turn) -> list[Emitted]:
         self.emitted += turn.emitted
-        fresh = [decoded if decoded is not None else decode_event(value) for _, value, decoded in turn.changelog]
+        # Tombstones (a purge, a superseded execution) are deletions, not history events.
+        fresh = [decoded if decoded is not None else decode_event(value) for _, value, decoded in turn.changelog
+                 if decoded is not None or value is not None]
         self.history += fresh
         self._last_history = len(fresh)
         return turn.emitted
