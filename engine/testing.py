@@ -42,6 +42,8 @@ def runtime_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KWF_PARTITIONS": str(settings.partitions),
         "PYTHONUNBUFFERED": "1",
     })
+    if settings.app_id:
+        env["KWF_APP_ID"] = settings.app_id
     env.update(extra)
     return env
 
