@@ -64,6 +64,7 @@ class RuntimeProcess:
         cwd: None: started in ``checkout`` with a ``KWF_STATE_DIR`` and ``KWF_PROCESS_ID``
             of its own. A folder: started there with neither set, as a user runs
             ``kwf run`` from an application's folder.
+        app_id: Its ``kwf run --app-id`` (None: from ``settings``, as ``KWF_APP_ID``).
     """
 
     settings: Settings
@@ -75,6 +76,7 @@ class RuntimeProcess:
     profile_to: Path | None = None
     checkout: Path = REPO
     cwd: Path | None = None
+    app_id: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -101,7 +103,7 @@ class RuntimeProcess:
         else:
             env = runtime_env(self.settings, PYTHONPATH=str(self.checkout), **{**self.env, **extra_env})
         command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", self.app,
-                   "--role", self.role, "--no-http"]
+                   "--role", self.role, "--no-http", *([] if self.app_id is None else ["--app-id", self.app_id])]
         if self.profile_to is not None:
             spy = Path(sys.executable).with_name("py-spy")
             # Non-blocking: sampling without pausing the process keeps its timing close to normal.
