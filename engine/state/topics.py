@@ -64,10 +64,13 @@ def ensure_workflow_topics(settings: Settings) -> None:
 
 
 def ensure_app_topics(settings: Settings) -> int:
-    """Create the workflow topics of ``settings``' application where missing (as its own
-    runtime would); return the partition count of its inbox."""
-    ensure_workflow_topics(settings)
+    """Create the workflow topics of ``settings``' application where missing (with the specs
+    its own runtime would use); return the partition count of its inbox.
+
+    Its own runtime checks their history's placement when it starts; a caller only writes.
+    """
     admin = AdminClient(settings.client())
+    ensure_topics(admin, workflow_topics(settings))
     inbox = settings.topic(INBOX)
     return len(admin.list_topics(inbox, timeout=PLACEMENT_CHECK_TIMEOUT_S).topics[inbox].partitions)
 

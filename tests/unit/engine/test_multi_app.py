@@ -218,3 +218,12 @@ def test_terminating_a_parent_terminates_its_child_in_the_other_application(tmp_
         assert stop.instance_id == "kid-1" and isinstance(stop.event, ExecutionTerminated)
     finally:
         harness.close()
+
+
+def test_a_runtime_joins_the_application_it_is_given() -> None:
+    runtime = wf.WorkflowRuntime(settings=Settings(topic_prefix="kwf"), app_id="app2")
+    assert runtime.settings.topic("inbox") == "kwf.app2.inbox"
+    runtime.set_app_id("")
+    assert runtime.settings.topic("inbox") == "kwf.inbox"
+    with pytest.raises(ValueError, match="invalid application ID"):
+        wf.WorkflowRuntime(settings=Settings(), app_id="a/b")
