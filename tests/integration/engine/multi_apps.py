@@ -17,7 +17,8 @@ app3 = wf.WorkflowRuntime()
 
 @app1.workflow(name="order")
 def order(ctx: wf.DaprWorkflowContext, qty: int):
-    priced = yield ctx.call_child_workflow("price_order", input=qty, app_id="app2")
+    priced = yield ctx.call_child_workflow("price_order", input=qty, app_id="app2",
+                                           propagation=wf.PropagationScope.LINEAGE)
     return {"priced": priced, "by": "app1"}
 
 
@@ -39,7 +40,15 @@ def square_in_app3(ctx: wf.DaprWorkflowContext, n: int):
 @app2.workflow(name="price_order")
 def price_order(ctx: wf.DaprWorkflowContext, qty: int):
     squared = yield ctx.call_activity("square", input=qty, app_id="app3")
-    return squared + 1
+    apps = yield ctx.call_activity("callers", app_id="app3", propagation=wf.PropagationScope.LINEAGE)
+    return {"price": squared + 1, "callers": apps}
+
+
+@app3.activity(name="callers")
+def callers(ctx: wf.WorkflowActivityContext, _: object) -> list[str]:
+    """The applications of the workflows that called this one, oldest first."""
+    history = ctx.get_propagated_history()
+    return [] if history is None else history.get_app_ids()
 
 
 @app3.activity(name="square")

@@ -49,7 +49,9 @@ def test_a_workflow_calls_a_child_in_app2_that_calls_an_activity_in_app3(setting
             missing = client.schedule_new_workflow("call_missing", input=None, instance_id="missing-1")
             done = client.wait_for_workflow_completion(chain, timeout_in_seconds=COMPLETION_TIMEOUT_S)
             assert done is not None and done.runtime_status is WorkflowStatus.COMPLETED, done
-            assert json.loads(done.serialized_output) == {"priced": 50, "by": "app1"}
+            # (the history app2 handed on names both callers' applications)
+            assert json.loads(done.serialized_output) == {"priced": {"price": 50, "callers": ["app1", "app2"]},
+                                                          "by": "app1"}
 
             failed = client.wait_for_workflow_completion(missing, timeout_in_seconds=COMPLETION_TIMEOUT_S)
             assert failed is not None and failed.runtime_status is WorkflowStatus.COMPLETED, failed
@@ -62,8 +64,8 @@ def test_a_workflow_calls_a_child_in_app2_that_calls_an_activity_in_app3(setting
         assert [(a.name, a.app_id) for a in attempts] == [("not_in_app3", "app3")] * 2
         # The child ran in app2: its history is in app2's topics, not app1's.
         child = read_history(replace(settings, app_id="app2"), "order-1:0")
-        assert [e.event for e in child if isinstance(e.event, TaskScheduled)] == [TaskScheduled(0, "square", "7",
-                                                                                             None, "app3")]
+        assert [(e.event.name, e.event.app_id) for e in child if isinstance(e.event, TaskScheduled)] == [
+            ("square", "app3"), ("callers", "app3")]
     finally:
         for process in processes:
             process.kill()
