@@ -61,14 +61,23 @@ MAX_OPEN_WORKFLOW_SPANS = 10_000
 _propagator = TraceContextTextMapPropagator() if trace is not None else None
 
 
+# (provider, its tracer): ``get_tracer`` builds a new tracer on each call, a cost per span.
+_cached_tracer: tuple[Any, Any] = (None, None)
+
+
 def _tracer() -> Any:
     """The runtime's tracer, or None while no SDK provider is installed (every span would be a no-op)."""
+    global _cached_tracer
     if trace is None:
         return None
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider):
         return None
-    return provider.get_tracer(TRACER_NAME)
+    cached_provider, tracer = _cached_tracer
+    if cached_provider is not provider:
+        tracer = provider.get_tracer(TRACER_NAME)
+        _cached_tracer = (provider, tracer)
+    return tracer
 
 
 # -- headers --------------------------------------------------------------------------
