@@ -115,11 +115,12 @@ def load_app(spec: str) -> Any:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     if ns.app_id is not None:
-        os.environ["KWF_APP_ID"] = ns.app_id  # clients the application builds at import read it too
+        # Read by what the application builds at import (its runtime, its clients) ...
+        os.environ["KWF_APP_ID"] = ns.app_id
     runtime = load_app(ns.app)
     runtime.role = ns.role
     if ns.app_id is not None:
-        runtime.set_app_id(ns.app_id)
+        runtime.set_app_id(ns.app_id)  # ... and applied to a runtime built with settings of its own
     from engine.observability.exposition import serve_metrics
     from engine.observability.tracing import configure_tracing
 

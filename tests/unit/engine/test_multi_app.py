@@ -6,6 +6,7 @@ orchestrator sends the step to that application's topics with the way back to it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -227,3 +228,17 @@ def test_a_runtime_joins_the_application_it_is_given() -> None:
     assert runtime.settings.topic("inbox") == "kwf.inbox"
     with pytest.raises(ValueError, match="invalid application ID"):
         wf.WorkflowRuntime(settings=Settings(), app_id="a/b")
+
+
+def test_an_applications_consumer_groups_and_transactional_ids_are_its_own(tmp_path: Path) -> None:
+    from engine.edges.worker import ActivityWorker
+    from engine.orchestration.orchestrator import Orchestrator
+
+    app3 = Settings(topic_prefix="kwf", app_id="app3", state_dir=tmp_path, process_id="p1")
+    assert ActivityWorker(app3, Registry()).consumer_settings()["group.id"] == "kwf.app3.workers"
+    config = Orchestrator(app3, Registry(), partitions=1).processor_config()
+    assert (config.group_id, config.input_topic, config.changelog_topic) == (
+        "kwf.app3.orchestrator", "kwf.app3.inbox", "kwf.app3.history")
+    default = Orchestrator(replace(app3, app_id=""), Registry(), partitions=1).processor_config()
+    # Same process ID, other application: another transactional ID, so neither fences the other.
+    assert default.group_id == "kwf.orchestrator" and default.transactional_id != config.transactional_id
