@@ -15,6 +15,7 @@ import pytest
 import engine as wf
 from engine.core.history import (
     ChildWorkflowCompleted,
+    ChildWorkflowFailed,
     ChildWorkflowScheduled,
     ExecutionStarted,
     ExecutionTerminated,
@@ -242,3 +243,18 @@ def test_an_applications_consumer_groups_and_transactional_ids_are_its_own(tmp_p
     default = Orchestrator(replace(app3, app_id=""), Registry(), partitions=1).processor_config()
     # Same process ID, other application: another transactional ID, so neither fences the other.
     assert default.group_id == "kwf.orchestrator" and default.transactional_id != config.transactional_id
+
+
+def test_a_child_the_target_application_lacks_fails_back_to_the_parent_naming_it(tmp_path: Path) -> None:
+    lacking = Registry()
+    lacking.app_id = "app1"
+    harness = Harness(lacking, tmp_path)
+    try:
+        parent = ParentInstance("p-0", "pe", 7, "root", "")
+        out = harness.feed([HistoryEvent("kid-0", "", -1, WHEN, ExecutionStarted("nobody", "3", parent))])
+        (notice,) = [decode_event(e.value).event for e in out if e.topic == "kwf.inbox"]
+        assert isinstance(notice, ChildWorkflowFailed) and notice.task_id == 7
+        assert notice.failure.type == "WorkflowNotRegistered"
+        assert "workflow 'nobody' is not registered in application 'app1'" in notice.failure.message
+    finally:
+        harness.close()
