@@ -42,6 +42,8 @@ def runtime_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KWF_PARTITIONS": str(settings.partitions),
         "PYTHONUNBUFFERED": "1",
     })
+    if settings.app_id:
+        env["KWF_APP_ID"] = settings.app_id
     env.update(extra)
     return env
 
@@ -63,6 +65,7 @@ class RuntimeProcess:
             of its own. A folder: started there with neither set, as a user runs
             ``kwf run`` from an application's folder.
         http_port: Serve the HTTP API on this port of 127.0.0.1 (default: ``--no-http``).
+        app_id: Its ``kwf run --app-id`` (None: from ``settings``, as ``KWF_APP_ID``).
     """
 
     settings: Settings
@@ -75,6 +78,7 @@ class RuntimeProcess:
     checkout: Path = REPO
     cwd: Path | None = None
     http_port: int | None = None
+    app_id: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -102,7 +106,7 @@ class RuntimeProcess:
             env = runtime_env(self.settings, PYTHONPATH=str(self.checkout), **{**self.env, **extra_env})
         http = ["--no-http"] if self.http_port is None else ["--http-port", str(self.http_port)]
         command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", self.app,
-                   "--role", self.role, *http]
+                   "--role", self.role, *http, *([] if self.app_id is None else ["--app-id", self.app_id])]
         if self.profile_to is not None:
             spy = Path(sys.executable).with_name("py-spy")
             # Non-blocking: sampling without pausing the process keeps its timing close to normal.

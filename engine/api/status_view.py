@@ -52,7 +52,7 @@ PROVISIONAL_LIMIT = 100_000
 class StatusView:
     """The latest ``StatusRecord`` per instance, kept current by a consumer thread."""
 
-    _shared: dict[tuple[str, str], StatusView] = {}
+    _shared: dict[tuple[str, str, str], StatusView] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, settings: Settings, folder: Path | None = None) -> None:
@@ -71,8 +71,8 @@ class StatusView:
 
     @classmethod
     def shared(cls, settings: Settings) -> StatusView:
-        """One started view per (cluster, topic prefix) in this process."""
-        key = (settings.bootstrap_servers, settings.topic_prefix)
+        """One started view per (cluster, topic prefix, application) in this process."""
+        key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
         with cls._shared_lock:
             view = cls._shared.get(key)
             if view is None or view._stop.is_set():
@@ -164,7 +164,7 @@ class StatusView:
     def _run(self) -> None:
         consumer = Consumer({
             **self.settings.client(),
-            "group.id": f"{self.settings.topic_prefix}.status-view",  # unused: partitions are assigned
+            "group.id": f"{self.settings.app_prefix}.status-view",  # unused: partitions are assigned
             "enable.auto.commit": "false",
             "isolation.level": "read_committed",
             # Status changes are small and latency matters for clients waiting on them.

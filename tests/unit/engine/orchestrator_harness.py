@@ -4,13 +4,14 @@ readers for what it emitted: history, statuses, activity tasks, inbox records, d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.core.history import HistoryEvent
+from engine.orchestration.app_topics import AppTopics
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, StatusRecord, decode_event, decode_status, decode_task, encode_event
@@ -32,12 +33,15 @@ class Delivered:
 
 
 class OrchestratorHarness:
-    """Partition 0 of 1 of an orchestrator over a store in ``folder``."""
+    """Partition 0 of 1 of an orchestrator over a store in ``folder`` (of application ``app_id``;
+    ``app_topics`` builds its view of other applications' topics from its settings)."""
 
-    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB) -> None:
-        self.settings = Settings(topic_prefix=PREFIX, partitions=1, state_dir=folder, process_id="test",
-                                 max_payload_bytes=max_payload_bytes)
-        self.orchestrator = Orchestrator(self.settings, registry, partitions=1)
+    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB, app_id: str = "",
+                 app_topics: Callable[[Settings], AppTopics] | None = None) -> None:
+        self.settings = Settings(topic_prefix=PREFIX, app_id=app_id, partitions=1, state_dir=folder,
+                                 process_id="test", max_payload_bytes=max_payload_bytes)
+        self.orchestrator = Orchestrator(self.settings, registry, partitions=1,
+                                         app_topics=None if app_topics is None else app_topics(self.settings))
         self.driven = HandlerHarness(self.orchestrator, folder / "inbox-0", input_topic=self.settings.topic("inbox"))
         self.orchestrator.on_partition_ready(0, self.driven.store)
         self.emitted: list[Emitted] = []
