@@ -15,6 +15,7 @@ so the broker is first warmed up with up to 30,000 transactions (``common.warm_u
     python -m bench [--quick] [--warm-up SECONDS]
         [--only chain3,doors,observability,fanout,ceiling,recovery,dbos,temporal]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
+    python -m bench --only scaleout                             (1, 2, 3 runtime processes; not in the default run)
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, doors, fanout, observability, peer_dbos, peer_temporal, recovery, scale
+from bench import ceiling, chain, doors, fanout, observability, peer_dbos, peer_temporal, recovery, scale, scaleout
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
 
 WORKLOADS = ("chain3", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal")
 # Run only when asked for with --only.
-ON_REQUEST = ("scale",)
+ON_REQUEST = ("scale", "scaleout")
 
 
 def main() -> None:
@@ -60,6 +61,7 @@ def main() -> None:
             "observability": lambda: observability.run(bootstrap, count=2000, repeats=repeats),
             "fanout": lambda: fanout.run(bootstrap, repeats=repeats),
             "recovery": lambda: recovery.run(bootstrap, count=recovery.COUNT),
+            "scaleout": lambda: scaleout.run(bootstrap, count=1000 if args.quick else scaleout.COUNT),
             "scale": lambda: [scale.run(bootstrap, count=int(n)) for n in args.scale_count.split(",") if n.strip()],
             "dbos": lambda: peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000),
             "temporal": lambda: peer_temporal.run(count=500 if args.quick else 1000, runs=100 if args.quick else 200),
