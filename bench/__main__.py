@@ -13,7 +13,7 @@ A broker JVM commits transactions ten times slower in its first minute than once
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
     python -m bench [--quick] [--warm-up SECONDS]
-        [--only chain3,doors,observability,fanout,ceiling,recovery,dbos,temporal]
+        [--only chain3,doors,observability,fanout,ceiling,recovery,dbos,temporal,restate]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
     python -m bench --only scaleout                             (1, 2, 3 runtime processes; not in the default run)
 """
@@ -23,11 +23,23 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, doors, fanout, observability, peer_dbos, peer_temporal, recovery, scale, scaleout
+from bench import (
+    ceiling,
+    chain,
+    doors,
+    fanout,
+    observability,
+    peer_dbos,
+    peer_restate,
+    peer_temporal,
+    recovery,
+    scale,
+    scaleout,
+)
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
 
-WORKLOADS = ("chain3", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal")
+WORKLOADS = ("chain3", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal", "restate")
 # Run only when asked for with --only.
 ON_REQUEST = ("scale", "scaleout")
 
@@ -64,6 +76,7 @@ def main() -> None:
             "scaleout": lambda: scaleout.run(bootstrap, count=1000 if args.quick else scaleout.COUNT),
             "scale": lambda: [scale.run(bootstrap, count=int(n)) for n in args.scale_count.split(",") if n.strip()],
             "dbos": lambda: peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000),
+            "restate": lambda: peer_restate.run(count=500 if args.quick else 1000, runs=100 if args.quick else 200),
             "temporal": lambda: peer_temporal.run(count=500 if args.quick else 1000, runs=100 if args.quick else 200),
         }
         skipped = run_workloads([Workload(name, run) for name, run in workloads.items() if name in chosen])
