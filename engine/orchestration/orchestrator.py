@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from engine.core.history import (
     HistoryEvent,
     ParentInstance,
     PurgeRequested,
+    TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerFired,
@@ -53,6 +55,7 @@ from engine.orchestration.decisions import (
     start_refusal,
     step_overrun,
 )
+from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP, LocalActivityRunner, collect, pick_local
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
@@ -114,11 +117,15 @@ class Orchestrator:
         partitions: The partition count of the inbox, for checking where records belong.
         cache_size: Live workflow runs kept between steps (bounds memory by count).
         max_batch_records: Inbox records taken into one transaction (None: the processor's default).
+        local_activities: Runs activities in this process for a step to record their results
+            in the same transaction (``local_activities.py``); None, or a budget of 0 in
+            ``settings``, sends every activity through Kafka.
     """
 
     def __init__(self, settings: Settings, registry: Registry, partitions: int, *, cache_size: int = 10_000,
-                 max_batch_records: int | None = None) -> None:
+                 max_batch_records: int | None = None, local_activities: LocalActivityRunner | None = None) -> None:
         self.settings = settings
+        self.local_activities = local_activities if settings.local_activity_budget_ms > 0 else None
         self.partitions = partitions
         self.max_batch_records = max_batch_records
         self.executor = Executor(registry, cache_size=cache_size)
@@ -408,6 +415,8 @@ class Orchestrator:
                  emitted: bool = False) -> InstanceState | None:
         """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
         instance_id = events[0].instance_id
+        local_deadline = time.monotonic() + self.settings.local_activity_budget_ms / 1000
+        local_allowance = MAX_LOCAL_PER_STEP
         for _ in range(MAX_CONTINUATIONS_PER_STEP):
             result = self._timed_execute(instance_id, history, events)
             decided, refused = limit_payloads(result.actions, self.settings.max_payload_bytes)
@@ -417,7 +426,17 @@ class Orchestrator:
             execution_id = events[0].execution_id
             actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(decided)]
             state = self._commit(batch, state, actions if emitted else [*events, *actions])
-            self._side_effects(batch, state, actions, now, refused)
+            started, finished = 0, dict[int, TaskCompleted | TaskFailed]()
+            if result.continued_as_new is None and state is not None and not state.ended:
+                started, finished = self._run_local(state, actions, refused, now, local_deadline, local_allowance)
+            self._side_effects(batch, state, actions, now, refused, ran_here=finished.keys())
+            if finished and state is not None:
+                # Their results are this step's next events: the workflow goes on in this transaction.
+                local_allowance -= started
+                history = [*history, *events, *actions]
+                events = self._local_results(state, finished)
+                emitted = False
+                continue
             if result.continued_as_new is None or state is None:
                 return state
             # Continue as new: the next execution starts in this same step.
@@ -430,6 +449,34 @@ class Orchestrator:
                        for i, e in enumerate(carried.carried_events)]
             history, state, emitted = [], None, False
         raise RuntimeError(f"{instance_id} continued as new {MAX_CONTINUATIONS_PER_STEP} times without waiting")
+
+    def _run_local(self, state: InstanceState, actions: list[HistoryEvent], refused: dict[int, Any],
+                   now: datetime, deadline: float,
+                   allowance: int) -> tuple[int, dict[int, TaskCompleted | TaskFailed]]:
+        """Start the step's activities this process can run; return how many started and the
+        results of those that finished by ``deadline`` (the others are handed over)."""
+        runner = self.local_activities
+        if runner is None or allowance <= 0:
+            return 0, {}
+        started = {}
+        for event in pick_local(actions, refused, runner.can_run, allowance):
+            payload = event.event
+            assert isinstance(payload, TaskScheduled)
+            run = runner.start(self._task(state, event, payload, now), self._spans.headers(event.instance_id))
+            if run is not None:
+                started[payload.task_id] = run
+        if not started:
+            return 0, {}
+        return len(started), collect(started, deadline)
+
+    def _local_results(self, state: InstanceState,
+                       finished: dict[int, TaskCompleted | TaskFailed]) -> list[HistoryEvent]:
+        """The results of activities run here, numbered after the step's actions."""
+        at = now_utc()
+        for task_id in finished:
+            self._txn.closed.add((state.instance_id, task_id))  # a late copy of the result is a duplicate
+        return [HistoryEvent(state.instance_id, state.execution_id, state.next_sequence + i, at, result)
+                for i, result in enumerate(finished.values())]
 
     def _timed_execute(self, instance_id: str, history: Sequence[HistoryEvent],
                        events: list[HistoryEvent]) -> ExecutionResult:
@@ -461,7 +508,10 @@ class Orchestrator:
         return state
 
     def _side_effects(self, batch: Batch, state: InstanceState | None, actions: list[HistoryEvent],
-                      now: datetime, refused: dict[int, TaskFailed | ChildWorkflowFailed] | None = None) -> None:
+                      now: datetime, refused: dict[int, TaskFailed | ChildWorkflowFailed] | None = None,
+                      ran_here: Collection[int] = ()) -> None:
+        """Send what the step's actions ask for; ``ran_here``: tasks whose results are already
+        in this step's history (local activities), which need no ``ActivityTask``."""
         if state is None:
             return
         for event in actions:
@@ -472,8 +522,9 @@ class Orchestrator:
                 self._send(batch, event.instance_id, HistoryEvent(event.instance_id, event.execution_id, -1, now,
                                                                   failed))
             elif isinstance(payload, TaskScheduled):
-                task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
-                                    payload.input, state.name, now, payload.propagated_history)
+                if payload.task_id in ran_here:
+                    continue
+                task = self._task(state, event, payload, now)
                 batch.emit(self.activities, task.key, encode_task(task), headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ChildWorkflowScheduled):
                 parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
@@ -482,6 +533,11 @@ class Orchestrator:
                            headers=self._spans.headers(event.instance_id))
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)
+
+    @staticmethod
+    def _task(state: InstanceState, event: HistoryEvent, payload: TaskScheduled, now: datetime) -> ActivityTask:
+        return ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name, payload.input,
+                            state.name, now, payload.propagated_history)
 
     def _notify_parent(self, batch: Batch, state: InstanceState, done: ExecutionCompleted, now: datetime) -> None:
         notice = parent_notice(state, done)
