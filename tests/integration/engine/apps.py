@@ -111,6 +111,14 @@ def echo(ctx: Any, value: Any) -> Any:
     return value
 
 
+@runtime.workflow(name="echo_chain3")
+def echo_chain3(ctx: wf.DaprWorkflowContext, value: Any):
+    first = yield ctx.call_activity(echo, input=value)
+    second = yield ctx.call_activity(echo, input=[first])
+    third = yield ctx.call_activity(echo, input=[second])
+    return third
+
+
 # -- external events (the CLI test) ---------------------------------------------------
 
 

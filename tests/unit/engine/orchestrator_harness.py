@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.history import HistoryEvent
+from engine.orchestration.local_activities import LocalActivityRunner
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, StatusRecord, decode_event, decode_status, decode_task, encode_event
@@ -34,10 +35,11 @@ class Delivered:
 class OrchestratorHarness:
     """Partition 0 of 1 of an orchestrator over a store in ``folder``."""
 
-    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB) -> None:
+    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB,
+                 local_activities: LocalActivityRunner | None = None, local_activity_budget_ms: float = 20.0) -> None:
         self.settings = Settings(topic_prefix=PREFIX, partitions=1, state_dir=folder, process_id="test",
-                                 max_payload_bytes=max_payload_bytes)
-        self.orchestrator = Orchestrator(self.settings, registry, partitions=1)
+                                 max_payload_bytes=max_payload_bytes, local_activity_budget_ms=local_activity_budget_ms)
+        self.orchestrator = Orchestrator(self.settings, registry, partitions=1, local_activities=local_activities)
         self.driven = HandlerHarness(self.orchestrator, folder / "inbox-0", input_topic=self.settings.topic("inbox"))
         self.orchestrator.on_partition_ready(0, self.driven.store)
         self.emitted: list[Emitted] = []
