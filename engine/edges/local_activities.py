@@ -7,8 +7,10 @@ timeout, metrics and span as a task read from Kafka.
 
 A run the step did not wait out is handed over: its ``ActivityTask`` goes to Kafka with
 the step's commit, and it is kept here as a claim. When this process's worker reads that
-task, it takes the claim and delivers the run's result (its slot held until the offset is
-committed, as for any plain task) instead of running it again. Claims are bounded: the
+task, it takes the claim and delivers the run's result instead of running it again; the
+run's slot goes with it and is freed once the offset is committed, as for any plain task.
+A run that ends before its task is read gives its slot back at once (the task may go to
+another process's worker, or never come), so its result in transit holds no slot. Claims are bounded: the
 oldest are dropped past ``MAX_CLAIMS`` (its task, if it is ever read, merely runs again).
 A worker of another process that reads the task runs it, as before: at least once.
 """
@@ -19,6 +21,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 
 from engine.core.history import FailureDetails, TaskCompleted, TaskFailed
 from engine.edges.activities import ActivityOutcome, result_event
@@ -38,6 +41,14 @@ def _key(task: ActivityTask) -> ClaimKey:
     return task.instance_id, task.execution_id, task.task_id
 
 
+@dataclass
+class _Claim:
+    future: RunFuture
+    # Its slot was given back, or is someone else's to give back: the run ended before the
+    # worker read its task, or the claim was dropped.
+    slot_settled: bool = False
+
+
 class LocalActivities:
     """Runs the orchestrator's local activities on ``worker`` and keeps the handed-over ones.
 
@@ -50,7 +61,7 @@ class LocalActivities:
         self._worker = worker
         self.max_payload_bytes = worker.settings.max_payload_bytes
         self._max_claims = max_claims
-        self._claims: OrderedDict[ClaimKey, RunFuture] = OrderedDict()
+        self._claims: OrderedDict[ClaimKey, _Claim] = OrderedDict()
         self._lock = threading.Lock()  # claims are added by the orchestrator, taken by the worker
         worker.claimed = self.take
 
@@ -62,9 +73,17 @@ class LocalActivities:
         return None if future is None else LocalRun(self, task, future)
 
     def take(self, task: ActivityTask) -> RunFuture | None:
-        """The run of a task read from Kafka, if this process has it (it is then forgotten)."""
+        """The run of a task read from Kafka, if this process has it (it is then forgotten).
+
+        Its slot, if it still holds one, goes with it: the worker frees it once the task's
+        offset is committed, as for any plain task.
+        """
         with self._lock:
-            return self._claims.pop(_key(task), None)
+            claim = self._claims.pop(_key(task), None)
+            if claim is None:
+                return None
+            settled, claim.slot_settled = claim.slot_settled, True
+        return _without_slot(claim.future) if settled else claim.future
 
     @property
     def claims(self) -> int:
@@ -73,14 +92,29 @@ class LocalActivities:
 
     def hand_over(self, task: ActivityTask, future: RunFuture) -> None:
         """Keep a run the step did not wait out for the worker that reads its task."""
+        key, claim = _key(task), _Claim(future)
+        dropped = []
         with self._lock:
-            replaced = self._claims.pop(_key(task), None)
-            self._claims[_key(task)] = future
-            dropped = [replaced] if replaced is not None else []
+            replaced = self._claims.pop(key, None)
+            self._claims[key] = claim
+            if replaced is not None:
+                dropped.append(replaced)
             while len(self._claims) > self._max_claims:
                 dropped.append(self._claims.popitem(last=False)[1])
-        for old in dropped:
-            self.release_when_done(old)
+            unsettled = [old for old in dropped if not old.slot_settled]
+            for old in dropped:
+                old.slot_settled = True
+        for old in unsettled:
+            self.release_when_done(old.future)
+        future.add_done_callback(lambda _: self._ended_unclaimed(claim))
+
+    def _ended_unclaimed(self, claim: _Claim) -> None:
+        # Its task may be read by another process's worker, or never: do not keep the slot.
+        with self._lock:
+            if claim.slot_settled:
+                return
+            claim.slot_settled = True
+        self.release_when_done(claim.future)
 
     def release_when_done(self, future: RunFuture) -> None:
         """No one will deliver this run's result: give its slot back once it ends."""
@@ -97,11 +131,12 @@ class LocalRun:
 
     def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
         try:
-            outcome, _ = self._future.result(timeout_s)
+            self._future.result(timeout_s)
         except FutureTimeout:
             return None
-        except Exception as err:  # the runner catches activity errors; this is a bug guard
-            outcome = ActivityOutcome(failure=FailureDetails(type(err).__name__, str(err)))
+        except Exception:  # the outcome below says what
+            pass
+        outcome = _outcome_of(self._future)
         return result_event(self._task.task_id, self._task.name, outcome, self._owner.max_payload_bytes)
 
     def taken(self) -> None:
@@ -110,6 +145,20 @@ class LocalRun:
 
     def handed_over(self) -> None:
         self._owner.hand_over(self._task, self._future)
+
+
+def _without_slot(future: RunFuture) -> RunFuture:
+    """The same run's outcome, holding no slot (its slot was given back already)."""
+    plain: RunFuture = Future()
+    future.add_done_callback(lambda done: plain.set_result((_outcome_of(done), False)))
+    return plain
+
+
+def _outcome_of(future: RunFuture) -> ActivityOutcome:
+    try:
+        return future.result()[0]
+    except Exception as err:  # the runner catches activity errors; this is a bug guard
+        return ActivityOutcome(failure=FailureDetails(type(err).__name__, str(err)))
 
 
 def _holds_slot(future: RunFuture) -> bool:

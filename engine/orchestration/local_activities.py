@@ -27,6 +27,10 @@ from streams.handler import Headers
 # Activities one step runs in this process: a crash before the step's commit runs them
 # again, and a fan-out beyond this goes to the workers through Kafka as before.
 MAX_LOCAL_PER_STEP = 8
+# What all the steps of one transaction wait for local activities at most: far below the
+# orchestrator's 10 s transaction timeout, and a batch of many instances whose activities
+# are slow sends the rest through Kafka rather than waiting on each in turn.
+MAX_LOCAL_WAIT_PER_TRANSACTION_S = 1.0
 
 
 class LocalActivity(Protocol):

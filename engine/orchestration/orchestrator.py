@@ -55,7 +55,13 @@ from engine.orchestration.decisions import (
     start_refusal,
     step_overrun,
 )
-from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP, LocalActivityRunner, collect, pick_local
+from engine.orchestration.local_activities import (
+    MAX_LOCAL_PER_STEP,
+    MAX_LOCAL_WAIT_PER_TRANSACTION_S,
+    LocalActivityRunner,
+    collect,
+    pick_local,
+)
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
 from engine.replay.registry import Registry
@@ -101,6 +107,8 @@ class _Transaction:
     # History events emitted for each instance's current execution: a second step of the
     # instance in the same transaction (an inbox event, then a due timer) must see them.
     history: dict[str, list[HistoryEvent]] = field(default_factory=dict)
+    # Seconds its steps spent waiting for local activities (``MAX_LOCAL_WAIT_PER_TRANSACTION_S``).
+    local_wait_s: float = 0.0
 
     def began(self, instance_id: str) -> bool:
         """Whether the instance's current execution started in this transaction."""
@@ -415,7 +423,9 @@ class Orchestrator:
                  emitted: bool = False) -> InstanceState | None:
         """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
         instance_id = events[0].instance_id
-        local_deadline = time.monotonic() + self.settings.local_activity_budget_ms / 1000
+        # Time spent waiting for local activities counts against the budget, not replay time.
+        local_budget_s = min(self.settings.local_activity_budget_ms / 1000,
+                             MAX_LOCAL_WAIT_PER_TRANSACTION_S - self._txn.local_wait_s)
         local_allowance = MAX_LOCAL_PER_STEP
         for _ in range(MAX_CONTINUATIONS_PER_STEP):
             result = self._timed_execute(instance_id, history, events)
@@ -428,7 +438,9 @@ class Orchestrator:
             state = self._commit(batch, state, actions if emitted else [*events, *actions])
             started, finished = 0, dict[int, TaskCompleted | TaskFailed]()
             if result.continued_as_new is None and state is not None and not state.ended:
-                started, finished = self._run_local(state, actions, refused, now, local_deadline, local_allowance)
+                started, finished, waited = self._run_local(state, actions, refused, now, local_budget_s,
+                                                            local_allowance)
+                local_budget_s -= waited
             self._side_effects(batch, state, actions, now, refused, ran_here=finished.keys())
             if finished and state is not None:
                 # Their results are this step's next events: the workflow goes on in this transaction.
@@ -451,13 +463,15 @@ class Orchestrator:
         raise RuntimeError(f"{instance_id} continued as new {MAX_CONTINUATIONS_PER_STEP} times without waiting")
 
     def _run_local(self, state: InstanceState, actions: list[HistoryEvent], refused: dict[int, Any],
-                   now: datetime, deadline: float,
-                   allowance: int) -> tuple[int, dict[int, TaskCompleted | TaskFailed]]:
-        """Start the step's activities this process can run; return how many started and the
-        results of those that finished by ``deadline`` (the others are handed over)."""
+                   now: datetime, budget_s: float,
+                   allowance: int) -> tuple[int, dict[int, TaskCompleted | TaskFailed], float]:
+        """Start the step's activities this process can run; return how many started, the
+        results of those that finished within ``budget_s`` (the others are handed over), and
+        the seconds spent waiting."""
         runner = self.local_activities
-        if runner is None or allowance <= 0:
-            return 0, {}
+        if runner is None or allowance <= 0 or budget_s <= 0:
+            return 0, {}, 0.0
+        began = time.monotonic()
         started = {}
         for event in pick_local(actions, refused, runner.can_run, allowance):
             payload = event.event
@@ -466,8 +480,11 @@ class Orchestrator:
             if run is not None:
                 started[payload.task_id] = run
         if not started:
-            return 0, {}
-        return len(started), collect(started, deadline)
+            return 0, {}, 0.0
+        finished = collect(started, began + budget_s)
+        waited = time.monotonic() - began
+        self._txn.local_wait_s += waited
+        return len(started), finished, waited
 
     def _local_results(self, state: InstanceState,
                        finished: dict[int, TaskCompleted | TaskFailed]) -> list[HistoryEvent]:
