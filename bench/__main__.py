@@ -12,7 +12,7 @@ one JSON object with every figure and the skipped workloads.
 A broker JVM commits transactions ten times slower in its first minute than once warm,
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
-    python -m bench [--quick] [--only chain3,observability,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+    python -m bench [--quick] [--only chain3,chain3_client,observability,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
 """
 
@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, fanout, observability, peer_dbos, recovery, scale
+from bench import ceiling, chain, chain_client, fanout, observability, peer_dbos, recovery, scale
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
 
-WORKLOADS = ("chain3", "observability", "fanout", "ceiling", "recovery", "dbos")
+WORKLOADS = ("chain3", "chain3_client", "observability", "fanout", "ceiling", "recovery", "dbos")
 # Run only when asked for with --only.
 ON_REQUEST = ("scale",)
 
@@ -55,6 +55,8 @@ def main() -> None:
             "ceiling": lambda: ceiling.run(bootstrap, records=30_000 if args.quick else ceiling.RECORDS,
                                            seconds=3.0 if args.quick else ceiling.ROUNDTRIP_SECONDS),
             "chain3": lambda: chain.run(bootstrap, count=2000, rate=20.0, seconds=seconds, repeats=repeats),
+            "chain3_client": lambda: chain_client.run(bootstrap, count=100 if args.quick else 300,
+                                                      seconds=5.0 if args.quick else 10.0),
             "observability": lambda: observability.run(bootstrap, count=2000, repeats=repeats),
             "fanout": lambda: fanout.run(bootstrap, repeats=repeats),
             "recovery": lambda: recovery.run(bootstrap, count=recovery.COUNT),
