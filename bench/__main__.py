@@ -12,7 +12,8 @@ one JSON object with every figure and the skipped workloads.
 A broker JVM commits transactions ten times slower in its first minute than once warm,
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
-    python -m bench [--quick] [--only chain3,chain3_client,observability,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+    python -m bench [--quick] [--only chain3,chain3_client,observability,fanout,ceiling,recovery,dbos]
+                    [--warm-up SECONDS]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
 """
 
