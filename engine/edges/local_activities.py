@@ -17,6 +17,7 @@ A worker of another process that reads the task runs it, as before: at least onc
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -66,7 +67,11 @@ class LocalActivities:
         worker.claimed = self.take
 
     def can_run(self, name: str) -> bool:
-        return self._worker.registry.get_activity(name) is not None
+        entry = self._worker.registry.get_activity(name)
+        if entry is None:
+            return False
+        # A plain one waiting for a slot would only wait out the budget: send it through Kafka.
+        return inspect.iscoroutinefunction(entry.fn) or self._worker.has_free_slot()
 
     def start(self, task: ActivityTask, headers: Headers | None) -> LocalRun | None:
         future = self._worker.submit(task, headers)
@@ -140,7 +145,7 @@ class LocalRun:
         return result_event(self._task.task_id, self._task.name, outcome, self._owner.max_payload_bytes)
 
     def taken(self) -> None:
-        # Its result is in the step's history: the slot is free once the run has ended.
+        # Its result is durable (or its step will run again): the slot is free.
         self._owner.release_when_done(self._future)
 
     def handed_over(self) -> None:

@@ -171,6 +171,10 @@ class ActivityWorker:
             return None
         return asyncio.run_coroutine_threadsafe(self._run_task(task, headers), loop)
 
+    def has_free_slot(self) -> bool:
+        """Whether a plain task could take a slot now (a hint: read from another thread)."""
+        return self._slots is not None and not self._slots.locked()
+
     def free_slot(self) -> None:
         """Give back the slot a task run by ``submit`` held, once its result is recorded."""
         self._free_slots(1)

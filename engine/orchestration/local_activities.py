@@ -8,7 +8,9 @@ chain of quick activities is one transaction and no trip through Kafka. An activ
 done within the budget becomes an ordinary task: its ``ActivityTask`` is emitted as today
 and the runner delivers its result the ordinary way, without running it a second time.
 At least once, like any activity: a crash before the commit runs them again, which is why
-a step inlines at most ``MAX_LOCAL_PER_STEP`` of them.
+a step inlines at most ``MAX_LOCAL_PER_STEP`` of them. The step that starts an execution
+runs none: its activities go through Kafka once the start is committed, so what they do is
+never seen before the instance shows RUNNING.
 
 The runner lives at the edge (``engine/edges/local_activities.py``); this module holds
 the protocol the orchestrator sees and the plain decisions around it.
@@ -41,7 +43,8 @@ class LocalActivity(Protocol):
         ...
 
     def taken(self) -> None:
-        """Its result went into the step's history: nothing more will ask for it."""
+        """Its result went into a step's history and that transaction has ended (committed,
+        or aborted and to be run again): nothing more will ask for it."""
         ...
 
     def handed_over(self) -> None:
@@ -78,13 +81,13 @@ def pick_local(actions: Sequence[HistoryEvent], refused: Mapping[int, object], c
 
 def collect(started: Mapping[int, LocalActivity], deadline: float) -> dict[int, TaskCompleted | TaskFailed]:
     """Wait for the started activities until ``deadline`` (``time.monotonic``); return the
-    results of those that finished, by task ID, and hand the others over."""
+    results of those that finished, by task ID, and hand the others over. The caller tells
+    the finished ones ``taken`` once its transaction has ended."""
     finished: dict[int, TaskCompleted | TaskFailed] = {}
     for task_id, run in started.items():
         result = run.wait(max(0.0, deadline - time.monotonic()))
         if result is None:
             run.handed_over()
         else:
-            run.taken()
             finished[task_id] = result
     return finished

@@ -58,6 +58,7 @@ from engine.orchestration.decisions import (
 from engine.orchestration.local_activities import (
     MAX_LOCAL_PER_STEP,
     MAX_LOCAL_WAIT_PER_TRANSACTION_S,
+    LocalActivity,
     LocalActivityRunner,
     collect,
     pick_local,
@@ -109,6 +110,8 @@ class _Transaction:
     history: dict[str, list[HistoryEvent]] = field(default_factory=dict)
     # Seconds its steps spent waiting for local activities (``MAX_LOCAL_WAIT_PER_TRANSACTION_S``).
     local_wait_s: float = 0.0
+    # Local activities whose results it recorded: told once it has ended (see ``_ended``).
+    local_runs: list[LocalActivity] = field(default_factory=list)
 
     def began(self, instance_id: str) -> bool:
         """Whether the instance's current execution started in this transaction."""
@@ -261,7 +264,7 @@ class Orchestrator:
         if value is None:
             return
         # The transaction committed: from now on the store shows what it changed.
-        self._txn = _Transaction()
+        self._ended()
         event = decoded if decoded is not None else decode_event(value)
         self._store(store).apply(store_batch, event, value)
 
@@ -272,7 +275,17 @@ class Orchestrator:
         # Called on revoke, loss, and an aborted transaction: forget what the transaction
         # changed. Live runs of the executor that advanced past the history are checked
         # against its length on their next step and replayed.
-        self._txn = _Transaction()
+        self._ended()
+
+    def _ended(self) -> None:
+        """The transaction committed or aborted: start a new one.
+
+        Local activities recorded in it held their worker slots until now, so a crash
+        re-runs no more plain activities than the worker has threads.
+        """
+        runs, self._txn = self._txn.local_runs, _Transaction()
+        for run in runs:
+            run.taken()
 
     # -- one instance, one step ----------------------------------------------------------
 
@@ -437,7 +450,10 @@ class Orchestrator:
             actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(decided)]
             state = self._commit(batch, state, actions if emitted else [*events, *actions])
             started, finished = 0, dict[int, TaskCompleted | TaskFailed]()
-            if result.continued_as_new is None and state is not None and not state.ended:
+            if result.continued_as_new is None and state is not None and not state.ended \
+                    and not self._txn.began(instance_id):
+                # (Not in the step that starts an execution: its activities run once the
+                # start is committed, so their effects never precede a visible RUNNING.)
                 started, finished, waited = self._run_local(state, actions, refused, now, local_budget_s,
                                                             local_allowance)
                 local_budget_s -= waited
@@ -484,6 +500,7 @@ class Orchestrator:
         finished = collect(started, began + budget_s)
         waited = time.monotonic() - began
         self._txn.local_wait_s += waited
+        self._txn.local_runs += [started[task_id] for task_id in finished]
         return len(started), finished, waited
 
     def _local_results(self, state: InstanceState,

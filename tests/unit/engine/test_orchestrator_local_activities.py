@@ -65,6 +65,7 @@ def mixed(ctx: wf.DaprWorkflowContext, value: int):
 
 @registry.workflow(name="retried")
 def retried(ctx: wf.DaprWorkflowContext, value: int):
+    value = yield ctx.call_activity(step, input=value)
     policy = wf.RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=3)
     value = yield ctx.call_activity(flaky, input=value, retry_policy=policy)
     return value
@@ -72,6 +73,7 @@ def retried(ctx: wf.DaprWorkflowContext, value: int):
 
 @registry.workflow(name="fan_out")
 def fan_out(ctx: wf.DaprWorkflowContext, count: int):
+    yield ctx.call_activity(step, input=0)
     results = yield wf.when_all([ctx.call_activity(step, input=i) for i in range(count)])
     return sum(results)
 
@@ -134,30 +136,61 @@ def kinds(events: list) -> list[str]:
     return [type(e.event).__name__ for e in events]
 
 
-def test_a_chain_of_local_activities_completes_in_the_start_transaction(make: Callable[..., OrchestratorHarness]
-                                                                       ) -> None:
+def started(harness: OrchestratorHarness, instance_id: str, workflow: str, value: str) -> str:
+    """Start an instance; its first step's activity goes through Kafka: deliver its result
+    as a worker would, run by ``add_one``. Returns the execution ID."""
+    out = harness.deliver(proposed(instance_id, ExecutionStarted(workflow, value)))
+    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
+    assert [t.task_id for t in out.tasks] == [0]
+    return out.history[0].execution_id
+
+
+def test_the_start_step_sends_its_activities_through_kafka(make: Callable[..., OrchestratorHarness]) -> None:
     runner = StandInRunner({"step": add_one})
     harness = make(runner)
     out = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
-    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled", "TaskCompleted", "TaskScheduled",
-                                  "TaskCompleted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
-    assert [e.sequence for e in out.history] == list(range(8))
+    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
+    assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(0, "step", "1")]
+    assert runner.started == [], "what an activity does must not precede a visible RUNNING"
+
+
+def test_the_rest_of_a_chain_completes_in_one_transaction(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    execution = started(harness, "c", "chain3", "1")
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "TaskScheduled",
+                                  "TaskCompleted", "ExecutionCompleted"]
+    assert [e.sequence for e in out.history] == list(range(2, 8))
     assert out.tasks == [], "a local activity needs no ActivityTask"
     done = out.history[-1].event
     assert isinstance(done, ExecutionCompleted) and done.output == "4"
     status = harness.status("c")
     assert status is not None and status.runtime_status is WorkflowStatus.COMPLETED
-    assert [t.task_id for t in runner.started] == [t.task_id for t in runner.taken] == [0, 1, 2]
+    assert [t.task_id for t in runner.started] == [t.task_id for t in runner.taken] == [1, 2]
     assert runner.started[0].instance_id == "c" and runner.started[0].workflow_name == "chain3"
+    assert runner.started[0].execution_id == execution and runner.started[0].input == "2"
     assert runner.handed_over == []
+
+
+def test_a_local_result_is_taken_only_once_its_transaction_has_ended(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    execution = started(harness, "c", "chain3", "1")
+    turn = harness.driven.process(proposed("c", TaskCompleted(0, "2"), execution), commit=False)
+    assert len(runner.started) == 2 and runner.taken == [], "its slot is held until the commit"
+    harness.driven.commit(turn)
+    assert [t.task_id for t in runner.taken] == [1, 2]
 
 
 def test_a_budget_of_zero_sends_every_activity_through_kafka(make: Callable[..., OrchestratorHarness]) -> None:
     runner = StandInRunner({"step": add_one})
     harness = make(runner, budget_ms=0)
-    out = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
-    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
-    assert [t.name for t in out.tasks] == ["step"]
+    execution = started(harness, "c", "chain3", "1")
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled"]
+    assert [t.task_id for t in out.tasks] == [1]
     assert runner.started == []
 
 
@@ -165,20 +198,19 @@ def test_an_activity_not_done_within_the_budget_is_emitted_once_and_its_result_a
         make: Callable[..., OrchestratorHarness]) -> None:
     runner = StandInRunner({"step": lambda task: None})
     harness = make(runner)
-    out = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
-    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
-    assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(0, "step", "1")]
-    assert [t.task_id for t in runner.handed_over] == [0] and runner.taken == []
-    execution = out.history[0].execution_id
+    execution = started(harness, "c", "chain3", "1")
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled"]
+    assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(1, "step", "2")]
+    assert [t.task_id for t in runner.handed_over] == [1] and runner.taken == []
 
     # Its result arrives through the inbox like a worker's; the next step runs here again.
     runner.outcomes["step"] = add_one
-    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
-    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "TaskScheduled",
-                                  "TaskCompleted", "ExecutionCompleted"]
+    out = harness.deliver(proposed("c", TaskCompleted(1, "3"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
     assert out.tasks == []
     # A second copy of the handed-over result is refused.
-    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    out = harness.deliver(proposed("c", TaskCompleted(1, "3"), execution))
     assert out.history == [] and out.tasks == []
     assert harness.status("c").runtime_status is WorkflowStatus.COMPLETED  # type: ignore[union-attr]
 
@@ -192,9 +224,11 @@ def test_a_local_failure_is_retried_by_its_policy(make: Callable[..., Orchestrat
             return TaskFailed(task.task_id, FailureDetails("ValueError", "not yet"))
         return TaskCompleted(task.task_id, task.input)
 
-    harness = make(StandInRunner({"flaky": fails_once}))
-    out = harness.deliver(proposed("r", ExecutionStarted("retried", "7")))
-    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled", "TaskFailed", "TimerCreated"]
+    harness = make(StandInRunner({"step": add_one, "flaky": fails_once}))
+    execution = started(harness, "r", "retried", "7")
+    out = harness.deliver(proposed("r", TaskCompleted(0, "8"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskFailed", "TimerCreated"]
+    assert out.tasks == []
     timer = out.history[-1].event
     assert isinstance(timer, TimerCreated)
     fired = harness.punctuate(int(timer.fire_at.timestamp() * 1000) + 1)
@@ -202,7 +236,8 @@ def test_a_local_failure_is_retried_by_its_policy(make: Callable[..., Orchestrat
     assert kinds(history) == ["TimerFired", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
     assert harness.tasks(fired) == []
     assert len(attempts) == 2 and attempts[0] != attempts[1]
-    assert harness.status("r").runtime_status is WorkflowStatus.COMPLETED  # type: ignore[union-attr]
+    done = history[-1].event
+    assert isinstance(done, ExecutionCompleted) and done.output == "8"
 
 
 def test_a_workflow_mixes_remote_and_local_activities(make: Callable[..., OrchestratorHarness]) -> None:
@@ -215,6 +250,7 @@ def test_a_workflow_mixes_remote_and_local_activities(make: Callable[..., Orches
     out = harness.deliver(proposed("m", TaskCompleted(0, "101"), execution))
     assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
     assert out.tasks == []
+    assert [t.name for t in runner.started] == ["step"]
     done = out.history[-1].event
     assert isinstance(done, ExecutionCompleted) and done.output == "102"
 
@@ -223,13 +259,13 @@ def test_a_step_runs_a_bounded_number_of_activities_here(make: Callable[..., Orc
     runner = StandInRunner({"step": add_one})
     harness = make(runner)
     count = MAX_LOCAL_PER_STEP + 5
-    out = harness.deliver(proposed("f", ExecutionStarted("fan_out", str(count))))
+    execution = started(harness, "f", "fan_out", str(count))
+    out = harness.deliver(proposed("f", TaskCompleted(0, "1"), execution))
     scheduled = [e.event.task_id for e in out.history if isinstance(e.event, TaskScheduled)]
-    completed = [e.event.task_id for e in out.history if isinstance(e.event, TaskCompleted)]
+    completed = [e.event.task_id for e in out.history if isinstance(e.event, TaskCompleted)][1:]
     assert len(scheduled) == count
     assert len(runner.started) == len(completed) == MAX_LOCAL_PER_STEP
     assert sorted(t.task_id for t in out.tasks) == sorted(set(scheduled) - set(completed))
-    execution = out.history[0].execution_id
     out = harness.deliver(*[proposed("f", TaskCompleted(t.task_id, str(int(t.input or "0") + 1)), execution)
                             for t in out.tasks])
     done = out.history[-1].event
