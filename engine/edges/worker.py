@@ -150,6 +150,7 @@ class ActivityWorker:
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting_for_slot = 0  # plain tasks waiting for a slot (read as a hint only)
+        self._slots_in_use = 0  # changed on the activity loop only; read elsewhere as a hint
         self._offsets: dict[int, PartitionOffsets] = {}
         self._in_flight = 0
         self._paused = False
@@ -173,7 +174,7 @@ class ActivityWorker:
 
     def has_free_slot(self) -> bool:
         """Whether a plain task could take a slot now (a hint: read from another thread)."""
-        return self._slots is not None and not self._slots.locked()
+        return self._slots is not None and self._slots_in_use < self.threads and not self._waiting_for_slot
 
     def free_slot(self) -> None:
         """Give back the slot a task run by ``submit`` held, once its result is recorded."""
@@ -315,6 +316,7 @@ class ActivityWorker:
             self._waiting_for_slot += 1
             try:
                 await self._slots.acquire()
+                self._slots_in_use += 1
             finally:
                 self._waiting_for_slot -= 1
         return await self._run_activity(task, headers), holds_slot
@@ -405,9 +407,14 @@ class ActivityWorker:
 
     def _free_slots(self, count: int) -> None:
         if count and self._loop is not None and self._slots is not None:
-            slots = self._slots
             for _ in range(count):
-                self._loop.call_soon_threadsafe(slots.release)
+                self._loop.call_soon_threadsafe(self._release_slot)
+
+    def _release_slot(self) -> None:
+        """On the activity loop: a slot is free again."""
+        assert self._slots is not None
+        self._slots_in_use -= 1
+        self._slots.release()
 
     def _to_dead_letters(self, producer: Producer, message: Message, err: Exception) -> None:
         # The error's text may quote the record: it goes to the dead-letter headers, not the log.
