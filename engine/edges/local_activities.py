@@ -10,9 +10,10 @@ the step's commit, and it is kept here as a claim. When this process's worker re
 task, it takes the claim and delivers the run's result instead of running it again; the
 run's slot goes with it and is freed once the offset is committed, as for any plain task.
 A run that ends before its task is read gives its slot back at once (the task may go to
-another process's worker, or never come), so its result in transit holds no slot. Claims are bounded: the
-oldest are dropped past ``MAX_CLAIMS`` (its task, if it is ever read, merely runs again).
-A worker of another process that reads the task runs it, as before: at least once.
+another process's worker, or never come), so its result in transit holds no slot. Claims
+are bounded: the oldest are dropped past ``MAX_CLAIMS`` (a dropped one's task, if it is
+ever read, merely runs again). A worker of another process that reads the task runs it,
+as before: at least once.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
 from engine.core.history import FailureDetails, TaskCompleted, TaskFailed
@@ -135,12 +135,9 @@ class LocalRun:
         self._future = future
 
     def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
-        try:
-            self._future.result(timeout_s)
-        except FutureTimeout:
+        done, _ = wait([self._future], timeout_s)
+        if not done:
             return None
-        except Exception:  # the outcome below says what
-            pass
         outcome = _outcome_of(self._future)
         return result_event(self._task.task_id, self._task.name, outcome, self._owner.max_payload_bytes)
 

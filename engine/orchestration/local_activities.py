@@ -3,8 +3,8 @@
 When the host hands the orchestrator a ``LocalActivityRunner`` (this process runs an
 activity worker too), a step that schedules activities the runner has starts them at
 once, waits up to ``KWF_LOCAL_ACTIVITY_BUDGET_MS`` for them, and records ``TaskScheduled``
-and the result in the same transaction; the workflow replays on in the same step, so a
-chain of quick activities is one transaction and no trip through Kafka. An activity not
+and the result in the same transaction; the workflow replays on in the same step, so the
+rest of a chain of quick activities is one transaction and no trip through Kafka. An activity not
 done within the budget becomes an ordinary task: its ``ActivityTask`` is emitted as today
 and the runner delivers its result the ordinary way, without running it a second time.
 At least once, like any activity: a crash before the commit runs them again, which is why
