@@ -440,6 +440,7 @@ class Orchestrator:
         local_budget_s = min(self.settings.local_activity_budget_ms / 1000,
                              MAX_LOCAL_WAIT_PER_TRANSACTION_S - self._txn.local_wait_s)
         local_allowance = MAX_LOCAL_PER_STEP
+        begins = emitted  # a deferred start that begins now: its first step runs here
         for _ in range(MAX_CONTINUATIONS_PER_STEP):
             result = self._timed_execute(instance_id, history, events)
             decided, refused = limit_payloads(result.actions, self.settings.max_payload_bytes)
@@ -451,7 +452,7 @@ class Orchestrator:
             state = self._commit(batch, state, actions if emitted else [*events, *actions])
             started, finished = 0, dict[int, TaskCompleted | TaskFailed]()
             if result.continued_as_new is None and state is not None and not state.ended \
-                    and not self._txn.began(instance_id):
+                    and not begins and not self._txn.began(instance_id):
                 # (Not in the step that starts an execution: its activities run once the
                 # start is committed, so their effects never precede a visible RUNNING.)
                 started, finished, waited = self._run_local(state, actions, refused, now, local_budget_s,

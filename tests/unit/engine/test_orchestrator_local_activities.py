@@ -8,7 +8,7 @@ look only at what the orchestrator decides and emits.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -151,6 +151,18 @@ def test_the_start_step_sends_its_activities_through_kafka(make: Callable[..., O
     out = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
     assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
     assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(0, "step", "1")]
+    assert runner.started == [], "what an activity does must not precede a visible RUNNING"
+
+
+def test_a_deferred_start_sends_its_first_activities_through_kafka_when_it_begins(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    at = datetime.now(UTC) + timedelta(seconds=30)
+    out = harness.deliver(proposed("d", ExecutionStarted("chain3", "1", None, at)))
+    assert kinds(out.history) == ["ExecutionStarted"] and out.tasks == [], "PENDING until its time"
+    fired = harness.punctuate(int(at.timestamp() * 1000) + 1)
+    assert [t.task_id for t in harness.tasks(fired)] == [0]
     assert runner.started == [], "what an activity does must not precede a visible RUNNING"
 
 
