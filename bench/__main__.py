@@ -13,7 +13,7 @@ A broker JVM commits transactions ten times slower in its first minute than once
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
     python -m bench [--quick] [--warm-up SECONDS]
-        [--only chain3,doors,observability,fanout,ceiling,recovery,dbos,temporal,restate]
+        [--only chain3,chain3_client,doors,observability,fanout,ceiling,recovery,dbos,temporal,restate]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
     python -m bench --only scaleout                             (1, 2, 3 runtime processes; not in the default run)
 """
@@ -26,6 +26,7 @@ import time
 from bench import (
     ceiling,
     chain,
+    chain_client,
     doors,
     fanout,
     observability,
@@ -39,7 +40,8 @@ from bench import (
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
 
-WORKLOADS = ("chain3", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal", "restate")
+WORKLOADS = ("chain3", "chain3_client", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal",
+             "restate")
 # Run only when asked for with --only.
 ON_REQUEST = ("scale", "scaleout")
 
@@ -69,6 +71,8 @@ def main() -> None:
             "ceiling": lambda: ceiling.run(bootstrap, records=30_000 if args.quick else ceiling.RECORDS,
                                            seconds=3.0 if args.quick else ceiling.ROUNDTRIP_SECONDS),
             "chain3": lambda: chain.run(bootstrap, count=2000, rate=20.0, seconds=seconds, repeats=repeats),
+            "chain3_client": lambda: chain_client.run(bootstrap, count=100 if args.quick else 300,
+                                                      seconds=5.0 if args.quick else 10.0),
             "doors": lambda: doors.run(bootstrap, count=500 if args.quick else 2000, runs=100 if args.quick else 200),
             "observability": lambda: observability.run(bootstrap, count=2000, repeats=repeats),
             "fanout": lambda: fanout.run(bootstrap, repeats=repeats),

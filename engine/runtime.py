@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 from engine.core.history import validate_app_id, validate_event_name
 from engine.edges.bridge import BridgeRoute, PubSubBridge
 from engine.edges.commands import CommandsDoor, commands_topic
+from engine.edges.local_activities import LocalActivities
 from engine.edges.worker import ActivityWorker
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
@@ -174,8 +175,12 @@ class WorkflowRuntime:
             log.info("state folder %s, process ID %s", self.settings.state_dir, self.settings.process_id)
         partitions = self._ensure_topics()
         waits: list[threading.Event] = []
+        if self.role in ("all", "worker"):
+            self._worker = self.activity_worker()
         if self.role in ("all", "orchestrator"):
-            self._processor = hosted(self.orchestrator(partitions))
+            # With a worker beside it, a step runs the activities this process has at once.
+            local = LocalActivities(self._worker) if self._worker is not None else None
+            self._processor = hosted(self.orchestrator(partitions, local))
             self._spawn("kwf-orchestrator", self._processor.run, restartable=True)
             waits.append(self._processor.ready)
             self._doors.append(hosted(CommandsDoor(self.settings, partitions)))
@@ -183,8 +188,7 @@ class WorkflowRuntime:
             for door in self._doors:
                 self._spawn(f"kwf-{door.config.input_topic}", door.run, restartable=True)
                 waits.append(door.ready)
-        if self.role in ("all", "worker"):
-            self._worker = self.activity_worker()
+        if self._worker is not None:
             self._spawn("kwf-worker", self._worker.run)
             waits.append(self._worker.ready)
         self._ready = waits
@@ -208,10 +212,11 @@ class WorkflowRuntime:
         inbox = self.settings.topic(INBOX)
         return len(admin.list_topics(inbox, timeout=30).topics[inbox].partitions)
 
-    def orchestrator(self, inbox_partitions: int) -> Orchestrator:
-        """A new orchestrator with this runtime's cache size and batch limit."""
+    def orchestrator(self, inbox_partitions: int, local_activities: LocalActivities | None = None) -> Orchestrator:
+        """A new orchestrator with this runtime's cache size and batch limit (and the runner of
+        local activities, when this process's worker runs beside it)."""
         return Orchestrator(self.settings, self.registry, inbox_partitions, cache_size=self.cache_size,
-                            max_batch_records=self.max_orchestration_batch)
+                            max_batch_records=self.max_orchestration_batch, local_activities=local_activities)
 
     def activity_worker(self) -> ActivityWorker:
         """A new activity worker with this runtime's concurrency limits."""

@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.core import payload
 from engine.core.errors import ActivityNotRegistered, failure_from_exception
-from engine.core.history import FailureDetails
+from engine.core.history import FailureDetails, TaskCompleted, TaskFailed
+from engine.core.payload import PayloadTooLarge, check_size
 from engine.replay.propagation import PropagatedHistory
 from engine.replay.registry import Registered, Registry
 
@@ -80,6 +81,18 @@ class ActivityOutcome:
     def succeeded(self) -> bool:
         """Whether the activity returned without raising."""
         return self.failure is None
+
+
+def result_event(task_id: int, name: str, outcome: ActivityOutcome,
+                 max_payload_bytes: int) -> TaskCompleted | TaskFailed:
+    """The history event that reports ``outcome``: a result over the payload limit fails the task."""
+    if outcome.failure is not None:
+        return TaskFailed(task_id, outcome.failure)
+    try:
+        check_size(outcome.result, f"result of activity {name!r}", max_payload_bytes)
+    except PayloadTooLarge as err:
+        return TaskFailed(task_id, FailureDetails("PayloadTooLarge", str(err)))
+    return TaskCompleted(task_id, outcome.result)
 
 
 def run_activity(

@@ -16,22 +16,22 @@ of waiting async activities cost no threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from engine.core.clock import now_utc
-from engine.core.history import FailureDetails, HistoryEvent, TaskCompleted, TaskFailed
-from engine.core.payload import PayloadTooLarge, check_size
-from engine.edges.activities import ActivityOutcome, async_run_activity
+from engine.core.history import FailureDetails, HistoryEvent
+from engine.edges.activities import ActivityOutcome, async_run_activity, result_event
 from engine.observability.metrics import observed_activity
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, decode_task, encode_event
@@ -150,14 +150,35 @@ class ActivityWorker:
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting_for_slot = 0  # plain tasks waiting for a slot (read as a hint only)
+        self._slots_in_use = 0  # changed on the activity loop only; read elsewhere as a hint
         self._offsets: dict[int, PartitionOffsets] = {}
         self._in_flight = 0
         self._paused = False
         self.inbox = settings.topic(INBOX)
         self.topic = settings.topic(ACTIVITIES)
+        # Tasks this process already runs for its orchestrator (local activities): given a
+        # task read from Kafka, its run's future, whose result is delivered instead of a new run.
+        self.claimed: Callable[[ActivityTask], Future[tuple[ActivityOutcome, bool]] | None] = lambda task: None
 
     def stop(self) -> None:
         self._stop.set()
+
+    def submit(self, task: ActivityTask, headers: Headers | None = None) -> Future[tuple[ActivityOutcome, bool]] | None:
+        """Run a task on this worker's loop and executor now, as one read from Kafka runs
+        (slots, timeout, metrics, span); None before ``run()`` has started or after it stopped.
+        The future gives its outcome and whether it holds a slot (see ``free_slot``)."""
+        loop = self._loop
+        if loop is None or self._stop.is_set() or not loop.is_running():
+            return None
+        return asyncio.run_coroutine_threadsafe(self._run_task(task, headers), loop)
+
+    def has_free_slot(self) -> bool:
+        """Whether a plain task could take a slot now (a hint: read from another thread)."""
+        return self._slots is not None and self._slots_in_use < self.threads and not self._waiting_for_slot
+
+    def free_slot(self) -> None:
+        """Give back the slot a task run by ``submit`` held, once its result is recorded."""
+        self._free_slots(1)
 
     def consumer_settings(self) -> dict[str, str]:
         """The settings of the task consumer: the runtime's client settings plus the group's."""
@@ -265,7 +286,15 @@ class ActivityWorker:
             self._to_dead_letters(producer, message, err)
             self._finished.put((message, None, ActivityOutcome(), False))
             return None
+        claimed = self.claimed(task)
+        if claimed is not None:
+            # Running (or done) here already: deliver that run's result, with its slot.
+            claimed.add_done_callback(functools.partial(self._claimed_done, message, task))
+            return None
         return message, task
+
+    def _claimed_done(self, message: Message, task: ActivityTask, done: Future[tuple[ActivityOutcome, bool]]) -> None:
+        self._finished.put((message, task, *_outcome(done)))
 
     def _launch(self, loop: asyncio.AbstractEventLoop, starts: list[tuple[Message, ActivityTask]]) -> None:
         """Run on the loop: start one asyncio task per activity task."""
@@ -287,6 +316,7 @@ class ActivityWorker:
             self._waiting_for_slot += 1
             try:
                 await self._slots.acquire()
+                self._slots_in_use += 1
             finally:
                 self._waiting_for_slot -= 1
         return await self._run_activity(task, headers), holds_slot
@@ -327,13 +357,7 @@ class ActivityWorker:
             )
 
     def _result(self, task: ActivityTask, outcome: ActivityOutcome) -> Any:
-        if outcome.failure is not None:
-            return TaskFailed(task.task_id, outcome.failure)
-        try:
-            check_size(outcome.result, f"result of activity {task.name!r}", self.settings.max_payload_bytes)
-        except PayloadTooLarge as err:
-            return TaskFailed(task.task_id, FailureDetails("PayloadTooLarge", str(err)))
-        return TaskCompleted(task.task_id, outcome.result)
+        return result_event(task.task_id, task.name, outcome, self.settings.max_payload_bytes)
 
     def _delivered_callback(self, message: Message, holds_slot: bool) -> Callable[[Any, Message], None]:
         def delivered(err: Any, _: Message) -> None:
@@ -384,9 +408,14 @@ class ActivityWorker:
 
     def _free_slots(self, count: int) -> None:
         if count and self._loop is not None and self._slots is not None:
-            slots = self._slots
             for _ in range(count):
-                self._loop.call_soon_threadsafe(slots.release)
+                self._loop.call_soon_threadsafe(self._release_slot)
+
+    def _release_slot(self) -> None:
+        """On the activity loop: a slot is free again."""
+        assert self._slots is not None
+        self._slots_in_use -= 1
+        self._slots.release()
 
     def _to_dead_letters(self, producer: Producer, message: Message, err: Exception) -> None:
         # The error's text may quote the record: it goes to the dead-letter headers, not the log.

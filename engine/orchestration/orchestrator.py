@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from engine.core.history import (
     HistoryEvent,
     ParentInstance,
     PurgeRequested,
+    TaskCompleted,
     TaskFailed,
     TaskScheduled,
     TimerFired,
@@ -54,6 +56,14 @@ from engine.orchestration.decisions import (
     source_of,
     start_refusal,
     step_overrun,
+)
+from engine.orchestration.local_activities import (
+    MAX_LOCAL_PER_STEP,
+    MAX_LOCAL_WAIT_PER_TRANSACTION_S,
+    LocalActivity,
+    LocalActivityRunner,
+    collect,
+    pick_local,
 )
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
 from engine.replay.executor import ExecutionResult, Executor
@@ -100,6 +110,10 @@ class _Transaction:
     # History events emitted for each instance's current execution: a second step of the
     # instance in the same transaction (an inbox event, then a due timer) must see them.
     history: dict[str, list[HistoryEvent]] = field(default_factory=dict)
+    # Seconds its steps spent waiting for local activities (``MAX_LOCAL_WAIT_PER_TRANSACTION_S``).
+    local_wait_s: float = 0.0
+    # Local activities whose results it recorded: told once it has ended (see ``_ended``).
+    local_runs: list[LocalActivity] = field(default_factory=list)
 
     def began(self, instance_id: str) -> bool:
         """Whether the instance's current execution started in this transaction."""
@@ -117,11 +131,16 @@ class Orchestrator:
         cache_size: Live workflow runs kept between steps (bounds memory by count).
         max_batch_records: Inbox records taken into one transaction (None: the processor's default).
         app_topics: Other applications' topics (default: looked up, and created, on the broker).
+        local_activities: Runs activities in this process for a step to record their results
+            in the same transaction (``local_activities.py``); None, or a budget of 0 in
+            ``settings``, sends every activity through Kafka.
     """
 
     def __init__(self, settings: Settings, registry: Registry, partitions: int, *, cache_size: int = 10_000,
-                 max_batch_records: int | None = None, app_topics: AppTopics | None = None) -> None:
+                 max_batch_records: int | None = None, app_topics: AppTopics | None = None,
+                 local_activities: LocalActivityRunner | None = None) -> None:
         self.settings = settings
+        self.local_activities = local_activities if settings.local_activity_budget_ms > 0 else None
         self.partitions = partitions
         self.max_batch_records = max_batch_records
         self.executor = Executor(registry, cache_size=cache_size)
@@ -255,7 +274,7 @@ class Orchestrator:
         if value is None:
             return
         # The transaction committed: from now on the store shows what it changed.
-        self._txn = _Transaction()
+        self._ended()
         event = decoded if decoded is not None else decode_event(value)
         self._store(store).apply(store_batch, event, value)
 
@@ -266,7 +285,17 @@ class Orchestrator:
         # Called on revoke, loss, and an aborted transaction: forget what the transaction
         # changed. Live runs of the executor that advanced past the history are checked
         # against its length on their next step and replayed.
-        self._txn = _Transaction()
+        self._ended()
+
+    def _ended(self) -> None:
+        """The transaction committed or aborted: start a new one.
+
+        Local activities recorded in it held their worker slots until now, so a crash
+        re-runs no more plain activities than the worker has threads.
+        """
+        runs, self._txn = self._txn.local_runs, _Transaction()
+        for run in runs:
+            run.taken()
 
     # -- one instance, one step ----------------------------------------------------------
 
@@ -417,6 +446,11 @@ class Orchestrator:
                  emitted: bool = False) -> InstanceState | None:
         """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
         instance_id = events[0].instance_id
+        # Time spent waiting for local activities counts against the budget, not replay time.
+        local_budget_s = min(self.settings.local_activity_budget_ms / 1000,
+                             MAX_LOCAL_WAIT_PER_TRANSACTION_S - self._txn.local_wait_s)
+        local_allowance = MAX_LOCAL_PER_STEP
+        begins = emitted  # a deferred start that begins now: its first step runs here
         for _ in range(MAX_CONTINUATIONS_PER_STEP):
             result = self._timed_execute(instance_id, history, events)
             decided, refused = limit_payloads(result.actions, self.settings.max_payload_bytes)
@@ -426,7 +460,22 @@ class Orchestrator:
             execution_id = events[0].execution_id
             actions = [HistoryEvent(instance_id, execution_id, base + i, now, a) for i, a in enumerate(decided)]
             state = self._commit(batch, state, actions if emitted else [*events, *actions])
-            self._side_effects(batch, state, actions, now, refused)
+            started, finished = 0, dict[int, TaskCompleted | TaskFailed]()
+            if result.continued_as_new is None and state is not None and not state.ended \
+                    and not begins and not self._txn.began(instance_id):
+                # (Not in the step that starts an execution: its activities run once the
+                # start is committed, so their effects never precede a visible RUNNING.)
+                started, finished, waited = self._run_local(state, actions, refused, now, local_budget_s,
+                                                            local_allowance)
+                local_budget_s -= waited
+            self._side_effects(batch, state, actions, now, refused, ran_here=finished.keys())
+            if finished and state is not None:
+                # Their results are this step's next events: the workflow goes on in this transaction.
+                local_allowance -= started
+                history = [*history, *events, *actions]
+                events = self._local_results(state, finished)
+                emitted = False
+                continue
             if result.continued_as_new is None or state is None:
                 return state
             # Continue as new: the next execution starts in this same step.
@@ -439,6 +488,43 @@ class Orchestrator:
                        for i, e in enumerate(carried.carried_events)]
             history, state, emitted = [], None, False
         raise RuntimeError(f"{instance_id} continued as new {MAX_CONTINUATIONS_PER_STEP} times without waiting")
+
+    def _run_local(self, state: InstanceState, actions: list[HistoryEvent], refused: dict[int, Any],
+                   now: datetime, budget_s: float,
+                   allowance: int) -> tuple[int, dict[int, TaskCompleted | TaskFailed], float]:
+        """Start the step's activities this process can run; return how many started, the
+        results of those that finished within ``budget_s`` (the others are handed over), and
+        the seconds spent waiting."""
+        runner = self.local_activities
+        if runner is None or allowance <= 0 or budget_s <= 0:
+            return 0, {}, 0.0
+        began = time.monotonic()
+        started = {}
+        # Another application's activities run in its own processes, whatever is registered here.
+        own = [e for e in actions
+               if not isinstance(e.event, TaskScheduled) or other_app(self.settings.app_id, e.event.app_id) is None]
+        for event in pick_local(own, refused, runner.can_run, allowance):
+            payload = event.event
+            assert isinstance(payload, TaskScheduled)
+            run = runner.start(self._task(state, event, payload, now), self._spans.headers(event.instance_id))
+            if run is not None:
+                started[payload.task_id] = run
+        if not started:
+            return 0, {}, 0.0
+        finished = collect(started, began + budget_s)
+        waited = time.monotonic() - began
+        self._txn.local_wait_s += waited
+        self._txn.local_runs += [started[task_id] for task_id in finished]
+        return len(started), finished, waited
+
+    def _local_results(self, state: InstanceState,
+                       finished: dict[int, TaskCompleted | TaskFailed]) -> list[HistoryEvent]:
+        """The results of activities run here, numbered after the step's actions."""
+        at = now_utc()
+        for task_id in finished:
+            self._txn.closed.add((state.instance_id, task_id))  # a late copy of the result is a duplicate
+        return [HistoryEvent(state.instance_id, state.execution_id, state.next_sequence + i, at, result)
+                for i, result in enumerate(finished.values())]
 
     def _timed_execute(self, instance_id: str, history: Sequence[HistoryEvent],
                        events: list[HistoryEvent]) -> ExecutionResult:
@@ -470,7 +556,10 @@ class Orchestrator:
         return state
 
     def _side_effects(self, batch: Batch, state: InstanceState | None, actions: list[HistoryEvent],
-                      now: datetime, refused: dict[int, TaskFailed | ChildWorkflowFailed] | None = None) -> None:
+                      now: datetime, refused: dict[int, TaskFailed | ChildWorkflowFailed] | None = None,
+                      ran_here: Collection[int] = ()) -> None:
+        """Send what the step's actions ask for; ``ran_here``: tasks whose results are already
+        in this step's history (local activities), which need no ``ActivityTask``."""
         if state is None:
             return
         for event in actions:
@@ -481,8 +570,9 @@ class Orchestrator:
                 self._send(batch, event.instance_id, HistoryEvent(event.instance_id, event.execution_id, -1, now,
                                                                   failed))
             elif isinstance(payload, TaskScheduled):
-                task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
-                                    payload.input, state.name, now, payload.propagated_history)
+                if payload.task_id in ran_here:
+                    continue
+                task = self._task(state, event, payload, now)
                 self._emit_task(batch, task, payload.app_id, self._spans.headers(event.instance_id))
             elif isinstance(payload, ChildWorkflowScheduled):
                 parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name,
@@ -492,6 +582,11 @@ class Orchestrator:
                            headers=self._spans.headers(event.instance_id), app_id=payload.app_id)
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)
+
+    @staticmethod
+    def _task(state: InstanceState, event: HistoryEvent, payload: TaskScheduled, now: datetime) -> ActivityTask:
+        return ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name, payload.input,
+                            state.name, now, payload.propagated_history)
 
     def _notify_parent(self, batch: Batch, state: InstanceState, done: ExecutionCompleted, now: datetime) -> None:
         notice = parent_notice(state, done)

@@ -43,6 +43,9 @@ class Settings:
         kafka: Extra librdkafka settings from ``KWF_KAFKA_*``.
         replication_factor: ``KWF_REPLICATION_FACTOR``, replicas of the topics this runtime
             creates; unset (None): three where three or more brokers answer, else one.
+        local_activity_budget_ms: ``KWF_LOCAL_ACTIVITY_BUDGET_MS``, how long a workflow step
+            waits for the activities it hands to this process's own worker before it commits
+            them as ordinary tasks; 0 turns local activities off.
 
     The API token and the Kafka settings (SASL passwords) are left out of ``repr``, so a
     logged ``Settings`` shows no secret.
@@ -64,6 +67,9 @@ class Settings:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     kafka: dict[str, str] = field(default_factory=dict, repr=False)
     replication_factor: int | None = None
+    # Long enough for trivial activities (well under a millisecond each), short enough that
+    # a slow one delays its step's transaction, and the other instances in it, very little.
+    local_activity_budget_ms: float = 20.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -85,6 +91,7 @@ class Settings:
             retention=RetentionPolicy.from_env(env),
             kafka=kafka,
             replication_factor=int(env["KWF_REPLICATION_FACTOR"]) if env.get("KWF_REPLICATION_FACTOR") else None,
+            local_activity_budget_ms=float(env.get("KWF_LOCAL_ACTIVITY_BUDGET_MS", "20")),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.app_id:

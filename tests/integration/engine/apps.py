@@ -81,6 +81,13 @@ def one_slow_step(ctx: wf.DaprWorkflowContext, seconds: float):
     return result
 
 
+@runtime.workflow(name="echo_then_slow_step")
+def echo_then_slow_step(ctx: wf.DaprWorkflowContext, seconds: float):
+    yield ctx.call_activity(echo, input=ctx.instance_id)
+    result = yield ctx.call_activity(slow_step, input=seconds)
+    return result
+
+
 @runtime.activity(name="slow_step")
 def slow_step(ctx: Any, seconds: float) -> str:
     record_run("start", ctx.task_id)
@@ -109,6 +116,14 @@ def sleeper(ctx: wf.DaprWorkflowContext, seconds: float):
 def echo(ctx: Any, value: Any) -> Any:
     record_run("echo", value)
     return value
+
+
+@runtime.workflow(name="echo_chain3")
+def echo_chain3(ctx: wf.DaprWorkflowContext, value: Any):
+    first = yield ctx.call_activity(echo, input=value)
+    second = yield ctx.call_activity(echo, input=[first])
+    third = yield ctx.call_activity(echo, input=[second])
+    return third
 
 
 # -- external events (the CLI test) ---------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.core.history import HistoryEvent
 from engine.orchestration.app_topics import AppTopics
+from engine.orchestration.local_activities import LocalActivityRunner
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, StatusRecord, decode_event, decode_status, decode_task, encode_event
@@ -37,10 +38,12 @@ class OrchestratorHarness:
     ``app_topics`` builds its view of other applications' topics from its settings)."""
 
     def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB, app_id: str = "",
-                 app_topics: Callable[[Settings], AppTopics] | None = None) -> None:
+                 app_topics: Callable[[Settings], AppTopics] | None = None,
+                 local_activities: LocalActivityRunner | None = None, local_activity_budget_ms: float = 20.0) -> None:
         self.settings = Settings(topic_prefix=PREFIX, app_id=app_id, partitions=1, state_dir=folder,
-                                 process_id="test", max_payload_bytes=max_payload_bytes)
-        self.orchestrator = Orchestrator(self.settings, registry, partitions=1,
+                                 process_id="test", max_payload_bytes=max_payload_bytes,
+                                 local_activity_budget_ms=local_activity_budget_ms)
+        self.orchestrator = Orchestrator(self.settings, registry, partitions=1, local_activities=local_activities,
                                          app_topics=None if app_topics is None else app_topics(self.settings))
         self.driven = HandlerHarness(self.orchestrator, folder / "inbox-0", input_topic=self.settings.topic("inbox"))
         self.orchestrator.on_partition_ready(0, self.driven.store)

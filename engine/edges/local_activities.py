@@ -1,0 +1,170 @@
+"""Local activities at the edge: the orchestrator's steps run activities on this process's worker.
+
+``LocalActivities`` is the ``LocalActivityRunner`` the host hands the orchestrator when
+both run in one process (see ``engine/orchestration/local_activities.py`` for what a step
+does with it). A task runs through ``ActivityWorker.submit``: the same runner, slots,
+timeout, metrics and span as a task read from Kafka.
+
+A run the step did not wait out is handed over: its ``ActivityTask`` goes to Kafka with
+the step's commit, and it is kept here as a claim. When this process's worker reads that
+task, it takes the claim and delivers the run's result instead of running it again; the
+run's slot goes with it and is freed once the offset is committed, as for any plain task.
+A run that ends before its task is read gives its slot back at once (the task may go to
+another process's worker, or never come), so its result in transit holds no slot. Claims
+are bounded: the oldest are dropped past ``MAX_CLAIMS`` (a dropped one's task, if it is
+ever read, merely runs again). A worker of another process that reads the task runs it,
+as before: at least once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+
+from engine.core.history import FailureDetails, TaskCompleted, TaskFailed
+from engine.edges.activities import ActivityOutcome, result_event
+from engine.edges.worker import ActivityWorker
+from engine.state.codec import ActivityTask
+from streams.handler import Headers
+
+# Handed-over runs remembered for the worker: far more than one step hands over (eight at
+# most), so only a worker that stopped reading its tasks lets claims go unused.
+MAX_CLAIMS = 10_000
+
+RunFuture = Future[tuple[ActivityOutcome, bool]]
+ClaimKey = tuple[str, str, int]
+
+
+def _key(task: ActivityTask) -> ClaimKey:
+    return task.instance_id, task.execution_id, task.task_id
+
+
+@dataclass
+class _Claim:
+    future: RunFuture
+    # Its slot was given back, or is someone else's to give back: the run ended before the
+    # worker read its task, or the claim was dropped.
+    slot_settled: bool = False
+
+
+class LocalActivities:
+    """Runs the orchestrator's local activities on ``worker`` and keeps the handed-over ones.
+
+    Args:
+        worker: This process's activity worker; its ``claimed`` hook is set to this.
+        max_claims: Handed-over runs remembered at most.
+    """
+
+    def __init__(self, worker: ActivityWorker, max_claims: int = MAX_CLAIMS) -> None:
+        self._worker = worker
+        self.max_payload_bytes = worker.settings.max_payload_bytes
+        self._max_claims = max_claims
+        self._claims: OrderedDict[ClaimKey, _Claim] = OrderedDict()
+        self._lock = threading.Lock()  # claims are added by the orchestrator, taken by the worker
+        worker.claimed = self.take
+
+    def can_run(self, name: str) -> bool:
+        entry = self._worker.registry.get_activity(name)
+        if entry is None:
+            return False
+        # A plain one waiting for a slot would only wait out the budget: send it through Kafka.
+        return inspect.iscoroutinefunction(entry.fn) or self._worker.has_free_slot()
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> LocalRun | None:
+        future = self._worker.submit(task, headers)
+        return None if future is None else LocalRun(self, task, future)
+
+    def take(self, task: ActivityTask) -> RunFuture | None:
+        """The run of a task read from Kafka, if this process has it (it is then forgotten).
+
+        Its slot, if it still holds one, goes with it: the worker frees it once the task's
+        offset is committed, as for any plain task.
+        """
+        with self._lock:
+            claim = self._claims.pop(_key(task), None)
+            if claim is None:
+                return None
+            settled, claim.slot_settled = claim.slot_settled, True
+        return _without_slot(claim.future) if settled else claim.future
+
+    @property
+    def claims(self) -> int:
+        """Handed-over runs not yet taken by the worker."""
+        return len(self._claims)
+
+    def hand_over(self, task: ActivityTask, future: RunFuture) -> None:
+        """Keep a run the step did not wait out for the worker that reads its task."""
+        key, claim = _key(task), _Claim(future)
+        dropped = []
+        with self._lock:
+            replaced = self._claims.pop(key, None)
+            self._claims[key] = claim
+            if replaced is not None:
+                dropped.append(replaced)
+            while len(self._claims) > self._max_claims:
+                dropped.append(self._claims.popitem(last=False)[1])
+            unsettled = [old for old in dropped if not old.slot_settled]
+            for old in dropped:
+                old.slot_settled = True
+        for old in unsettled:
+            self.release_when_done(old.future)
+        future.add_done_callback(lambda _: self._ended_unclaimed(claim))
+
+    def _ended_unclaimed(self, claim: _Claim) -> None:
+        # Its task may be read by another process's worker, or never: do not keep the slot.
+        with self._lock:
+            if claim.slot_settled:
+                return
+            claim.slot_settled = True
+        self.release_when_done(claim.future)
+
+    def release_when_done(self, future: RunFuture) -> None:
+        """No one will deliver this run's result: give its slot back once it ends."""
+        future.add_done_callback(lambda done: self._worker.free_slot() if _holds_slot(done) else None)
+
+
+class LocalRun:
+    """One task started for a step (the ``LocalActivity`` of the orchestrator's protocol)."""
+
+    def __init__(self, owner: LocalActivities, task: ActivityTask, future: RunFuture) -> None:
+        self._owner = owner
+        self._task = task
+        self._future = future
+
+    def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
+        done, _ = wait([self._future], timeout_s)
+        if not done:
+            return None
+        outcome = _outcome_of(self._future)
+        return result_event(self._task.task_id, self._task.name, outcome, self._owner.max_payload_bytes)
+
+    def taken(self) -> None:
+        # Its result is durable (or its step will run again): the slot is free.
+        self._owner.release_when_done(self._future)
+
+    def handed_over(self) -> None:
+        self._owner.hand_over(self._task, self._future)
+
+
+def _without_slot(future: RunFuture) -> RunFuture:
+    """The same run's outcome, holding no slot (its slot was given back already)."""
+    plain: RunFuture = Future()
+    future.add_done_callback(lambda done: plain.set_result((_outcome_of(done), False)))
+    return plain
+
+
+def _outcome_of(future: RunFuture) -> ActivityOutcome:
+    try:
+        return future.result()[0]
+    except Exception as err:  # the runner catches activity errors; this is a bug guard
+        return ActivityOutcome(failure=FailureDetails(type(err).__name__, str(err)))
+
+
+def _holds_slot(future: RunFuture) -> bool:
+    try:
+        return future.result()[1]
+    except Exception:
+        return False

@@ -1,0 +1,93 @@
+"""Local activities: a step runs the activities its own process can run, and goes on.
+
+When the host hands the orchestrator a ``LocalActivityRunner`` (this process runs an
+activity worker too), a step that schedules activities the runner has starts them at
+once, waits up to ``KWF_LOCAL_ACTIVITY_BUDGET_MS`` for them, and records ``TaskScheduled``
+and the result in the same transaction; the workflow replays on in the same step, so the
+rest of a chain of quick activities is one transaction and no trip through Kafka. An activity not
+done within the budget becomes an ordinary task: its ``ActivityTask`` is emitted as today
+and the runner delivers its result the ordinary way, without running it a second time.
+At least once, like any activity: a crash before the commit runs them again, which is why
+a step inlines at most ``MAX_LOCAL_PER_STEP`` of them. The step that starts an execution
+runs none: its activities go through Kafka once the start is committed, so what they do is
+never seen before the instance shows RUNNING.
+
+The runner lives at the edge (``engine/edges/local_activities.py``); this module holds
+the protocol the orchestrator sees and the plain decisions around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from engine.core.history import HistoryEvent, TaskCompleted, TaskFailed, TaskScheduled
+from engine.state.codec import ActivityTask
+from streams.handler import Headers
+
+# Activities one step runs in this process: a crash before the step's commit runs them
+# again, and a fan-out beyond this goes to the workers through Kafka as before.
+MAX_LOCAL_PER_STEP = 8
+# What all the steps of one transaction wait for local activities at most: far below the
+# orchestrator's 10 s transaction timeout, and a batch of many instances whose activities
+# are slow sends the rest through Kafka rather than waiting on each in turn.
+MAX_LOCAL_WAIT_PER_TRANSACTION_S = 1.0
+
+
+class LocalActivity(Protocol):
+    """One activity started in this process for a step of the orchestrator."""
+
+    def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
+        """Its result, once it finished within ``timeout_s``; None if it is still running."""
+        ...
+
+    def taken(self) -> None:
+        """Its result went into a step's history and that transaction has ended (committed,
+        or aborted and to be run again): nothing more will ask for it."""
+        ...
+
+    def handed_over(self) -> None:
+        """It did not finish in time: its task goes out as an ``ActivityTask``, and the
+        worker that reads it delivers this run's result instead of running it again."""
+        ...
+
+
+class LocalActivityRunner(Protocol):
+    """Runs activities on this process's worker (its executor, limits and observability)."""
+
+    def can_run(self, name: str) -> bool:
+        """Whether an activity of this name can run here now."""
+        ...
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> LocalActivity | None:
+        """Start the task at once; None if it cannot start (the worker has stopped)."""
+        ...
+
+
+def pick_local(actions: Sequence[HistoryEvent], refused: Mapping[int, object], can_run: Callable[[str], bool],
+               allowance: int) -> list[HistoryEvent]:
+    """The scheduled activities of a step to run here: registered here, not refused (input
+    over the payload limit), at most ``allowance`` of them, in the order scheduled."""
+    picked: list[HistoryEvent] = []
+    for event in actions:
+        if len(picked) >= allowance:
+            break
+        payload = event.event
+        if isinstance(payload, TaskScheduled) and payload.task_id not in refused and can_run(payload.name):
+            picked.append(event)
+    return picked
+
+
+def collect(started: Mapping[int, LocalActivity], deadline: float) -> dict[int, TaskCompleted | TaskFailed]:
+    """Wait for the started activities until ``deadline`` (``time.monotonic``); return the
+    results of those that finished, by task ID, and hand the others over. The caller tells
+    the finished ones ``taken`` once its transaction has ended."""
+    finished: dict[int, TaskCompleted | TaskFailed] = {}
+    for task_id, run in started.items():
+        result = run.wait(max(0.0, deadline - time.monotonic()))
+        if result is None:
+            run.handed_over()
+        else:
+            finished[task_id] = result
+    return finished

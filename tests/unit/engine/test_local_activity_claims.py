@@ -1,0 +1,130 @@
+"""The edge of local activities (``engine/edges/local_activities.py``) over a stand-in worker:
+which run the worker's Kafka copy of a task gets, and when each run's slot is given back."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.core.history import TaskCompleted, TaskFailed
+from engine.edges.activities import ActivityOutcome
+from engine.edges.local_activities import LocalActivities
+from engine.replay.registry import Registry
+from engine.state.codec import ActivityTask
+from engine.state.config import Settings
+
+registry = Registry()
+
+
+@registry.activity(name="plain")
+def plain(ctx: Any, value: int) -> int:
+    return value
+
+
+@registry.activity(name="waits")
+async def waits(ctx: Any, value: int) -> int:
+    return value
+
+
+class StandInWorker:
+    """Runs nothing: each submitted task's future is completed by the test."""
+
+    def __init__(self, max_payload_bytes: int = 1024) -> None:
+        self.settings = Settings(max_payload_bytes=max_payload_bytes)
+        self.registry = registry
+        self.claimed: Any = None
+        self.runs: dict[int, Future[tuple[ActivityOutcome, bool]]] = {}
+        self.freed = 0
+        self.slot_free = True
+
+    def submit(self, task: ActivityTask, headers: Any = None) -> Future[tuple[ActivityOutcome, bool]]:
+        self.runs[task.task_id] = Future()
+        return self.runs[task.task_id]
+
+    def has_free_slot(self) -> bool:
+        return self.slot_free
+
+    def free_slot(self) -> None:
+        self.freed += 1
+
+
+def task(task_id: int, name: str = "plain") -> ActivityTask:
+    return ActivityTask("i", "e", task_id, name, str(task_id), "wf", datetime.now(UTC))
+
+
+def finish(worker: StandInWorker, task_id: int, result: str = "1", holds_slot: bool = True) -> None:
+    worker.runs[task_id].set_result((ActivityOutcome(result=result), holds_slot))
+
+
+def make(**kwargs: Any) -> tuple[StandInWorker, LocalActivities]:
+    worker = StandInWorker(**kwargs)
+    local = LocalActivities(worker, max_claims=2)  # type: ignore[arg-type]
+    assert worker.claimed == local.take
+    return worker, local
+
+
+def test_a_finished_run_gives_its_result_and_frees_its_slot_once_taken() -> None:
+    worker, local = make()
+    run = local.start(task(1), None)
+    assert run is not None and run.wait(0) is None
+    finish(worker, 1, "7")
+    assert run.wait(0) == TaskCompleted(1, "7")
+    assert worker.freed == 0, "held until the step's transaction has ended"
+    run.taken()
+    assert worker.freed == 1
+    assert local.take(task(1)) is None, "a run taken in its step leaves no claim"
+
+
+def test_a_result_over_the_payload_limit_fails_the_task() -> None:
+    worker, local = make(max_payload_bytes=10)
+    run = local.start(task(1), None)
+    assert run is not None
+    finish(worker, 1, '"' + "x" * 20 + '"')
+    result = run.wait(0)
+    assert isinstance(result, TaskFailed) and result.failure.type == "PayloadTooLarge"
+
+
+def test_a_handed_over_run_goes_with_its_slot_to_the_worker_that_reads_its_task() -> None:
+    worker, local = make()
+    run = local.start(task(1), None)
+    assert run is not None and run.wait(0) is None
+    run.handed_over()
+    claimed = local.take(task(1))
+    assert claimed is worker.runs[1]
+    finish(worker, 1)
+    assert claimed.result() == (ActivityOutcome(result="1"), True), "the worker frees it after its commit"
+    assert worker.freed == 0
+    assert local.take(task(1)) is None, "taken once"
+
+
+def test_a_handed_over_run_that_ends_before_its_task_is_read_frees_its_slot_at_once() -> None:
+    worker, local = make()
+    run = local.start(task(1), None)
+    assert run is not None
+    run.handed_over()
+    finish(worker, 1)
+    assert worker.freed == 1, "its task may be read by another process, or never"
+    claimed = local.take(task(1))
+    assert claimed is not None and claimed.result() == (ActivityOutcome(result="1"), False)
+    assert worker.freed == 1
+
+
+def test_claims_are_bounded_and_a_dropped_one_frees_its_slot_when_it_ends() -> None:
+    worker, local = make()
+    for task_id in (1, 2, 3):
+        run = local.start(task(task_id), None)
+        assert run is not None
+        run.handed_over()
+    assert local.claims == 2
+    assert local.take(task(1)) is None, "the oldest was dropped"
+    finish(worker, 1)
+    assert worker.freed == 1
+
+
+def test_a_plain_activity_runs_here_only_while_a_slot_is_free() -> None:
+    worker, local = make()
+    assert local.can_run("plain") and local.can_run("waits") and not local.can_run("unknown")
+    worker.slot_free = False
+    assert not local.can_run("plain")
+    assert local.can_run("waits"), "an async activity takes no slot"

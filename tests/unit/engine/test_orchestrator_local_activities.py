@@ -1,0 +1,284 @@
+"""Local activities in the orchestrator's loop, without Kafka: a step runs the activities a
+``LocalActivityRunner`` has and records their results in the same transaction.
+
+The runner here is a stand-in whose runs finish (or not) as each test says, so the tests
+look only at what the orchestrator decides and emits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import engine as wf
+from engine.core.history import (
+    ExecutionCompleted,
+    ExecutionStarted,
+    FailureDetails,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TimerCreated,
+    WorkflowStatus,
+)
+from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP
+from engine.replay.registry import Registry
+from engine.state.codec import ActivityTask
+from streams.handler import Headers
+from tests.unit.engine.orchestrator_harness import OrchestratorHarness, proposed
+
+registry = Registry()
+
+
+@registry.activity(name="step")
+def step(ctx: wf.WorkflowActivityContext, value: int) -> int:
+    return value + 1
+
+
+@registry.activity(name="remote_step")
+def remote_step(ctx: wf.WorkflowActivityContext, value: int) -> int:
+    return value + 100
+
+
+@registry.activity(name="flaky")
+def flaky(ctx: wf.WorkflowActivityContext, value: int) -> int:
+    return value
+
+
+@registry.workflow(name="chain3")
+def chain3(ctx: wf.DaprWorkflowContext, value: int):
+    value = yield ctx.call_activity(step, input=value)
+    value = yield ctx.call_activity(step, input=value)
+    value = yield ctx.call_activity(step, input=value)
+    return value
+
+
+@registry.workflow(name="mixed")
+def mixed(ctx: wf.DaprWorkflowContext, value: int):
+    value = yield ctx.call_activity(remote_step, input=value)
+    value = yield ctx.call_activity(step, input=value)
+    return value
+
+
+@registry.workflow(name="retried")
+def retried(ctx: wf.DaprWorkflowContext, value: int):
+    value = yield ctx.call_activity(step, input=value)
+    policy = wf.RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=3)
+    value = yield ctx.call_activity(flaky, input=value, retry_policy=policy)
+    return value
+
+
+@registry.workflow(name="fan_out")
+def fan_out(ctx: wf.DaprWorkflowContext, count: int):
+    yield ctx.call_activity(step, input=0)
+    results = yield wf.when_all([ctx.call_activity(step, input=i) for i in range(count)])
+    return sum(results)
+
+
+Outcome = Callable[[ActivityTask], TaskCompleted | TaskFailed | None]
+
+
+def add_one(task: ActivityTask) -> TaskCompleted:
+    return TaskCompleted(task.task_id, str(int(task.input or "0") + 1))
+
+
+class StandInRun:
+    def __init__(self, runner: StandInRunner, task: ActivityTask, result: TaskCompleted | TaskFailed | None) -> None:
+        self.runner, self.task, self.result = runner, task, result
+
+    def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
+        return self.result
+
+    def taken(self) -> None:
+        self.runner.taken.append(self.task)
+
+    def handed_over(self) -> None:
+        self.runner.handed_over.append(self.task)
+
+
+class StandInRunner:
+    """Runs the activities named in ``outcomes``: each gives the result, or None for a run
+    that does not finish within the budget."""
+
+    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+        self.outcomes = outcomes
+        self.started: list[ActivityTask] = []
+        self.taken: list[ActivityTask] = []
+        self.handed_over: list[ActivityTask] = []
+
+    def can_run(self, name: str) -> bool:
+        return name in self.outcomes
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> StandInRun:
+        self.started.append(task)
+        return StandInRun(self, task, self.outcomes[task.name](task))
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[..., OrchestratorHarness]]:
+    made: list[OrchestratorHarness] = []
+
+    def build(runner: StandInRunner | None, budget_ms: float = 20.0) -> OrchestratorHarness:
+        harness = OrchestratorHarness(registry, tmp_path / str(len(made)), local_activities=runner,
+                                      local_activity_budget_ms=budget_ms)
+        made.append(harness)
+        return harness
+
+    yield build
+    for harness in made:
+        harness.close()
+
+
+def kinds(events: list) -> list[str]:
+    return [type(e.event).__name__ for e in events]
+
+
+def started(harness: OrchestratorHarness, instance_id: str, workflow: str, value: str) -> str:
+    """Start an instance; its first step's activity goes through Kafka: deliver its result
+    as a worker would, run by ``add_one``. Returns the execution ID."""
+    out = harness.deliver(proposed(instance_id, ExecutionStarted(workflow, value)))
+    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
+    assert [t.task_id for t in out.tasks] == [0]
+    return out.history[0].execution_id
+
+
+def test_the_start_step_sends_its_activities_through_kafka(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    out = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
+    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
+    assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(0, "step", "1")]
+    assert runner.started == [], "what an activity does must not precede a visible RUNNING"
+
+
+def test_a_deferred_start_sends_its_first_activities_through_kafka_when_it_begins(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    at = datetime.now(UTC) + timedelta(seconds=30)
+    out = harness.deliver(proposed("d", ExecutionStarted("chain3", "1", None, at)))
+    assert kinds(out.history) == ["ExecutionStarted"] and out.tasks == [], "PENDING until its time"
+    fired = harness.punctuate(int(at.timestamp() * 1000) + 1)
+    assert [t.task_id for t in harness.tasks(fired)] == [0]
+    assert runner.started == [], "what an activity does must not precede a visible RUNNING"
+
+
+def test_the_rest_of_a_chain_completes_in_one_transaction(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    execution = started(harness, "c", "chain3", "1")
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "TaskScheduled",
+                                  "TaskCompleted", "ExecutionCompleted"]
+    assert [e.sequence for e in out.history] == list(range(2, 8))
+    assert out.tasks == [], "a local activity needs no ActivityTask"
+    done = out.history[-1].event
+    assert isinstance(done, ExecutionCompleted) and done.output == "4"
+    status = harness.status("c")
+    assert status is not None and status.runtime_status is WorkflowStatus.COMPLETED
+    assert [t.task_id for t in runner.started] == [t.task_id for t in runner.taken] == [1, 2]
+    assert runner.started[0].instance_id == "c" and runner.started[0].workflow_name == "chain3"
+    assert runner.started[0].execution_id == execution and runner.started[0].input == "2"
+    assert runner.handed_over == []
+
+
+def test_a_local_result_is_taken_only_once_its_transaction_has_ended(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    execution = started(harness, "c", "chain3", "1")
+    turn = harness.driven.process(proposed("c", TaskCompleted(0, "2"), execution), commit=False)
+    assert len(runner.started) == 2 and runner.taken == [], "its slot is held until the commit"
+    harness.driven.commit(turn)
+    assert [t.task_id for t in runner.taken] == [1, 2]
+
+
+def test_a_budget_of_zero_sends_every_activity_through_kafka(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner, budget_ms=0)
+    execution = started(harness, "c", "chain3", "1")
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled"]
+    assert [t.task_id for t in out.tasks] == [1]
+    assert runner.started == []
+
+
+def test_an_activity_not_done_within_the_budget_is_emitted_once_and_its_result_accepted_once(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": lambda task: None})
+    harness = make(runner)
+    execution = started(harness, "c", "chain3", "1")
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled"]
+    assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(1, "step", "2")]
+    assert [t.task_id for t in runner.handed_over] == [1] and runner.taken == []
+
+    # Its result arrives through the inbox like a worker's; the next step runs here again.
+    runner.outcomes["step"] = add_one
+    out = harness.deliver(proposed("c", TaskCompleted(1, "3"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
+    assert out.tasks == []
+    # A second copy of the handed-over result is refused.
+    out = harness.deliver(proposed("c", TaskCompleted(1, "3"), execution))
+    assert out.history == [] and out.tasks == []
+    assert harness.status("c").runtime_status is WorkflowStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_local_failure_is_retried_by_its_policy(make: Callable[..., OrchestratorHarness]) -> None:
+    attempts: list[int] = []
+
+    def fails_once(task: ActivityTask) -> TaskCompleted | TaskFailed:
+        attempts.append(task.task_id)
+        if len(attempts) == 1:
+            return TaskFailed(task.task_id, FailureDetails("ValueError", "not yet"))
+        return TaskCompleted(task.task_id, task.input)
+
+    harness = make(StandInRunner({"step": add_one, "flaky": fails_once}))
+    execution = started(harness, "r", "retried", "7")
+    out = harness.deliver(proposed("r", TaskCompleted(0, "8"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskFailed", "TimerCreated"]
+    assert out.tasks == []
+    timer = out.history[-1].event
+    assert isinstance(timer, TimerCreated)
+    fired = harness.punctuate(int(timer.fire_at.timestamp() * 1000) + 1)
+    history = harness.history[-4:]
+    assert kinds(history) == ["TimerFired", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
+    assert harness.tasks(fired) == []
+    assert len(attempts) == 2 and attempts[0] != attempts[1]
+    done = history[-1].event
+    assert isinstance(done, ExecutionCompleted) and done.output == "8"
+
+
+def test_a_workflow_mixes_remote_and_local_activities(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})  # remote_step is not this process's
+    harness = make(runner)
+    out = harness.deliver(proposed("m", ExecutionStarted("mixed", "1")))
+    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
+    assert [t.name for t in out.tasks] == ["remote_step"]
+    execution = out.history[0].execution_id
+    out = harness.deliver(proposed("m", TaskCompleted(0, "101"), execution))
+    assert kinds(out.history) == ["TaskCompleted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
+    assert out.tasks == []
+    assert [t.name for t in runner.started] == ["step"]
+    done = out.history[-1].event
+    assert isinstance(done, ExecutionCompleted) and done.output == "102"
+
+
+def test_a_step_runs_a_bounded_number_of_activities_here(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    count = MAX_LOCAL_PER_STEP + 5
+    execution = started(harness, "f", "fan_out", str(count))
+    out = harness.deliver(proposed("f", TaskCompleted(0, "1"), execution))
+    scheduled = [e.event.task_id for e in out.history if isinstance(e.event, TaskScheduled)]
+    completed = [e.event.task_id for e in out.history if isinstance(e.event, TaskCompleted)][1:]
+    assert len(scheduled) == count
+    assert len(runner.started) == len(completed) == MAX_LOCAL_PER_STEP
+    assert sorted(t.task_id for t in out.tasks) == sorted(set(scheduled) - set(completed))
+    out = harness.deliver(*[proposed("f", TaskCompleted(t.task_id, str(int(t.input or "0") + 1)), execution)
+                            for t in out.tasks])
+    done = out.history[-1].event
+    assert isinstance(done, ExecutionCompleted) and done.output == str(sum(range(1, count + 1)))
