@@ -282,3 +282,27 @@ def test_a_step_runs_a_bounded_number_of_activities_here(make: Callable[..., Orc
                             for t in out.tasks])
     done = out.history[-1].event
     assert isinstance(done, ExecutionCompleted) and done.output == str(sum(range(1, count + 1)))
+
+
+@registry.workflow(name="elsewhere")
+def elsewhere(ctx: wf.DaprWorkflowContext, value: int):
+    value = yield ctx.call_activity(step, input=value)
+    value = yield ctx.call_activity(step, input=value, app_id="app3")
+    return value
+
+
+def test_another_applications_activity_never_runs_here_even_when_registered_here(
+        tmp_path: Path) -> None:
+    from engine.orchestration.app_topics import AppTopics
+
+    runner = StandInRunner({"step": add_one})
+    harness = OrchestratorHarness(registry, tmp_path, app_id="app1", local_activities=runner,
+                                  app_topics=lambda settings: AppTopics(settings, lambda _: 1))
+    try:
+        execution = started(harness, "e", "elsewhere", "1")
+        emitted = harness.feed([proposed("e", TaskCompleted(0, "2"), execution)])
+        assert runner.started == []
+        (task,) = [e for e in emitted if e.topic == "kwf.app3.activities"]
+        assert task.key is not None
+    finally:
+        harness.close()
