@@ -223,12 +223,22 @@ class PartitionStore:
         """A new, empty batch of changes to this store."""
         return StoreBatch(self)
 
-    def write(self, batch: StoreBatch, changelog_offset: int | None = None) -> None:
-        """Apply ``batch`` and, when given, the new applied changelog offset in one atomic write."""
+    def get_meta(self, key: bytes) -> bytes | None:
+        """A bookkeeping value written with ``write(..., meta=)``, or None."""
+        self._open_db()
+        assert self._meta_cf is not None
+        return self._meta_cf.get(key)
+
+    def write(self, batch: StoreBatch, changelog_offset: int | None = None,
+              meta: dict[bytes, bytes] | None = None) -> None:
+        """Apply ``batch`` and, when given, the new applied changelog offset and bookkeeping
+        values (kept apart from application keys) in one atomic write."""
         db = self._open_db()
         raw = batch._take()
         if changelog_offset is not None:
             raw.put(CHANGELOG_OFFSET_KEY, _OFFSET.pack(changelog_offset), self._meta)
+        for key, value in (meta or {}).items():
+            raw.put(key, value, self._meta)
         if raw.is_empty():
             return
         db.write(raw)

@@ -39,6 +39,8 @@ class Settings:
         kafka: Extra librdkafka settings from ``KWF_KAFKA_*``.
         replication_factor: ``KWF_REPLICATION_FACTOR``, replicas of the topics this runtime
             creates; unset (None): three where three or more brokers answer, else one.
+        view_dir: ``KWF_VIEW_DIR``, where clients keep their persistent copies of the status
+            and history topics (default: ``$XDG_CACHE_HOME/kwf/views`` or ``~/.cache/kwf/views``).
 
     The API token and the Kafka settings (SASL passwords) are left out of ``repr``, so a
     logged ``Settings`` shows no secret.
@@ -59,6 +61,7 @@ class Settings:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     kafka: dict[str, str] = field(default_factory=dict, repr=False)
     replication_factor: int | None = None
+    view_dir: Path = field(default_factory=lambda: default_view_dir(os.environ))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -79,6 +82,7 @@ class Settings:
             retention=RetentionPolicy.from_env(env),
             kafka=kafka,
             replication_factor=int(env["KWF_REPLICATION_FACTOR"]) if env.get("KWF_REPLICATION_FACTOR") else None,
+            view_dir=default_view_dir(env),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         # Without a state folder of its own, each process takes a slot of the default one
@@ -113,6 +117,14 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+
+def default_view_dir(env: Any) -> Path:
+    """``KWF_VIEW_DIR``, else the user's cache folder: the copies are rebuilt if lost."""
+    if env.get("KWF_VIEW_DIR"):
+        return Path(env["KWF_VIEW_DIR"])
+    cache = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return cache / "kwf" / "views"
 
 
 def default_process_id(state_dir: Path) -> str:
