@@ -32,13 +32,14 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 
 from streams.folder_lock import ClaimedFolder, claim_folder
 from streams.store import PartitionStore, StoreBatch, prefix_end
@@ -119,6 +120,16 @@ def encode_offsets(offsets: dict[int, int]) -> bytes:
 
 def decode_offsets(raw: bytes | None) -> dict[int, int]:
     return {} if raw is None else {int(p): int(o) for p, o in json.loads(raw).items()}
+
+
+def _answer(read: Callable[[], Any], default: Any, what: str) -> Any:
+    """An admin answer, or ``default`` when the broker cannot give it (an old broker, a race
+    with the topic's deletion): the stored offsets still guard the resume."""
+    try:
+        return read()
+    except Exception as err:
+        log.warning("mirror: %s unknown (%s); using %s", what, err, default)
+        return default
 
 
 def now_ms() -> int:
@@ -240,7 +251,7 @@ class TopicMirror:
                     fresh = sorted(partitions - assigned)
                     if fresh:
                         if self.plan is None:
-                            self._resume_or_rebuild(consumer, partitions)
+                            self._resume_or_rebuild(partitions)
                         log.info("mirror: reading %s partitions %s", self.topic, fresh)
                         starts = {p: self._positions.get(p, OFFSET_BEGINNING) for p in fresh}
                         consumer.incremental_assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
@@ -303,17 +314,29 @@ class TopicMirror:
             moved = True
         return moved
 
-    def _resume_or_rebuild(self, consumer: Consumer, partitions: set[int]) -> None:
-        watermarks = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=METADATA_TIMEOUT_S)
-                      for p in sorted(partitions)} if self._positions else {}
+    def _resume_or_rebuild(self, partitions: set[int]) -> None:
         client = self.client
         admin = AdminClient(client)
-        topic_id = self._topic_id(admin)
+        # Asked all at once: a new client's first answer waits for these round trips.
+        topic_id = admin.describe_topics(TopicCollection([self.topic]), request_timeout=METADATA_TIMEOUT_S)[self.topic]
+        resource = ConfigResource(ResourceType.TOPIC, self.topic)
+        config = admin.describe_configs([resource], request_timeout=METADATA_TIMEOUT_S)[resource]
+        bounds = {}
+        if self._positions:
+            for name, spec in (("low", OffsetSpec.earliest()), ("high", OffsetSpec.latest())):
+                bounds[name] = admin.list_offsets({TopicPartition(self.topic, p): spec for p in partitions},
+                                                  isolation_level=IsolationLevel.READ_COMMITTED,
+                                                  request_timeout=METADATA_TIMEOUT_S)
+        watermarks = {tp.partition: (future.result(METADATA_TIMEOUT_S).offset,
+                                     bounds["high"][tp].result(METADATA_TIMEOUT_S).offset)
+                      for tp, future in bounds.get("low", {}).items()}
+        found_id = _answer(lambda: str(topic_id.result(METADATA_TIMEOUT_S).topic_id), None, "topic ID")
+        retention = _answer(lambda: int(config.result(METADATA_TIMEOUT_S)["delete.retention.ms"].value),
+                            DEFAULT_DELETE_RETENTION_MS, "delete.retention.ms")
         stored_id = self._store.get_meta(TOPIC_ID_KEY)
         synced = self._store.get_meta(SYNCED_AT_KEY)
-        self.plan = plan_resume(self._positions, None if stored_id is None else stored_id.decode(), topic_id,
-                                watermarks, None if synced is None else int(synced), now_ms(),
-                                self._delete_retention_ms(admin) if self._positions else DEFAULT_DELETE_RETENTION_MS)
+        self.plan = plan_resume(self._positions, None if stored_id is None else stored_id.decode(), found_id,
+                                watermarks, None if synced is None else int(synced), now_ms(), retention)
         if self.plan.rebuild:
             log.info("mirror of %s: rebuilding from the beginning: %s", self.topic, self.plan.reason)
             self._store.wipe()
@@ -321,25 +344,8 @@ class TopicMirror:
             self._visible = {}
         elif self._positions:
             log.info("mirror of %s: resuming from offsets %s", self.topic, self._positions)
-        if topic_id is not None:
-            self._store.write(self._store.batch(), meta={TOPIC_ID_KEY: topic_id.encode()})
-
-    def _topic_id(self, admin: AdminClient) -> str | None:
-        try:
-            futures = admin.describe_topics(TopicCollection([self.topic]), request_timeout=METADATA_TIMEOUT_S)
-            return str(futures[self.topic].result(METADATA_TIMEOUT_S).topic_id)
-        except Exception as err:  # an old broker, or a race with deletion: offsets still guard
-            log.warning("mirror of %s: topic ID unknown: %s", self.topic, err)
-            return None
-
-    def _delete_retention_ms(self, admin: AdminClient) -> int:
-        try:
-            resource = ConfigResource(ResourceType.TOPIC, self.topic)
-            entries = admin.describe_configs([resource], request_timeout=METADATA_TIMEOUT_S)[resource]
-            return int(entries.result(METADATA_TIMEOUT_S)["delete.retention.ms"].value)
-        except Exception as err:
-            log.warning("mirror of %s: delete.retention.ms unknown (%s); assuming Kafka's default", self.topic, err)
-            return DEFAULT_DELETE_RETENTION_MS
+        if found_id is not None:
+            self._store.write(self._store.batch(), meta={TOPIC_ID_KEY: found_id.encode()})
 
     def _partitions(self, consumer: Consumer) -> set[int]:
         """The topic's partitions now; none while it does not exist (yet)."""
