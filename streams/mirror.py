@@ -196,6 +196,8 @@ class TopicMirror:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10)
+        if not self._store.closed and not self._claim.temporary:
+            self._store.flush()  # the next copy on this folder opens at once
         self._store.close()
         self._claim.release()
 
