@@ -52,8 +52,8 @@ TOPIC_ID_KEY = b"mirror.topic_id"
 SYNCED_AT_KEY = b"mirror.synced_at"
 # Kafka's default delete.retention.ms, assumed when the broker does not say.
 DEFAULT_DELETE_RETENTION_MS = 86_400_000
-# Records read per call; a copy catching up reads in large steps.
-READ_BATCH = 1000
+# Records read per call; a copy catching up reads in large steps (and applies each key once per step).
+READ_BATCH = 5000
 # How long one read waits when nothing arrives; bounds how late a stop is noticed.
 IDLE_WAIT_S = 0.2
 # Partitions can be added to a topic at any time: looked for this often.
@@ -67,7 +67,7 @@ METADATA_TIMEOUT_S = 10.0
 SYNC_MARK_S = 5.0
 
 ChangeHook = Callable[[StoreBatch, bytes, bytes | None, bytes | None], None]
-"""Called with (batch, key, old value, new value) for each record before it is applied; it
+"""Called with (batch, key, old value, new value) for each key a read changes, before it is applied; it
 may put and delete derived keys (outside ``r/``) in the same batch."""
 
 
@@ -287,9 +287,14 @@ class TopicMirror:
     _batch: StoreBatch
 
     def _apply(self, messages: list[Message], at_end: set[int]) -> bool:
-        """Fold ``messages`` into a new batch (``self._batch``); True when a position moved."""
+        """Fold ``messages`` into a new batch (``self._batch``); True when a position moved.
+
+        Only the last value of each key in the batch is applied, as compaction would keep
+        it: a copy catching up on an uncompacted tail derives its keys once per key.
+        """
         self._batch = batch = self._store.batch()
         moved = False
+        latest: dict[bytes, bytes | None] = {}
         for message in messages:
             partition = message.partition()
             error = message.error()
@@ -303,17 +308,17 @@ class TopicMirror:
                     log.warning("mirror of %s: %s", self.topic, error)
                 continue
             at_end.discard(partition)
-            key = message.key() or b""
-            value = message.value()
+            latest[message.key() or b""] = message.value()
+            self._positions[partition] = message.offset() + 1
+            self.records_read += 1
+            moved = True
+        for key, value in latest.items():
             if self._on_change is not None:
-                self._on_change(batch, key, batch.get(RECORDS + key), value)
+                self._on_change(batch, key, self._store.get(RECORDS + key), value)
             if value is None:
                 batch.delete(RECORDS + key)
             else:
                 batch.put(RECORDS + key, value)
-            self._positions[partition] = message.offset() + 1
-            self.records_read += 1
-            moved = True
         return moved
 
     def _resume_or_rebuild(self, partitions: set[int]) -> None:
