@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 
 from streams.folder_lock import ClaimedFolder, claim_folder
-from streams.store import PartitionStore, StoreBatch, prefix_end
+from streams.store import PartitionStore, StoreBatch, StoreError, prefix_end
 
 log = logging.getLogger("streams.mirror")
 
@@ -155,7 +156,13 @@ class TopicMirror:
         self.topic = topic
         self._claim: ClaimedFolder = claim_folder(base, slots, f"kwf-mirror-{topic}-")
         # RocksDB in a folder of its own: a rebuild wipes it, never the slot's lock file.
-        self._store = PartitionStore.open(self._claim.path / "db")
+        db = self._claim.path / "db"
+        try:
+            self._store = PartitionStore.open(db)
+        except StoreError as err:  # a damaged copy is only a cache: start it over
+            log.warning("mirror of %s: starting over in %s: %s", topic, db, err)
+            shutil.rmtree(db, ignore_errors=True)
+            self._store = PartitionStore.open(db)
         self._on_change = on_change
         self.changed = changed or threading.Condition()
         self._positions = decode_offsets(self._store.get_meta(OFFSETS_KEY))
