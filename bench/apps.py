@@ -44,6 +44,18 @@ def chain3(ctx: wf.DaprWorkflowContext, value: int):
     return value
 
 
+# The application of the second runtime process of the multi-app benchmark (bench.multi_app).
+REMOTE_APP = "bench-workers"
+
+
+@runtime.workflow(name="chain3_remote")
+def chain3_remote(ctx: wf.DaprWorkflowContext, value: int):
+    """``chain3`` with each step run by the workers of another application."""
+    for _ in range(3):
+        value = yield ctx.call_activity(step, input=value, app_id=REMOTE_APP)
+    return value
+
+
 @runtime.workflow(name="fan_out")
 def fan_out(ctx: wf.DaprWorkflowContext, count: int):
     results = yield wf.when_all([ctx.call_activity(step, input=i) for i in range(count)])

@@ -37,23 +37,23 @@ LATENCY_TIMEOUT_S = 60.0
 WARM_UP_S = 4.0
 
 
-def throughput(client: WorkflowClient, watcher: StatusWatcher, count: int) -> float:
+def throughput(client: WorkflowClient, watcher: StatusWatcher, count: int, workflow: str = WORKLOAD) -> float:
     """Instances per second for ``count`` chains started at once."""
     ids = [f"c-{uuid.uuid4().hex[:12]}" for _ in range(count)]
     began = time.perf_counter()
-    client.schedule_new_workflows("chain3", ((i, n) for n, i in enumerate(ids)))
-    last = watcher.wait_ended(ids, THROUGHPUT_TIMEOUT_S, f"chain3 x {count}")
+    client.schedule_new_workflows(workflow, ((i, n) for n, i in enumerate(ids)))
+    last = watcher.wait_ended(ids, THROUGHPUT_TIMEOUT_S, f"{workflow} x {count}")
     return count / (last - began)
 
 
 def latencies(client: WorkflowClient, watcher: StatusWatcher, rate: float, seconds: float,
-              report: bool = True) -> list[float]:
+              report: bool = True, workflow: str = WORKLOAD) -> list[float]:
     """Start-to-completion milliseconds of chains started at ``rate`` per second."""
     count = max(1, int(rate * seconds))
     sent: dict[str, float] = {}
     began = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task(f"chain3 at {rate:g}/s{'' if report else ' (warm-up)'}", total=count)
+        task = bar.add_task(f"{workflow} at {rate:g}/s{'' if report else ' (warm-up)'}", total=count)
         for n in range(count):
             due = began + n / rate
             pause = due - time.perf_counter()
@@ -61,15 +61,16 @@ def latencies(client: WorkflowClient, watcher: StatusWatcher, rate: float, secon
                 time.sleep(pause)
             instance_id = f"l-{uuid.uuid4().hex[:12]}"
             sent[instance_id] = time.perf_counter()
-            client.schedule_new_workflows("chain3", [(instance_id, n)])
+            client.schedule_new_workflows(workflow, [(instance_id, n)])
             bar.update(task, completed=n + 1)
-    watcher.wait_ended(sent, LATENCY_TIMEOUT_S, "chain3 light load: last completions")
+    watcher.wait_ended(sent, LATENCY_TIMEOUT_S, f"{workflow} light load: last completions")
     client_ms = [(watcher.seen[i].ended_at - t) * 1000 for i, t in sent.items()]  # type: ignore[operator]
     server_ms = [watcher.seen[i].server_ms or 0.0 for i in sent]
     if not report:
         return client_ms
-    note(f"chain3 light load: client-side p50 {percentile(client_ms, 50):.1f} ms p99 {percentile(client_ms, 99):.1f} "
-         f"ms; runtime-side (status last_updated_at - created_at) p50 {percentile(server_ms, 50):.1f} ms "
+    note(f"{workflow} light load: client-side p50 {percentile(client_ms, 50):.1f} ms "
+         f"p99 {percentile(client_ms, 99):.1f} ms; runtime-side (status last_updated_at - created_at) "
+         f"p50 {percentile(server_ms, 50):.1f} ms "
          f"p99 {percentile(server_ms, 99):.1f} ms")
     return client_ms
 

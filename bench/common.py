@@ -205,26 +205,27 @@ def delete_topics(settings: Settings) -> None:
 
 
 def bench_runtime(settings: Settings, profile_to: Path | None = None,
-                  env: dict[str, str] | None = None) -> RuntimeProcess:
+                  env: dict[str, str] | None = None, http_port: int | None = None) -> RuntimeProcess:
     """The benchmark app in a runtime subprocess, its state and log under ``settings.state_dir``.
 
     The runtime's code comes from this checkout, or from the one named by
     ``KWF_BENCH_RUNTIME_CHECKOUT`` (to compare a change against a baseline in one run).
     ``profile_to``: run it under py-spy (``python -m bench.profile FILE`` sums the samples up).
     ``env``: more environment variables of the runtime.
+    ``http_port``: serve the runtime's HTTP API there (default: none).
     """
     checkout = Path(os.environ.get("KWF_BENCH_RUNTIME_CHECKOUT") or REPO)
     return RuntimeProcess(settings, settings.process_id, settings.state_dir, APP, profile_to=profile_to,
-                          checkout=checkout, env=dict(env or {}))
+                          checkout=checkout, env=dict(env or {}), http_port=http_port)
 
 
 @contextmanager
 def running_runtime(settings: Settings, profile_to: Path | None = None,
-                    env: dict[str, str] | None = None) -> Iterator[RuntimeProcess]:
-    """A ready runtime subprocess for one workload (``env``: more of its environment); stopped
-    and its topics deleted afterwards."""
+                    env: dict[str, str] | None = None, http_port: int | None = None) -> Iterator[RuntimeProcess]:
+    """A ready runtime subprocess for one workload (``env``: more of its environment;
+    ``http_port``: its HTTP API's port); stopped and its topics deleted afterwards."""
     ensure_workflow_topics(settings)
-    runtime = bench_runtime(settings, profile_to, env)
+    runtime = bench_runtime(settings, profile_to, env, http_port)
     try:
         seconds = runtime.start()
         note(f"runtime ready in {seconds:.1f} s ({settings.topic_prefix})")
@@ -233,6 +234,12 @@ def running_runtime(settings: Settings, profile_to: Path | None = None,
         runtime.stop()
         delete_topics(settings)
         shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds the process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- watching kwf.status -------------------------------------------------------------------

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a WorkflowRuntime's processes (and the HTTP API)")
     run.add_argument("--app", required=True, help="MODULE:ATTR naming a WorkflowRuntime")
     run.add_argument("--role", default="all", choices=["all", "orchestrator", "worker"])
+    run.add_argument("--app-id", default=None, help="the application this process belongs to (KWF_APP_ID)")
     http = run.add_mutually_exclusive_group()
     http.add_argument("--http-port", type=int, default=3500)
     http.add_argument("--no-http", action="store_true")
@@ -117,8 +118,13 @@ def load_app(spec: str) -> Any:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    if ns.app_id is not None:
+        # Read by what the application builds at import (its runtime, its clients) ...
+        os.environ["KWF_APP_ID"] = ns.app_id
     runtime = load_app(ns.app)
     runtime.role = ns.role
+    if ns.app_id is not None:
+        runtime.set_app_id(ns.app_id)  # ... and applied to a runtime built with settings of its own
     from engine.observability.exposition import serve_metrics
     from engine.observability.tracing import configure_tracing
 

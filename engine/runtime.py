@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from engine.core.history import validate_event_name
+from engine.core.history import validate_app_id, validate_event_name
 from engine.edges.bridge import BridgeRoute, PubSubBridge
 from engine.edges.commands import CommandsDoor, commands_topic
 from engine.edges.worker import ActivityWorker
@@ -71,6 +71,10 @@ class WorkflowRuntime:
         settings: Configuration; by default read from ``KWF_*`` (the same source
             ``WorkflowClient()`` uses).
         role: ``all`` (orchestrator and worker), ``orchestrator`` or ``worker``.
+        app_id: The application this runtime belongs to (as ``KWF_APP_ID``, which it wins
+            over): its own topics, workers and orchestrators; other applications' workflows
+            reach its code with ``call_activity(..., app_id=)`` and ``call_child_workflow(...,
+            app_id=)``. "" or unset: the default application.
         cache_size: Live workflow runs the orchestrator keeps in memory.
         max_concurrent_activities: Activity tasks running at once in this process.
         runtime_interceptors, workflow_outbound_interceptors: Dapr's interceptor hooks:
@@ -88,7 +92,7 @@ class WorkflowRuntime:
                  registry: Registry | None = None, runtime_interceptors: Any = None,
                  workflow_outbound_interceptors: Any = None, retention_any_terminal: RetentionArg = None,
                  retention_completed: RetentionArg = None, retention_failed: RetentionArg = None,
-                 retention_terminated: RetentionArg = None, **_: Any) -> None:
+                 retention_terminated: RetentionArg = None, app_id: str | None = None, **_: Any) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         self.settings = settings or Settings.from_env()
@@ -96,6 +100,8 @@ class WorkflowRuntime:
                                        retention_terminated)
         if retention.enabled:
             self.settings = replace(self.settings, retention=self.settings.retention.merged(retention))
+        if app_id is not None:
+            self.settings = replace(self.settings, app_id=app_id and validate_app_id(app_id))
         # As configured; ``settings`` becomes this process's own (state folder, ID) at start.
         self._configured = self.settings
         self.registry = registry or Registry()
@@ -122,6 +128,11 @@ class WorkflowRuntime:
         # Other processors of the orchestrator role: the JSON commands door and the bridges.
         self._doors: list[Processor] = []
         self._slot: StateSlot | None = None
+
+    def set_app_id(self, app_id: str) -> None:
+        """Make this runtime part of application ``app_id`` ("" the default one); before ``start()``."""
+        self._configured = replace(self._configured, app_id=app_id and validate_app_id(app_id))
+        self.settings = replace(self.settings, app_id=self._configured.app_id)
 
     # -- registration (delegates to the registry) ----------------------------------------
 
@@ -156,6 +167,7 @@ class WorkflowRuntime:
 
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Create topics, start the processes of this role; return once they are ready."""
+        self.registry.app_id = self.settings.app_id
         if self.role in ("all", "orchestrator"):
             # Processors with state and transactions: this process's own folder and identity.
             self.settings, self._slot = settle_identity(self._configured)

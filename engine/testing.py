@@ -42,13 +42,15 @@ def runtime_env(settings: Settings, **extra: str) -> dict[str, str]:
         "KWF_PARTITIONS": str(settings.partitions),
         "PYTHONUNBUFFERED": "1",
     })
+    if settings.app_id:
+        env["KWF_APP_ID"] = settings.app_id
     env.update(extra)
     return env
 
 
 @dataclass
 class RuntimeProcess:
-    """``kwf run --app APP --role ROLE --no-http`` in a subprocess.
+    """``kwf run --app APP --role ROLE`` in a subprocess, without its HTTP API unless ``http_port``.
 
     Args:
         settings: Broker and topics.
@@ -62,6 +64,8 @@ class RuntimeProcess:
         cwd: None: started in ``checkout`` with a ``KWF_STATE_DIR`` and ``KWF_PROCESS_ID``
             of its own. A folder: started there with neither set, as a user runs
             ``kwf run`` from an application's folder.
+        http_port: Serve the HTTP API on this port of 127.0.0.1 (default: ``--no-http``).
+        app_id: Its ``kwf run --app-id`` (None: from ``settings``, as ``KWF_APP_ID``).
     """
 
     settings: Settings
@@ -73,6 +77,8 @@ class RuntimeProcess:
     profile_to: Path | None = None
     checkout: Path = REPO
     cwd: Path | None = None
+    http_port: int | None = None
+    app_id: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -98,8 +104,9 @@ class RuntimeProcess:
                               **{**self.env, **extra_env})
         else:
             env = runtime_env(self.settings, PYTHONPATH=str(self.checkout), **{**self.env, **extra_env})
+        http = ["--no-http"] if self.http_port is None else ["--http-port", str(self.http_port)]
         command = [sys.executable, "-m", "engine.cli", "--log-level", "INFO", "run", "--app", self.app,
-                   "--role", self.role, "--no-http"]
+                   "--role", self.role, *http, *([] if self.app_id is None else ["--app-id", self.app_id])]
         if self.profile_to is not None:
             spy = Path(sys.executable).with_name("py-spy")
             # Non-blocking: sampling without pausing the process keeps its timing close to normal.
@@ -158,13 +165,19 @@ class RuntimeProcess:
                     held -= {int(p) for p in found.group(1).split(",")}
         return held
 
+    @property
+    def pid(self) -> int:
+        """The runtime's process ID (under py-spy, the profiled child's)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.process_id} was not started")
+        if self.profile_to is not None:
+            return _child_pid(self.proc.pid) or self.proc.pid
+        return self.proc.pid
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, open transactions stay open."""
         if self.proc is not None and self.proc.poll() is None:
-            target = self.proc.pid
-            if self.profile_to is not None:
-                target = _child_pid(self.proc.pid) or target  # the runtime, not py-spy
-            os.kill(target, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)
             self.proc.wait(30)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:

@@ -11,6 +11,8 @@ the inbox and its view follows the status topic, whichever process came first.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ from engine.state.topics import INBOX, ensure_workflow_topics
 DEFAULT_ACK_TIMEOUT_S = 30.0
 # Delivery of one command to the broker; beyond this the broker is unreachable.
 DELIVERY_TIMEOUT_S = 30.0
+# One wait for acknowledgements while a command is in flight.
+DELIVERY_POLL_S = 0.002
 
 
 class InstanceExists(Exception):
@@ -381,16 +385,32 @@ class WorkflowClient:
             self._topics_ready = True
 
     def _produce(self, event: HistoryEvent, flush: bool = True) -> None:
+        """Send ``event`` to the inbox; with ``flush``, return once the broker acknowledged it."""
         self._ensure_topics()
+        delivery = _Delivery() if flush else None
         while True:
             try:
                 self._producer.produce(self._inbox, key=event.instance_id.encode(), value=encode_event(event),
-                                       on_delivery=self._delivered, headers=headers_of_context())
+                                       on_delivery=delivery.report if delivery else self._delivered,
+                                       headers=headers_of_context())
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.05)
-        if flush:
-            self._flush()
+        if delivery is not None:
+            self._await(delivery)
+
+    def _await(self, delivery: _Delivery) -> None:
+        """Wait for one record's acknowledgement, not for every record in flight: callers on
+        other threads keep producing, and a whole-producer flush would wait for theirs too.
+        Short flushes send at once (no linger) and serve whichever thread's reports arrive."""
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while not delivery.done.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"command not delivered to {self.settings.bootstrap_servers} within "
+                                   f"{DELIVERY_TIMEOUT_S:.0f} s; is the broker running?")
+            self._producer.flush(DELIVERY_POLL_S)
+        if delivery.error is not None:
+            raise RuntimeError(f"the broker refused the command: {delivery.error}")
 
     def _delivered(self, err: Any, _: Any) -> None:
         if err is not None:
@@ -403,6 +423,20 @@ class WorkflowClient:
         if self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors, []
             raise RuntimeError(f"the broker refused {len(errors)} command(s): {errors[0]}")
+
+
+class _Delivery:
+    """The acknowledgement of one produced record, set by the producer's delivery report."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: str | None = None
+
+    def report(self, err: Any, _: Any) -> None:
+        self.error = None if err is None else str(err)
+        self.done.set()
 
 
 DaprWorkflowClient = WorkflowClient

@@ -40,7 +40,7 @@ CATCH_UP_TIMEOUT_S = 600.0
 class HistoryView:
     """The current execution's events of every instance, kept current by a consumer thread."""
 
-    _shared: dict[tuple[str, str], HistoryView] = {}
+    _shared: dict[tuple[str, str, str], HistoryView] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, settings: Settings) -> None:
@@ -55,8 +55,8 @@ class HistoryView:
 
     @classmethod
     def shared(cls, settings: Settings, timeout: float = CATCH_UP_TIMEOUT_S) -> HistoryView:
-        """One started view per (cluster, topic prefix) in this process."""
-        key = (settings.bootstrap_servers, settings.topic_prefix)
+        """One started view per (cluster, topic prefix, application) in this process."""
+        key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
         with cls._shared_lock:
             view = cls._shared.get(key)
             if view is None or view.mirror.stopped:

@@ -54,7 +54,7 @@ class StatusPage:
 class StatusView:
     """The latest ``StatusRecord`` per instance, kept current by a consumer thread."""
 
-    _shared: dict[tuple[str, str], StatusView] = {}
+    _shared: dict[tuple[str, str, str], StatusView] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, settings: Settings, folder: Path | None = None) -> None:
@@ -75,8 +75,8 @@ class StatusView:
 
     @classmethod
     def shared(cls, settings: Settings) -> StatusView:
-        """One started view per (cluster, topic prefix) in this process."""
-        key = (settings.bootstrap_servers, settings.topic_prefix)
+        """One started view per (cluster, topic prefix, application) in this process."""
+        key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
         with cls._shared_lock:
             view = cls._shared.get(key)
             if view is None or view._mirror.stopped:

@@ -36,6 +36,22 @@ def validate_instance_id(instance_id: str) -> str:
     return instance_id
 
 
+# Application IDs name topics (``{prefix}.{app_id}.inbox``): Kafka's topic alphabet without
+# the dot, so an application's topics never read as another prefix's.
+_APP_ID = re.compile(r"[A-Za-z0-9\-_]{1,64}")
+
+
+def validate_app_id(app_id: str) -> str:
+    """Return the application ID unchanged if it is 1-64 letters, digits, ``-`` or ``_``.
+
+    Raises:
+        ValueError: The ID is empty, too long or has other characters.
+    """
+    if not isinstance(app_id, str) or _APP_ID.fullmatch(app_id) is None:
+        raise ValueError(f"invalid application ID {app_id!r}: use 1 to 64 letters, digits, '-' and '_'")
+    return app_id
+
+
 # Event names travel in JSON, URLs and logs: printable and bounded.
 _EVENT_NAME_MAX = 256
 
@@ -82,12 +98,17 @@ class FailureDetails:
 
 @dataclass(frozen=True, slots=True)
 class ParentInstance:
-    """The workflow that started a child workflow, and the task ID it gave the child."""
+    """The workflow that started a child workflow, and the task ID it gave the child.
+
+    ``app_id`` is the parent's application when it is not the child's ("" for the default
+    application); None when both run in one application.
+    """
 
     instance_id: str
     execution_id: str
     task_id: int
     name: str
+    app_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +124,13 @@ class ExecutionStarted:
 
 @dataclass(frozen=True, slots=True)
 class TaskScheduled:
-    """The workflow asked for an activity."""
+    """The workflow asked for an activity (of application ``app_id``; None: its own)."""
 
     task_id: int
     name: str
     input: str | None = None
     propagated_history: str | None = None
+    app_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +175,14 @@ class EventRaised:
 
 @dataclass(frozen=True, slots=True)
 class ChildWorkflowScheduled:
-    """The workflow started a child workflow."""
+    """The workflow started a child workflow (of application ``app_id``; None: its own)."""
 
     task_id: int
     name: str
     instance_id: str
     input: str | None = None
     propagated_history: str | None = None
+    app_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +437,7 @@ def _parent_from_record(value: Any) -> ParentInstance:
         execution_id=value["execution_id"],
         task_id=value["task_id"],
         name=value["name"],
+        app_id=value.get("app_id"),
     )
 
 
@@ -426,6 +450,7 @@ def _field_to_record(value: Any) -> Any:
             "execution_id": value.execution_id,
             "task_id": value.task_id,
             "name": value.name,
+            "app_id": value.app_id,
         }
     if isinstance(value, WorkflowStatus):
         return value.value

@@ -110,7 +110,7 @@ async def async_run_activity(
     """
     entry = registry.get_activity(name)
     if entry is None:
-        return _not_registered(name)
+        return _not_registered(name, registry.app_id)
     ctx = WorkflowActivityContext(instance_id, task_id, propagated_history)
     try:
         if inspect.iscoroutinefunction(entry.fn):
@@ -130,12 +130,13 @@ def _call(entry: Registered, input_json: str | None, ctx: WorkflowActivityContex
     return entry.call(ctx, value)
 
 
-def _not_registered(name: str) -> ActivityOutcome:
+def _not_registered(name: str, app_id: str) -> ActivityOutcome:
+    where = f" in application {app_id!r}" if app_id else ""
     return ActivityOutcome(
         failure=failure_from_exception(
             ActivityNotRegistered(
-                f"activity {name!r} is not registered; register it (@runtime.activity or register_activity) "
-                "in every process that runs activity workers"
+                f"activity {name!r} is not registered{where}; register it (@runtime.activity or "
+                "register_activity) in every process that runs activity workers"
             )
         )
     )

@@ -73,7 +73,7 @@ class PubSubBridge:
 
     def processor_config(self) -> ProcessorConfig:
         return ProcessorConfig(
-            group_id=f"{self.settings.topic_prefix}.bridge.{self.route.topic}",
+            group_id=f"{self.settings.app_prefix}.bridge.{self.route.topic}",
             input_topic=self.route.topic,
             changelog_topic=None,
             dlq_topic=self.dlq,

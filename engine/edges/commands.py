@@ -236,7 +236,7 @@ class CommandsDoor:
 
     def processor_config(self) -> ProcessorConfig:
         return ProcessorConfig(
-            group_id=f"{self.settings.topic_prefix}.{COMMANDS}",
+            group_id=f"{self.settings.app_prefix}.{COMMANDS}",
             input_topic=self.settings.topic(COMMANDS),
             changelog_topic=None,  # stateless: the consumed offsets are all it keeps
             dlq_topic=self.settings.topic(DLQ),

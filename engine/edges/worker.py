@@ -163,7 +163,7 @@ class ActivityWorker:
         """The settings of the task consumer: the runtime's client settings plus the group's."""
         return {
             **self.settings.client(),
-            "group.id": f"{self.settings.topic_prefix}.workers",
+            "group.id": f"{self.settings.app_prefix}.workers",
             "enable.auto.commit": "false",
             "auto.offset.reset": "earliest",
             # Tasks are written in transactions by the orchestrator: see only committed ones.
@@ -320,8 +320,9 @@ class ActivityWorker:
                 self._done(message, holds_slot)
                 continue
             event = HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), self._result(task, outcome))
+            # A task from another application names that application's inbox.
             producer.produce(
-                self.inbox, key=task.instance_id.encode(), value=encode_event(event),
+                task.reply_to or self.inbox, key=task.instance_id.encode(), value=encode_event(event),
                 on_delivery=self._delivered_callback(message, holds_slot), headers=message.headers(),
             )
 

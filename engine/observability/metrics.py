@@ -28,6 +28,7 @@ from engine.core.clock import now_utc
 from engine.core.history import (
     ChildWorkflowScheduled,
     EventRaised,
+    ExecutionStalled,
     ExecutionStarted,
     HistoryEvent,
     TaskScheduled,
@@ -74,6 +75,9 @@ TIMER_LATENESS = Histogram(
 CHILDREN = Counter("kwf_child_workflows_scheduled_total", "Child workflows started, by child workflow name.",
                    ["workflow"])
 EVENTS_RECEIVED = Counter("kwf_external_events_received_total", "External events accepted into history.")
+STALLS = Counter(
+    "kwf_workflow_stalls_total", "Instances that stalled because this runtime lacks the code their history "
+    "recorded, by reason (VERSION_NOT_AVAILABLE, PATCH_MISMATCH).", ["reason"])
 DROPPED = Counter(
     "kwf_orchestrator_dropped_total", "Proposed events the orchestrator refused (a stray or duplicate result, "
     "an event for an unknown or ended instance, a second start), by event type.", ["event"])
@@ -112,6 +116,8 @@ def history_emitted(events: Iterable[HistoryEvent]) -> None:
             EVENTS_RECEIVED.inc()
         elif isinstance(payload, ChildWorkflowScheduled):
             CHILDREN.labels(payload.name).inc()
+        elif isinstance(payload, ExecutionStalled):
+            STALLS.labels(payload.reason).inc()
 
 
 def status_emitted(state: Any) -> None:

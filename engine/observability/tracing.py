@@ -61,14 +61,23 @@ MAX_OPEN_WORKFLOW_SPANS = 10_000
 _propagator = TraceContextTextMapPropagator() if trace is not None else None
 
 
+# (provider, its tracer): ``get_tracer`` builds a new tracer on each call, a cost per span.
+_cached_tracer: tuple[Any, Any] = (None, None)
+
+
 def _tracer() -> Any:
     """The runtime's tracer, or None while no SDK provider is installed (every span would be a no-op)."""
+    global _cached_tracer
     if trace is None:
         return None
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider):
         return None
-    return provider.get_tracer(TRACER_NAME)
+    cached_provider, tracer = _cached_tracer
+    if cached_provider is not provider:
+        tracer = provider.get_tracer(TRACER_NAME)
+        _cached_tracer = (provider, tracer)
+    return tracer
 
 
 # -- headers --------------------------------------------------------------------------
@@ -128,20 +137,20 @@ class WorkflowSpans:
         """An inbox record: a start opens the instance's workflow span under the headers' context
         (a new trace without one); an activity result teaches the workflow span's context to an
         orchestrator that does not know it (one that restarted)."""
-        if not headers and not isinstance(event.event, ExecutionStarted):
-            return  # the common case, checked first: a result with no trace context
+        start = event.event if isinstance(event.event, ExecutionStarted) else None
+        if start is None and (not headers or event.instance_id in self._spans):
+            return  # the common cases, checked first: nothing to learn from this record
         tracer = _tracer()
         if tracer is None:
             return
         parent = context_of_headers(headers)
-        if isinstance(event.event, ExecutionStarted):
+        if start is not None:
             span = tracer.start_span(
-                f"workflow {event.event.name}", context=parent, kind=SpanKind.INTERNAL,
-                attributes={"kwf.instance_id": event.instance_id, "kwf.workflow": event.event.name})
+                f"workflow {start.name}", context=parent, kind=SpanKind.INTERNAL,
+                attributes={"kwf.instance_id": event.instance_id, "kwf.workflow": start.name})
             if span.get_span_context().is_valid:  # not a no-op span (no SDK installed)
                 self._put(event.instance_id, span)
-        elif parent is not None and isinstance(event.event, TaskCompleted | TaskFailed) \
-                and event.instance_id not in self._spans:
+        elif parent is not None and isinstance(event.event, TaskCompleted | TaskFailed):
             # A result carries its task's headers: the workflow span's context (other records,
             # such as a raised event, carry their sender's).
             self._put(event.instance_id, trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context()))
@@ -155,19 +164,19 @@ class WorkflowSpans:
 
     def history_emitted(self, events: list[HistoryEvent]) -> None:
         """Timers become spans from their creation to their due time."""
-        tracer = _tracer()
+        timers = [(event, event.event) for event in events if isinstance(event.event, TimerCreated)]
+        tracer = _tracer() if timers else None
         if tracer is None:
             return
-        for event in events:
-            if isinstance(event.event, TimerCreated):
-                span = self._spans.get(event.instance_id)
-                if span is None:
-                    continue
-                timer = tracer.start_span("timer", context=trace.set_span_in_context(span),
-                                          start_time=_ns(event.timestamp),
-                                          attributes={"kwf.instance_id": event.instance_id,
-                                                      "kwf.timer_id": event.event.timer_id})
-                timer.end(end_time=max(_ns(event.event.fire_at), _ns(event.timestamp)))
+        for event, created in timers:
+            span = self._spans.get(event.instance_id)
+            if span is None:
+                continue
+            timer = tracer.start_span("timer", context=trace.set_span_in_context(span),
+                                      start_time=_ns(event.timestamp),
+                                      attributes={"kwf.instance_id": event.instance_id,
+                                                  "kwf.timer_id": created.timer_id})
+            timer.end(end_time=max(_ns(created.fire_at), _ns(event.timestamp)))
 
     def status_emitted(self, state: Any) -> None:
         """An instance's new status: its end ends the workflow span."""

@@ -157,6 +157,15 @@ def parent_notice(state: InstanceState,
     return ChildWorkflowFailed(parent.task_id, failure)
 
 
+def other_app(own: str, asked: str | None) -> str | None:
+    """The application a call goes to when it is not this one (``own``); None: this one.
+
+    ``asked`` is the call's ``app_id`` as recorded: None for no application named, ""
+    for the default application.
+    """
+    return None if asked is None or asked == own else asked
+
+
 def step_overrun(workflow: str, instance_id: str, limit_s: float) -> FailureDetails:
     """The failure of an instance whose replay step ran past ``KWF_STEP_TIME_LIMIT_S``."""
     return FailureDetails(

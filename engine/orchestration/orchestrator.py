@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from engine.core.bulk import PURGE, BulkCommand
+from engine.core.bulk import ENDED, PURGE, BulkCommand
 from engine.core.clock import now_utc
 from engine.core.history import (
     ChildWorkflowFailed,
@@ -42,10 +42,12 @@ from engine.core.history import (
 )
 from engine.core.partitioner import partition_for
 from engine.observability import logs, metrics, tracing
+from engine.orchestration.app_topics import AppTopics
 from engine.orchestration.decisions import (
     check_inbox_payload,
     closed_item,
     limit_payloads,
+    other_app,
     parent_notice,
     purge_refusal,
     refusal,
@@ -114,10 +116,11 @@ class Orchestrator:
         partitions: The partition count of the inbox, for checking where records belong.
         cache_size: Live workflow runs kept between steps (bounds memory by count).
         max_batch_records: Inbox records taken into one transaction (None: the processor's default).
+        app_topics: Other applications' topics (default: looked up, and created, on the broker).
     """
 
     def __init__(self, settings: Settings, registry: Registry, partitions: int, *, cache_size: int = 10_000,
-                 max_batch_records: int | None = None) -> None:
+                 max_batch_records: int | None = None, app_topics: AppTopics | None = None) -> None:
         self.settings = settings
         self.partitions = partitions
         self.max_batch_records = max_batch_records
@@ -130,13 +133,14 @@ class Orchestrator:
         self.activities = settings.topic(ACTIVITIES)
         self.status = settings.topic(STATUS)
         self.dlq = settings.topic(DLQ)
+        self.apps = app_topics or AppTopics(settings)
         # Keyed by the store object: a revoked partition's store is closed and dropped.
         self._stores: weakref.WeakKeyDictionary[PartitionStore, InstanceStore] = weakref.WeakKeyDictionary()
         self._txn = _Transaction()
 
     def processor_config(self, group_suffix: str = "orchestrator") -> ProcessorConfig:
         config = ProcessorConfig(
-            group_id=f"{self.settings.topic_prefix}.{group_suffix}",
+            group_id=f"{self.settings.app_prefix}.{group_suffix}",
             input_topic=self.inbox,
             changelog_topic=self.history_topic,
             dlq_topic=self.dlq,
@@ -195,7 +199,12 @@ class Orchestrator:
         partition of the inbox in this transaction: progress is as durable as the inbox, and
         other instances' events are not held up behind a large command.
         """
-        states = store.states_after(command.resume_after, BULK_CHUNK)
+        if all(status in ENDED for status in command.statuses):
+            # Only ended instances can match (a purge): the ended index holds just those.
+            states, resume_after = store.ended_after(command.statuses, command.resume_after, BULK_CHUNK)
+        else:
+            states = store.states_after(command.resume_after, BULK_CHUNK)
+            resume_after = states[-1].instance_id if len(states) == BULK_CHUNK else None
         matched = 0
         for state in states:
             if not command.matches(state.status, state.name, state.created_ms):
@@ -204,11 +213,11 @@ class Orchestrator:
             event: Any = PurgeRequested() if command.action == PURGE else ExecutionTerminated(
                 f"bulk terminate {command.command_id}", command.output, True)
             self._step(batch, store, state.instance_id, [HistoryEvent(state.instance_id, "", -1, now, event)], now)
-        if len(states) == BULK_CHUNK:
-            rest = replace(command, resume_after=states[-1].instance_id)
+        if resume_after is not None:
+            rest = replace(command, resume_after=resume_after)
             batch.emit(self.inbox, command.command_id.encode(), encode_bulk(rest), partition=batch.partition)
         log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
-                 batch.partition, matched, len(states), ", continuing" if len(states) == BULK_CHUNK else ", done")
+                 batch.partition, matched, len(states), ", continuing" if resume_after is not None else ", done")
 
     def punctuate(self, batch: Batch, now_ms: int) -> None:
         store = self._store(batch.store)
@@ -474,12 +483,13 @@ class Orchestrator:
             elif isinstance(payload, TaskScheduled):
                 task = ActivityTask(event.instance_id, event.execution_id, payload.task_id, payload.name,
                                     payload.input, state.name, now, payload.propagated_history)
-                batch.emit(self.activities, task.key, encode_task(task), headers=self._spans.headers(event.instance_id))
+                self._emit_task(batch, task, payload.app_id, self._spans.headers(event.instance_id))
             elif isinstance(payload, ChildWorkflowScheduled):
-                parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name)
+                parent = ParentInstance(event.instance_id, event.execution_id, payload.task_id, state.name,
+                                        self._caller_app(payload.app_id))
                 start = ExecutionStarted(payload.name, payload.input, parent, None, payload.propagated_history)
                 self._send(batch, payload.instance_id, HistoryEvent(payload.instance_id, "", -1, now, start),
-                           headers=self._spans.headers(event.instance_id))
+                           headers=self._spans.headers(event.instance_id), app_id=payload.app_id)
             elif isinstance(payload, ExecutionCompleted):
                 self._notify_parent(batch, state, payload, now)
 
@@ -488,18 +498,36 @@ class Orchestrator:
         if notice is not None and state.parent is not None:
             parent = state.parent
             event = HistoryEvent(parent.instance_id, parent.execution_id, -1, now, notice)
-            self._send(batch, parent.instance_id, event)
+            self._send(batch, parent.instance_id, event, app_id=parent.app_id)
 
     def _terminate_children(self, batch: Batch, store: InstanceStore, state: InstanceState,
                             terminated: ExecutionTerminated, now: datetime) -> None:
         for item in store.open_items(state.instance_id).values():
             if item.kind == "child" and item.child_instance_id:
                 stop = ExecutionTerminated(f"parent {state.instance_id} was terminated", None, True)
-                self._send(batch, item.child_instance_id, HistoryEvent(item.child_instance_id, "", -1, now, stop))
+                self._send(batch, item.child_instance_id, HistoryEvent(item.child_instance_id, "", -1, now, stop),
+                           app_id=item.child_app_id)
 
-    def _send(self, batch: Batch, instance_id: str, event: HistoryEvent, headers: Any = None) -> None:
+    def _send(self, batch: Batch, instance_id: str, event: HistoryEvent, headers: Any = None,
+              app_id: str | None = None) -> None:
+        """To the instance's partition of the inbox: this application's, or ``app_id``'s."""
         key = instance_id.encode()
-        batch.emit(self.inbox, key, encode_event(event), partition=partition_for(key, self.partitions), headers=headers)
+        target = other_app(self.settings.app_id, app_id)
+        topic, partitions = (self.inbox, self.partitions) if target is None else self.apps.inbox(target)
+        batch.emit(topic, key, encode_event(event), partition=partition_for(key, partitions), headers=headers)
+
+    def _emit_task(self, batch: Batch, task: ActivityTask, app_id: str | None, headers: Any) -> None:
+        """To this application's workers, or to ``app_id``'s with the way back to this inbox."""
+        target = other_app(self.settings.app_id, app_id)
+        if target is None:
+            batch.emit(self.activities, task.key, encode_task(task), headers=headers)
+            return
+        batch.emit(self.apps.activities(target), task.key, encode_task(replace(task, reply_to=self.inbox)),
+                   headers=headers)
+
+    def _caller_app(self, app_id: str | None) -> str | None:
+        """What a child in application ``app_id`` records as its parent's application."""
+        return None if other_app(self.settings.app_id, app_id) is None else self.settings.app_id
 
     def _history(self, store: InstanceStore, state: InstanceState) -> Sequence[HistoryEvent]:
         """The current execution's history: the store's, plus what this transaction added."""

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.core import payload
-from engine.core.history import utc, validate_instance_id
+from engine.core.history import utc, validate_app_id, validate_instance_id
 from engine.replay.propagation import PropagatedHistory, PropagationScope
 from engine.replay.registry import name_of
 from engine.replay.retry import RetryPolicy
@@ -71,14 +71,19 @@ class WorkflowContext:
             activity: The activity function or its registered name.
             input: A JSON-encodable value (dataclasses and pydantic models too).
             retry_policy: How to retry the activity if it fails.
-            app_id: Accepted for Dapr compatibility; every worker of the runtime can run it.
+            app_id: Run it in the workers of this application (``KWF_APP_ID`` of their
+                processes; "" is the default application); None: this workflow's own.
             propagation: Hand this workflow's history (``OWN_HISTORY``), and what it
                 received (``LINEAGE``), to the activity's ``get_propagated_history()``.
 
         Returns:
             A task whose result is the activity's return value; it fails with TaskFailedError.
+
+        Raises:
+            ValueError: ``app_id`` is not 1-64 letters, digits, ``-`` and ``_``.
         """
-        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy, propagation)
+        return self._run.schedule_activity(name_of(activity), payload.encode(input), retry_policy, propagation,
+                                           _target_app(app_id))
 
     def call_child_workflow(
         self,
@@ -97,7 +102,8 @@ class WorkflowContext:
             input: A JSON-encodable value.
             instance_id: The child's instance ID; default ``"{this instance}:{task ID}"``.
             retry_policy: How to retry the child if it fails.
-            app_id: Accepted for Dapr compatibility; the child runs on this runtime.
+            app_id: Run the child in the runtime of this application (``KWF_APP_ID`` of its
+                processes; "" is the default application); None: this workflow's own.
             propagation: Hand this workflow's history (``OWN_HISTORY``), and what it
                 received (``LINEAGE``), to the child's ``ctx.get_propagated_history()``.
 
@@ -105,12 +111,13 @@ class WorkflowContext:
             A task whose result is the child's output; it fails with TaskFailedError.
 
         Raises:
-            ValueError: ``instance_id`` is not 1-128 letters, digits, ``-``, ``_``, ``.``, ``:``.
+            ValueError: ``instance_id`` is not 1-128 letters, digits, ``-``, ``_``, ``.``, ``:``,
+                or ``app_id`` not 1-64 letters, digits, ``-`` and ``_``.
         """
         if instance_id is not None:
             validate_instance_id(instance_id)
         return self._run.schedule_child(name_of(workflow), payload.encode(input), instance_id, retry_policy,
-                                        propagation)
+                                        propagation, _target_app(app_id))
 
     def get_propagated_history(self) -> PropagatedHistory | None:
         """The history the caller handed on with ``propagation=``; None if it handed none."""
@@ -225,6 +232,11 @@ class WorkflowContext:
             raise ValueError("alphabet must not be empty")
         rng = self.random()
         return "".join(rng.choice(chars) for _ in range(length))
+
+
+def _target_app(app_id: str | None) -> str | None:
+    # "" names the default application (whose processes set no KWF_APP_ID).
+    return app_id if app_id is None or app_id == "" else validate_app_id(app_id)
 
 
 DaprWorkflowContext = WorkflowContext

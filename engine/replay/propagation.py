@@ -215,7 +215,7 @@ class PropagatedHistory:
 
 
 def propagate(scope: PropagationScope | None, received: str | None, instance_id: str, workflow_name: str,
-              steps: Iterable[Event]) -> str | None:
+              steps: Iterable[Event], app_id: str = "") -> str | None:
     """The propagated history a call hands on, as JSON text; None for no propagation.
 
     Args:
@@ -225,12 +225,13 @@ def propagate(scope: PropagationScope | None, received: str | None, instance_id:
         workflow_name: The calling workflow's name.
         steps: The caller's history so far, in order (kinds other than ``PROPAGATED_KINDS``
             are left out).
+        app_id: The calling workflow's application ("" is the default one).
     """
     if scope is None or scope is PropagationScope.NONE:
         return None
     if not isinstance(scope, PropagationScope):
         raise TypeError(f"propagation must be a PropagationScope, got {type(scope).__name__}")
-    own = WorkflowResult(instance_id, "", workflow_name, [_event_json(e) for e in steps
+    own = WorkflowResult(instance_id, app_id, workflow_name, [_event_json(e) for e in steps
                                                           if isinstance(e, PROPAGATED_KINDS)])
     chain: list[WorkflowResult] = []
     if scope is PropagationScope.LINEAGE:

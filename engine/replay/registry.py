@@ -92,6 +92,8 @@ class Registry:
     """
 
     def __init__(self) -> None:
+        # The application (KWF_APP_ID) whose processes run this code; the runtime sets it.
+        self.app_id = ""
         self._workflows: dict[str, Registered] = {}
         self._activities: dict[str, Registered] = {}
         # Versioned workflows: name -> version name -> function, and each name's latest.

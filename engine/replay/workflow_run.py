@@ -98,6 +98,7 @@ class _Call:
     first_scheduled_at: datetime
     attempts: int = 0
     propagated_history: str | None = None
+    app_id: str | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -270,30 +271,31 @@ class WorkflowRun:
     # Called by WorkflowContext --------------------------------------------------------
 
     def schedule_activity(self, name: str, input_json: str | None, policy: RetryPolicy | None,
-                          propagation: PropagationScope | None = None) -> Task:
-        """Record an activity call and return its task."""
+                          propagation: PropagationScope | None = None, app_id: str | None = None) -> Task:
+        """Record an activity call (in application ``app_id``; None: this one) and return its task."""
         task = ActivityTask(name)
         if self.outcome is None:
             self._start_attempt(_Call(task, False, name, input_json, None, policy, self.current_time,
-                                      propagated_history=self._propagate(propagation)))
+                                      propagated_history=self._propagate(propagation), app_id=app_id))
         return task
 
     def schedule_child(
         self, name: str, input_json: str | None, instance_id: str | None, policy: RetryPolicy | None,
-        propagation: PropagationScope | None = None,
+        propagation: PropagationScope | None = None, app_id: str | None = None,
     ) -> Task:
-        """Record a child-workflow call and return its task."""
+        """Record a child-workflow call (in application ``app_id``; None: this one) and return its task."""
         task = ChildWorkflowTask(name, instance_id)
         if self.outcome is None:
             self._start_attempt(_Call(task, True, name, input_json, instance_id, policy, self.current_time,
-                                      propagated_history=self._propagate(propagation)))
+                                      propagated_history=self._propagate(propagation), app_id=app_id))
         return task
 
     def _propagate(self, scope: PropagationScope | None) -> str | None:
         # The steps so far: those applied from history, then those asked for in this step
         # (awaiting confirmation while replaying, new otherwise): the same list either way.
         steps = [*self._steps, *self._unconfirmed.values(), *self._emitted]
-        return propagate(scope, self.propagated_history, self.instance_id, self.workflow_name, steps)
+        return propagate(scope, self.propagated_history, self.instance_id, self.workflow_name, steps,
+                         self.registry.app_id)
 
     def schedule_timer(self, fire_at: datetime) -> Task:
         """Record a durable timer and return its task."""
@@ -385,9 +387,10 @@ class WorkflowRun:
             child_id = call.instance_id or validate_instance_id(f"{self.instance_id}:{task_id}")
             if isinstance(call.task, ChildWorkflowTask):
                 call.task.instance_id = child_id
-            step = ChildWorkflowScheduled(task_id, call.name, child_id, call.input, call.propagated_history)
+            step = ChildWorkflowScheduled(task_id, call.name, child_id, call.input, call.propagated_history,
+                                          call.app_id)
         else:
-            step = TaskScheduled(task_id, call.name, call.input, call.propagated_history)
+            step = TaskScheduled(task_id, call.name, call.input, call.propagated_history, call.app_id)
         self._open[task_id] = _Open(_CALL, call=call)
         self._record(task_id, step)
 
@@ -505,8 +508,8 @@ class WorkflowRun:
         if entry is None:
             self._finish_failed(
                 WorkflowNotRegistered(
-                    f"workflow {started.name!r} is not registered; register it (@runtime.workflow or "
-                    "register_workflow) in every process that runs the orchestrator"
+                    f"workflow {started.name!r} is not registered{_in_app(self.registry.app_id)}; register it "
+                    "(@runtime.workflow or register_workflow) in every process that runs the orchestrator"
                 )
             )
             return
@@ -630,11 +633,16 @@ class WorkflowRun:
         self._held.clear()
 
 
+def _in_app(app_id: str) -> str:
+    return f" in application {app_id!r}" if app_id else ""
+
+
 def _describe(step: Event) -> str:
-    if isinstance(step, TaskScheduled):
-        return f"activity {step.name!r}"
-    if isinstance(step, ChildWorkflowScheduled):
-        return f"child workflow {step.name!r}"
+    if isinstance(step, TaskScheduled | ChildWorkflowScheduled):
+        kind = "activity" if isinstance(step, TaskScheduled) else "child workflow"
+        # The application is part of a call: the same name in another application is another step.
+        where = "" if step.app_id is None else f" of application {step.app_id!r}"
+        return f"{kind} {step.name!r}{where}"
     if isinstance(step, TimerCreated):
         return "a timer"
     return type(step).__name__

@@ -54,6 +54,8 @@ class ActivityTask:
     workflow_name: str
     scheduled_at: datetime
     propagated_history: str | None = None
+    # The caller's inbox when it is another application's; None: this topic's own application's.
+    reply_to: str | None = None
 
     @property
     def key(self) -> bytes:
@@ -65,13 +67,14 @@ def encode_task(task: ActivityTask) -> bytes:
         "instance_id": task.instance_id, "execution_id": task.execution_id, "task_id": task.task_id,
         "name": task.name, "input": task.input, "workflow_name": task.workflow_name,
         "scheduled_at": task.scheduled_at, "propagated_history": task.propagated_history,
+        "reply_to": task.reply_to,
     })
 
 
 def decode_task(data: bytes | None) -> ActivityTask:
     r = serde("kwf.ActivityTask").decode(data)
     return ActivityTask(r["instance_id"], r["execution_id"], r["task_id"], r["name"], r["input"],
-                        r["workflow_name"], utc(r["scheduled_at"]), r.get("propagated_history"))
+                        r["workflow_name"], utc(r["scheduled_at"]), r.get("propagated_history"), r.get("reply_to"))
 
 
 @dataclass(frozen=True, slots=True)

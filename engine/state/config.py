@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.core.history import validate_app_id
 from engine.state.retention import RetentionPolicy
 from streams.kafka_config import client_settings
 
@@ -22,6 +23,9 @@ class Settings:
     Attributes:
         bootstrap_servers: ``KWF_BOOTSTRAP_SERVERS``.
         topic_prefix: ``KWF_TOPIC_PREFIX``; topics are ``{prefix}.inbox`` and so on.
+        app_id: ``KWF_APP_ID``, the application this process belongs to; "" (unset) is the
+            default application. A named application's topics and consumer groups are
+            those of the prefix ``{prefix}.{app_id}`` (``app_prefix``).
         partitions: ``KWF_PARTITIONS``, for topics this runtime creates.
         state_dir: ``KWF_STATE_DIR``, the RocksDB stores.
         per_process_state: Whether each runtime process takes a folder of its own under
@@ -48,6 +52,7 @@ class Settings:
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "kwf"
+    app_id: str = ""
     partitions: int = 8
     state_dir: Path = Path(".kwf/state")
     per_process_state: bool = False
@@ -72,6 +77,7 @@ class Settings:
         settings = cls(
             bootstrap_servers=base["bootstrap.servers"],
             topic_prefix=env.get("KWF_TOPIC_PREFIX", "kwf"),
+            app_id=env.get("KWF_APP_ID", ""),
             partitions=int(env.get("KWF_PARTITIONS", "8")),
             state_dir=Path(env.get("KWF_STATE_DIR", ".kwf/state")),
             process_id=env.get("KWF_PROCESS_ID", ""),
@@ -85,6 +91,8 @@ class Settings:
             view_dir=default_view_dir(env),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.app_id:
+            validate_app_id(settings.app_id)
         # Without a state folder of its own, each process takes a slot of the default one
         # when its runtime starts, and derives its process ID from that.
         if "KWF_STATE_DIR" not in env and overrides.get("state_dir") is None:
@@ -115,8 +123,24 @@ class Settings:
             **self.kafka,
         }
 
+    @property
+    def app_prefix(self) -> str:
+        """The prefix of this application's topics and consumer groups."""
+        return app_prefix(self.topic_prefix, self.app_id)
+
     def topic(self, name: str) -> str:
-        return f"{self.topic_prefix}.{name}"
+        """This application's topic ``name`` (``inbox``, ``history``, ...)."""
+        return f"{self.app_prefix}.{name}"
+
+    def app_topic(self, app_id: str, name: str) -> str:
+        """Topic ``name`` of application ``app_id`` ("" is the default application)."""
+        return f"{app_prefix(self.topic_prefix, app_id)}.{name}"
+
+
+def app_prefix(topic_prefix: str, app_id: str) -> str:
+    """The default application keeps ``KWF_TOPIC_PREFIX`` itself, so none of its names change;
+    a named one nests under it, so one prefix's applications are found (and deleted) together."""
+    return f"{topic_prefix}.{app_id}" if app_id else topic_prefix
 
 
 def default_view_dir(env: Any) -> Path:

@@ -65,6 +65,8 @@ class InstanceState:
     parent_name: str | None = None
     # START_WAITING or START_DUE while a deferred start has not begun; None once it has.
     deferred_start: str | None = None
+    # The parent's application when it is not this instance's ("" is the default one).
+    parent_app_id: str | None = None
 
     @property
     def awaiting_start(self) -> bool:
@@ -76,7 +78,7 @@ class InstanceState:
         if self.parent_instance_id is None:
             return None
         return ParentInstance(self.parent_instance_id, self.parent_execution_id or "", self.parent_task_id or 0,
-                              self.parent_name or "")
+                              self.parent_name or "", self.parent_app_id)
 
     @property
     def ended(self) -> bool:
@@ -126,14 +128,17 @@ class OpenItem:
     kind: str  # "task", "child" or "timer"
     child_instance_id: str | None = None
     fire_at_ms: int | None = None
+    child_app_id: str | None = None  # a child's application when it is another's
 
     def to_bytes(self) -> bytes:
-        return json.dumps([self.kind, self.child_instance_id, self.fire_at_ms]).encode()
+        fields = [self.kind, self.child_instance_id, self.fire_at_ms]
+        # Written only for a child in another application: other items keep their layout.
+        return json.dumps(fields if self.child_app_id is None else [*fields, self.child_app_id]).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> OpenItem:
-        kind, child, fire_at = json.loads(raw)
-        return cls(kind, child, fire_at)
+        kind, child, fire_at, *app = json.loads(raw)
+        return cls(kind, child, fire_at, app[0] if app else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +179,7 @@ def fold(state: InstanceState | None, event: HistoryEvent) -> Change:
             parent_execution_id=None if payload.parent is None else payload.parent.execution_id,
             parent_task_id=None if payload.parent is None else payload.parent.task_id,
             parent_name=None if payload.parent is None else payload.parent.name,
+            parent_app_id=None if payload.parent is None else payload.parent.app_id,
             deferred_start=START_WAITING if deferred else None,
         )
         opened: tuple[tuple[int, OpenItem], ...] = ()
@@ -187,7 +193,8 @@ def fold(state: InstanceState | None, event: HistoryEvent) -> Change:
     if isinstance(payload, TaskScheduled):
         return Change(state, opened=((payload.task_id, OpenItem("task")),))
     if isinstance(payload, ChildWorkflowScheduled):
-        return Change(state, opened=((payload.task_id, OpenItem("child", child_instance_id=payload.instance_id)),))
+        return Change(state, opened=((payload.task_id, OpenItem("child", child_instance_id=payload.instance_id,
+                                                               child_app_id=payload.app_id)),))
     if isinstance(payload, TimerCreated):
         return Change(state, opened=((payload.timer_id, OpenItem("timer", fire_at_ms=to_ms(payload.fire_at))),))
     if isinstance(payload, TaskCompleted | TaskFailed | ChildWorkflowCompleted | ChildWorkflowFailed):

@@ -15,7 +15,7 @@ A history append is one put, so a 10,000-event history is never rewritten.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from engine.core.history import HistoryEvent, PurgeRequested, WorkflowStatus
@@ -134,6 +134,31 @@ class InstanceStore:
         """Up to ``limit`` instance states in ID order, from just after ``after`` (None: the first)."""
         start = b"i/" if after is None else state_key(after) + SEP
         return [InstanceState.from_bytes(raw) for _, raw in self.store.scan_range(start, b"i0", limit=limit)]
+
+    def ended_after(self, statuses: Iterable[WorkflowStatus], after: str | None,
+                    limit: int) -> tuple[list[InstanceState], str | None]:
+        """Up to ``limit`` ended instances of ``statuses`` in ended-index order (by status, then
+        by end time), from just after the index key ``after`` (None, or a text that is not an
+        index key: from the start); and the key to go on from, or None once there are no more."""
+        found: list[InstanceState] = []
+        cursor = after.encode() if after is not None and after.startswith("e/") else None
+        budget = limit
+        for prefix in sorted(ended_prefix(status) for status in statuses):  # the cursor only moves on
+            end = prefix[:-1] + bytes([prefix[-1] + 1])
+            if cursor is not None and cursor >= end:
+                continue  # walked to its end already
+            start = prefix if cursor is None or cursor < prefix else cursor + SEP
+            keys = [key for key, _ in self.store.scan_range(start, end, limit=budget)]
+            budget -= len(keys)
+            for key in keys:
+                state = self.state(key.rsplit(SEP, 1)[1].decode())
+                if state is not None:
+                    found.append(state)
+            if keys:
+                cursor = keys[-1]
+            if budget == 0:
+                return found, keys[-1].decode()
+        return found, None
 
     def ended_before(self, status: WorkflowStatus, before_ms: int, limit: int) -> list[str]:
         """Instances in final ``status`` since before ``before_ms``, oldest first, at most ``limit``."""

@@ -63,6 +63,18 @@ def ensure_workflow_topics(settings: Settings) -> None:
     verify_history_placement(settings)
 
 
+def ensure_app_topics(settings: Settings) -> int:
+    """Create the workflow topics of ``settings``' application where missing (with the specs
+    its own runtime would use); return the partition count of its inbox.
+
+    Its own runtime checks their history's placement when it starts; a caller only writes.
+    """
+    admin = AdminClient(settings.client())
+    ensure_topics(admin, workflow_topics(settings))
+    inbox = settings.topic(INBOX)
+    return len(admin.list_topics(inbox, timeout=PLACEMENT_CHECK_TIMEOUT_S).topics[inbox].partitions)
+
+
 def misplaced_partitions(first_keys: Mapping[int, bytes], partitions: int) -> list[int]:
     """Partitions whose first history record's key belongs to another partition at today's count.
 
@@ -82,7 +94,7 @@ def verify_history_placement(settings: Settings) -> None:
         TopicError: naming the topic, its partition count and what to do.
     """
     topic = settings.topic(HISTORY)
-    consumer = Consumer({**settings.client(), "group.id": f"{settings.topic_prefix}.placement-{uuid.uuid4().hex}",
+    consumer = Consumer({**settings.client(), "group.id": f"{settings.app_prefix}.placement-{uuid.uuid4().hex}",
                          "enable.auto.commit": "false", "isolation.level": "read_uncommitted"})
     try:
         partitions = list(consumer.list_topics(topic, timeout=PLACEMENT_CHECK_TIMEOUT_S).topics[topic].partitions)

@@ -4,13 +4,14 @@ readers for what it emitted: history, statuses, activity tasks, inbox records, d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.core.history import HistoryEvent
+from engine.orchestration.app_topics import AppTopics
 from engine.orchestration.orchestrator import Orchestrator
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, StatusRecord, decode_event, decode_status, decode_task, encode_event
@@ -32,16 +33,19 @@ class Delivered:
 
 
 class OrchestratorHarness:
-    """Partition 0 of 1 of an orchestrator over a store in ``folder``."""
+    """Partition 0 of 1 of an orchestrator over a store in ``folder`` (of application ``app_id``;
+    ``app_topics`` builds its view of other applications' topics from its settings)."""
 
-    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB) -> None:
-        self.settings = Settings(topic_prefix=PREFIX, partitions=1, state_dir=folder, process_id="test",
-                                 max_payload_bytes=max_payload_bytes)
-        self.orchestrator = Orchestrator(self.settings, registry, partitions=1)
+    def __init__(self, registry: Registry, folder: Path, *, max_payload_bytes: int = MIB, app_id: str = "",
+                 app_topics: Callable[[Settings], AppTopics] | None = None) -> None:
+        self.settings = Settings(topic_prefix=PREFIX, app_id=app_id, partitions=1, state_dir=folder,
+                                 process_id="test", max_payload_bytes=max_payload_bytes)
+        self.orchestrator = Orchestrator(self.settings, registry, partitions=1,
+                                         app_topics=None if app_topics is None else app_topics(self.settings))
         self.driven = HandlerHarness(self.orchestrator, folder / "inbox-0", input_topic=self.settings.topic("inbox"))
         self.orchestrator.on_partition_ready(0, self.driven.store)
         self.emitted: list[Emitted] = []
-        self.history: list[HistoryEvent] = []  # every committed history event, in order
+        self.history: list[HistoryEvent] = []  # every committed history event, in order (no tombstones)
         self._last_history = 0  # how many of them the latest batch added
 
     def close(self) -> None:
@@ -78,7 +82,9 @@ class OrchestratorHarness:
 
     def _keep(self, turn: Turn) -> list[Emitted]:
         self.emitted += turn.emitted
-        fresh = [decoded if decoded is not None else decode_event(value) for _, value, decoded in turn.changelog]
+        # Tombstones (a purge, a superseded execution) are deletions, not history events.
+        fresh = [decoded if decoded is not None else decode_event(value) for _, value, decoded in turn.changelog
+                 if decoded is not None or value is not None]
         self.history += fresh
         self._last_history = len(fresh)
         return turn.emitted

@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 import engine as wf
 from engine.core.history import (
     EventRaised,
+    ExecutionStalled,
     ExecutionStarted,
     FailureDetails,
     HistoryEvent,
@@ -183,3 +184,14 @@ def test_activity_attempts_are_counted_by_outcome_and_timed() -> None:
     # Scheduled 2 s before it started: above the 1 s bucket, within the 2.5 s one.
     assert delta() == [1, 1, 1, 3, 0, 3]
     assert value("kwf_activities_in_flight") == before
+
+
+def test_stalls_are_counted_by_reason() -> None:
+    delta = Delta(("kwf_workflow_stalls_total", {"reason": "VERSION_NOT_AVAILABLE"}),
+                  ("kwf_workflow_stalls_total", {"reason": "PATCH_MISMATCH"}))
+    metrics.history_emitted([
+        HistoryEvent("a", "x", 4, AT, ExecutionStalled("VERSION_NOT_AVAILABLE", "version 'v1' is not registered")),
+        HistoryEvent("b", "y", 9, AT, ExecutionStalled("PATCH_MISMATCH", "patch 'p' is no longer checked")),
+        HistoryEvent("c", "z", 2, AT, ExecutionStalled("VERSION_NOT_AVAILABLE", "version 'v1' is not registered")),
+    ])
+    assert delta() == [2, 1]

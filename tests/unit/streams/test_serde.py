@@ -19,16 +19,18 @@ FAILURE = {"type": "ValueError", "message": "boom", "stack_trace": "line 1", "in
 
 EVENTS = {
     "ExecutionStarted": {"name": "wf", "input": "1", "scheduled_start": NOW,
-                         "parent": {"instance_id": "p", "execution_id": "e", "task_id": 2, "name": "parent"},
+                         "parent": {"instance_id": "p", "execution_id": "e", "task_id": 2, "name": "parent",
+                                    "app_id": "app1"},
                          "propagated_history": None},
-    "TaskScheduled": {"task_id": 1, "name": "step1", "input": "[1, 2]", "propagated_history": '{"scope":"x"}'},
+    "TaskScheduled": {"task_id": 1, "name": "step1", "input": "[1, 2]", "propagated_history": '{"scope":"x"}',
+                      "app_id": "app3"},
     "TaskCompleted": {"task_id": 1, "result": None},
     "TaskFailed": {"task_id": 1, "failure": {**FAILURE, "inner": dict(FAILURE)}},
     "TimerCreated": {"timer_id": 4, "fire_at": NOW},
     "TimerFired": {"timer_id": 4, "fire_at": NOW},
     "EventRaised": {"name": "approval_received", "data": '{"approver": "Jane"}'},
     "ChildWorkflowScheduled": {"task_id": 5, "name": "child", "instance_id": "p:5", "input": None,
-                               "propagated_history": None},
+                               "propagated_history": None, "app_id": None},
     "ChildWorkflowCompleted": {"task_id": 5, "result": '"ok"'},
     "ChildWorkflowFailed": {"task_id": 5, "failure": FAILURE},
     "CustomStatusSet": {"status": '"x"'},
@@ -64,7 +66,8 @@ def test_history_union_covers_every_kind_in_the_schema() -> None:
 
 @pytest.mark.parametrize("name,record", [
     ("kwf.ActivityTask", {"instance_id": "i", "execution_id": "e", "task_id": 3, "name": "a", "input": None,
-                          "workflow_name": "wf", "scheduled_at": NOW, "propagated_history": None}),
+                          "workflow_name": "wf", "scheduled_at": NOW, "propagated_history": None,
+                          "reply_to": "kwf.app1.inbox"}),
     ("kwf.WorkflowStatus", {"instance_id": "i", "execution_id": "e", "name": "wf", "runtime_status": "COMPLETED",
                             "created_at": NOW, "last_updated_at": NOW, "input": "1", "output": "2",
                             "custom_status": None, "failure": None, "parent_instance_id": None,

@@ -1,0 +1,113 @@
+"""``scaleout``: chain3 throughput with 1, 2 and 3 ``kwf run`` processes, in one run.
+
+Each layout runs on topics of its own: ``N`` runtime processes of the default role, and one
+orchestrator-only process beside one worker-only process. Every process must hold its share
+of the partitions before the measurement starts. Reported per layout: chain3 instances per
+second (``count`` started at once through the client's bulk start, to the last COMPLETED
+status), and the CPU time all its runtime processes used per workflow (user + system, from
+``/proc``): on a machine with fewer cores than processes the throughput is bounded by the
+cores, and the CPU per workflow is what says how far more machines would go.
+
+Run it on a replicated cluster (``kwf broker start --nodes 3`` and
+``KWF_BOOTSTRAP_SERVERS`` naming it) to measure what issue 20 asks; any broker works.
+
+    python -m bench.scaleout [--count 3000] [--processes 1,2,3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bench.chain import throughput
+from bench.common import (
+    StatusWatcher,
+    bench_runtime,
+    broker,
+    cpu_seconds,
+    delete_topics,
+    emit,
+    fresh_settings,
+    note,
+)
+from engine.api.client import WorkflowClient
+from engine.state.config import Settings
+from engine.state.topics import ensure_workflow_topics
+from engine.testing import RuntimeProcess
+
+WORKLOAD = "scaleout"
+COUNT = 3000
+WARM_UP = 300
+BALANCED_TIMEOUT_S = 60.0
+
+
+@contextmanager
+def runtimes(settings: Settings, roles: list[str]) -> Iterator[list[RuntimeProcess]]:
+    """One ready runtime process per role, each with its own state folder, stopped afterwards."""
+    ensure_workflow_topics(settings)
+    started: list[RuntimeProcess] = []
+    try:
+        for n, role in enumerate(roles):
+            process = bench_runtime(settings)
+            process.process_id = f"{settings.process_id}-{n}"
+            process.role = role
+            process.start()
+            started.append(process)
+        wait_balanced(settings, [p for p in started if p.role != "worker"])
+        yield started
+    finally:
+        for process in started:
+            process.stop()
+        delete_topics(settings)
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+def wait_balanced(settings: Settings, orchestrators: list[RuntimeProcess]) -> None:
+    """Until every orchestrator holds some inbox partitions and together they hold all."""
+    deadline = time.monotonic() + BALANCED_TIMEOUT_S
+    while time.monotonic() < deadline:
+        held = [p.assigned() for p in orchestrators]
+        if all(held) and set().union(*held) == set(range(settings.partitions)):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"partitions not shared among {len(orchestrators)} processes within "
+                       f"{BALANCED_TIMEOUT_S:.0f} s: {[sorted(p.assigned()) for p in orchestrators]}")
+
+
+def measure(bootstrap: str, label: str, roles: list[str], count: int) -> None:
+    settings = fresh_settings(bootstrap, f"{WORKLOAD}-{label}")
+    with runtimes(settings, roles) as processes, StatusWatcher(settings) as watcher, \
+            WorkflowClient(settings=settings) as client:
+        warm = [f"w-{uuid.uuid4().hex[:12]}" for _ in range(WARM_UP)]
+        client.schedule_new_workflows("chain3", ((i, 0) for i in warm))
+        watcher.wait_ended(warm, 120, f"warm-up ({label})")
+        cpu_before = sum(cpu_seconds(p.pid) for p in processes)
+        per_s = throughput(client, watcher, count)
+        cpu_ms = (sum(cpu_seconds(p.pid) for p in processes) - cpu_before) * 1000 / count
+    note(f"{label}: {per_s:.0f} wf/s, {cpu_ms:.2f} ms of runtime CPU per workflow")
+    emit(f"{WORKLOAD}-{label}", "kwf", "wf_per_s", per_s, "wf/s")
+    emit(f"{WORKLOAD}-{label}", "kwf", "cpu_ms_per_wf", cpu_ms, "ms")
+
+
+def run(bootstrap: str, *, count: int = COUNT, processes: tuple[int, ...] = (1, 2, 3)) -> None:
+    for n in processes:
+        measure(bootstrap, f"{n}x-all", ["all"] * n, count)
+    measure(bootstrap, "orchestrator-and-worker", ["orchestrator", "worker"], count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=COUNT)
+    parser.add_argument("--processes", default="1,2,3", help="comma-separated process counts")
+    parser.add_argument("--broker-warm-up", type=float, default=30.0, help="longest broker warm-up in seconds")
+    args = parser.parse_args()
+    with broker(args.broker_warm_up) as bootstrap:
+        run(bootstrap, count=args.count, processes=tuple(int(n) for n in args.processes.split(",") if n.strip()))
+
+
+if __name__ == "__main__":
+    main()
