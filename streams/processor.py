@@ -66,10 +66,6 @@ ABORT_BACKOFF_S, ABORT_BACKOFF_MAX_S = 0.1, 2.0
 SESSION_TIMEOUT_MS = 3000
 
 
-# The most a consumer fetches ahead of its batches (see consumer_settings).
-PREFETCH_KBYTES = 8192
-
-
 @dataclass
 class ProcessorConfig:
     """Where a processor reads, writes and keeps state, and how it batches.
@@ -135,10 +131,6 @@ class ProcessorConfig:
             "session.timeout.ms": self.session_timeout_ms,
             # Three heartbeats per session, the usual ratio.
             "heartbeat.interval.ms": max(100, self.session_timeout_ms // 3),
-            # librdkafka prefetches up to 64 MB per consumer by default: behind a backlog (a
-            # bulk start) that much sits in memory, and malloc keeps the high-water mark.
-            # 8 MB is still thousands of records ahead of a batch.
-            "queued.max.messages.kbytes": PREFETCH_KBYTES,
         }
 
     def producer_settings(self) -> dict[str, Any]:

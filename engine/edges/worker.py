@@ -173,9 +173,6 @@ class ActivityWorker:
             "heartbeat.interval.ms": "1000",
             # Fresh tasks should not wait for a fetch to fill up.
             "fetch.wait.max.ms": "10",
-            # Not librdkafka's 64 MB of prefetch behind a backlog of tasks: memory would keep
-            # that high-water mark, and the worker runs a few hundred tasks at a time.
-            "queued.max.messages.kbytes": "8192",
         }
 
     def run(self) -> None:
