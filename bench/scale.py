@@ -5,11 +5,19 @@ Then, as rows of JSON:
 
 * ``restore_s``: the runtime SIGKILLed, its state folder deleted (a lost machine), started
   again: seconds until it says it is ready (restore included), and the records it read;
-* ``first_answer_s``: a new client's ``WorkflowClient()`` + ``get_workflow_state``;
+* ``first_answer_cold_s``: a new client's ``WorkflowClient()`` + ``get_workflow_state`` with
+  no view folder (it reads the whole status topic), and ``first_answer_s`` the same for a
+  new client that resumes the folder the first one left (it reads only the tail);
+* ``first_page_ms``: ``list_workflows_page(page_size=100)``, the first page, and
+  ``page_p99_ms`` over 100 first pages of random filters (status, name, created range);
+* ``history_view_cold_s``: the first history read of a process with no history folder (it
+  reads the whole history topic), then ``history_p50_ms``/``history_p99_ms`` over 500 reads
+  of random instances (each waits for the partition's committed end, then one prefix scan);
 * ``rss_mb``: the runtime's resident memory after the run;
 * ``state_disk_mb``, ``topics_disk_mb``: the state folder, and the workload's topics on the
-  local broker's disk (only with the broker ``python -m bench`` starts);
-* ``list_s``: ``list_workflows()`` of a client that has caught up;
+  local broker's disk (only with the broker ``python -m bench`` starts); ``view_disk_mb``:
+  the client's status and history folders;
+* ``list_s``: ``list_workflows()`` (every page) of a client that has caught up;
 * then 90% of the instances are purged (one bulk purge, the path retention takes), the
   topics compacted, and ``restore_after_purge_s`` measured the same way.
 
@@ -22,18 +30,32 @@ is reached within the run; the runtime's own default compacts within a day.
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import time
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.common import REPO, RuntimeProcess, StatusWatcher, broker, delete_topics, emit, fresh_settings, note
+from bench.common import (
+    REPO,
+    RuntimeProcess,
+    StatusWatcher,
+    bench_runtime,
+    broker,
+    delete_topics,
+    emit,
+    fresh_settings,
+    note,
+)
 from engine.api.client import WorkflowClient
+from engine.api.history_reader import read_history
 from engine.api.status_view import StatusView
+from engine.core.history import WorkflowStatus
 from engine.state.config import Settings
 from engine.state.topics import HISTORY, STATUS, workflow_topics
 from streams.topics import TopicSpec, ensure_topics
@@ -48,13 +70,14 @@ FAST_COMPACTION = {"segment.ms": str(SEGMENT_S * 1000), "min.cleanable.dirty.rat
 COMPACTION_TIMEOUT_S = 300.0
 
 
-def run(bootstrap: str, *, count: int = COUNT) -> None:
+def run(bootstrap: str, *, count: int = COUNT, purge: bool = True) -> None:
     settings = fresh_settings(bootstrap, WORKLOAD)
+    settings = replace(settings, view_dir=settings.state_dir / "views")
     compacted = {settings.topic(HISTORY), settings.topic(STATUS)}
     ensure_topics(AdminClient(settings.client()), [
         TopicSpec(s.name, s.partitions, {**s.config, **FAST_COMPACTION} if s.name in compacted else s.config,
                   s.replication_factor, s.co_partitioned) for s in workflow_topics(settings)])
-    runtime = RuntimeProcess(settings)
+    runtime = bench_runtime(settings)
     try:
         note(f"scale: runtime ready in {runtime.start():.1f} s")
         ids = [f"s-{n:08d}-{uuid.uuid4().hex[:6]}" for n in range(count)]
@@ -70,8 +93,8 @@ def run(bootstrap: str, *, count: int = COUNT) -> None:
             watcher.wait_ended(ids[cut_at:], TIMEOUT_S, "scale: last 10%")
             note(f"scale: {count} chain3 instances completed in {time.perf_counter() - began:.1f} s")
             client.close()
-        measure(settings, runtime, count, "")
-        if not hasattr(WorkflowClient, "purge_workflows"):
+        measure(settings, runtime, count, "", ids)
+        if not purge or not hasattr(WorkflowClient, "purge_workflows"):
             return  # a runtime checkout from before bulk purge: the first half is the baseline
         client = WorkflowClient(settings=settings)
         operation = client.purge_workflows(status=["COMPLETED"], name="chain3", created_before=cut)
@@ -91,7 +114,7 @@ def run(bootstrap: str, *, count: int = COUNT) -> None:
                 break
         roll.close()
         note(f"scale: history records {written} before compaction, {left} after")
-        measure(settings, runtime, count, "_after_purge")
+        measure(settings, runtime, count, "_after_purge", ids[cut_at:])
     finally:
         runtime.stop()
         StatusView.close_shared()
@@ -99,32 +122,89 @@ def run(bootstrap: str, *, count: int = COUNT) -> None:
         shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
-def measure(settings: Settings, runtime: RuntimeProcess, count: int, suffix: str) -> None:
-    emit(WORKLOAD, f"kwf n={count}", "rss_mb" + suffix, rss_mb(runtime), "MB")
-    emit(WORKLOAD, f"kwf n={count}", "state_disk_mb" + suffix, disk_mb(settings.state_dir / "state"), "MB")
+def measure(settings: Settings, runtime: RuntimeProcess, count: int, suffix: str, ids: list[str]) -> None:
+    system = f"kwf n={count}"
+    emit(WORKLOAD, system, "rss_mb" + suffix, rss_mb(runtime), "MB")
+    state_mb = disk_mb(runtime.state_dir)
+    emit(WORKLOAD, system, "state_disk_mb" + suffix, state_mb, "MB")
+    emit(WORKLOAD, system, "state_disk_kb_per_instance" + suffix, state_mb * 1000 / count, "KB")
     topics = topics_disk_mb(settings)
     if topics is not None:
-        emit(WORKLOAD, f"kwf n={count}", "topics_disk_mb" + suffix, topics, "MB")
+        emit(WORKLOAD, system, "topics_disk_mb" + suffix, topics, "MB")
     StatusView.close_shared()  # a new client, with a view of its own
+    shutil.rmtree(settings.view_dir, ignore_errors=True)
+    for cold in (True, False):
+        began = time.perf_counter()
+        fresh = WorkflowClient(settings=settings)
+        fresh.get_workflow_state(ids[0])
+        emit(WORKLOAD, system, ("first_answer_cold_s" if cold else "first_answer_s") + suffix,
+             time.perf_counter() - began, "s")
+        if cold:
+            fresh.close()
+            StatusView.close_shared()  # the next client resumes the folder this one left
     began = time.perf_counter()
-    fresh = WorkflowClient(settings=settings)
-    fresh.get_workflow_state("s-00000000")
-    emit(WORKLOAD, f"kwf n={count}", "first_answer_s" + suffix, time.perf_counter() - began, "s")
+    first = fresh.list_workflows_page(page_size=100)
+    emit(WORKLOAD, system, "first_page_ms" + suffix, (time.perf_counter() - began) * 1000, "ms")
+    note(f"scale: first page of {len(first.workflows)}, more: {first.continuation_token is not None}")
+    emit(WORKLOAD, system, "page_p99_ms" + suffix, page_p99_ms(fresh, ids), "ms")
+    began = time.perf_counter()
+    read_history(settings, ids[-1])
+    emit(WORKLOAD, system, "history_view_cold_s" + suffix, time.perf_counter() - began, "s")
+    p50, p99 = history_ms(settings, ids)
+    emit(WORKLOAD, system, "history_p50_ms" + suffix, p50, "ms")
+    emit(WORKLOAD, system, "history_p99_ms" + suffix, p99, "ms")
+    emit(WORKLOAD, system, "view_disk_mb" + suffix, disk_mb(settings.view_dir), "MB")
     began = time.perf_counter()
     listed = len(fresh.list_workflows())
-    emit(WORKLOAD, f"kwf n={count}", "list_s" + suffix, time.perf_counter() - began, "s")
+    emit(WORKLOAD, system, "list_s" + suffix, time.perf_counter() - began, "s")
     note(f"scale: list_workflows returned {listed}")
     fresh.close()
     StatusView.close_shared()
+    shutil.rmtree(settings.view_dir, ignore_errors=True)  # the next measure starts cold again
     runtime.kill()
-    shutil.rmtree(settings.state_dir / "state", ignore_errors=True)
+    shutil.rmtree(runtime.state_dir, ignore_errors=True)
     began = time.perf_counter()
     runtime.start(wait=False)
     runtime.wait_ready()
     emit(WORKLOAD, f"kwf n={count}", "restore_s" + suffix, time.perf_counter() - began, "s")
     records, _ = runtime.restored()
     emit(WORKLOAD, f"kwf n={count}", "restored_records" + suffix, records, "records")
-    emit(WORKLOAD, f"kwf n={count}", "state_disk_mb_restored" + suffix, disk_mb(settings.state_dir / "state"), "MB")
+    emit(WORKLOAD, f"kwf n={count}", "state_disk_mb_restored" + suffix, disk_mb(runtime.state_dir), "MB")
+
+
+def page_p99_ms(client: WorkflowClient, ids: list[str]) -> float:
+    """p99 of first pages of random filters: by status, by name, by both, by a created range."""
+    pick = random.Random(7)
+    newest = client.get_workflow_state(ids[-1])
+    oldest = client.get_workflow_state(ids[0])
+    assert newest is not None and oldest is not None
+    span = (newest.created_at - oldest.created_at).total_seconds()
+    times = []
+    for _ in range(100):
+        after = oldest.created_at + timedelta(seconds=pick.uniform(0, span))
+        query = pick.choice([{"status": WorkflowStatus.COMPLETED}, {"name": "chain3"},
+                             {"status": WorkflowStatus.COMPLETED, "name": "chain3"}, {"created_after": after}])
+        began = time.perf_counter()
+        client.list_workflows_page(page_size=100, **query)  # type: ignore[arg-type]
+        times.append((time.perf_counter() - began) * 1000)
+    return percentile(times, 0.99)
+
+
+def history_ms(settings: Settings, ids: list[str], reads: int = 500) -> tuple[float, float]:
+    """p50 and p99 of one instance's history read through a caught-up history view."""
+    pick = random.Random(11)
+    times = []
+    for _ in range(reads):
+        began = time.perf_counter()
+        events = read_history(settings, pick.choice(ids))
+        times.append((time.perf_counter() - began) * 1000)
+        assert events, "an instance without history"
+    return percentile(times, 0.5), percentile(times, 0.99)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def history_records(settings: Settings) -> int:
@@ -172,9 +252,10 @@ def topics_disk_mb(settings: Settings) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=COUNT)
+    parser.add_argument("--no-purge", action="store_true", help="skip the purge of 90%% and its measures")
     args = parser.parse_args()
     with broker(warm_up_s=0) as bootstrap:
-        run(bootstrap, count=args.count)
+        run(bootstrap, count=args.count, purge=not args.no_purge)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from engine.api.client import (
     PayloadTooLarge,
     WorkflowClient,
     WorkflowFailureDetails,
+    WorkflowPage,
     WorkflowState,
 )
 from engine.api.dapr_client import DaprClient
@@ -37,6 +38,7 @@ __all__ = [
     "WorkflowClient",
     "DaprWorkflowClient",
     "WorkflowState",
+    "WorkflowPage",
     "WorkflowStatus",
     "WorkflowFailureDetails",
     "InstanceExists",

@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     list_ = sub.add_parser("list", help="list instances")
     list_.add_argument("--status", default=None, help="e.g. RUNNING, COMPLETED, FAILED")
     list_.add_argument("--name", default=None, help="workflow name")
+    list_.add_argument("--created-after", default=None, help="RFC 3339 time, inclusive")
+    list_.add_argument("--created-before", default=None, help="RFC 3339 time, exclusive")
+    list_.add_argument("--page-size", type=int, default=100, help="instances per page (1-1000)")
+    list_.add_argument("--continuation-token", default=None, help="the token a previous page printed")
     list_.set_defaults(handler=cmd_list)
 
     history = sub.add_parser("history", help="show an instance's history as a timeline")
@@ -283,18 +287,31 @@ def cmd_manage(ns: argparse.Namespace) -> int:
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from rich.console import Console
     from rich.table import Table
 
     from engine.core.history import WorkflowStatus
 
+    def moment(text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        parsed = datetime.fromisoformat(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
     status = None if ns.status is None else WorkflowStatus[ns.status.upper()]
+    page = _client().list_workflows_page(status=status, name=ns.name, created_after=moment(ns.created_after),
+                                         created_before=moment(ns.created_before), page_size=ns.page_size,
+                                         continuation_token=ns.continuation_token)
     table = Table("instance", "workflow", "status", "created", "updated")
-    for state in _client().list_workflows(status=status, name=ns.name):
+    for state in page.workflows:
         table.add_row(state.instance_id, state.name, state.runtime_status.name,
                       state.created_at.isoformat(timespec="seconds"),
                       state.last_updated_at.isoformat(timespec="seconds"))
     Console().print(table)
+    if page.continuation_token is not None:
+        print(f"more: kwf list ... --continuation-token {page.continuation_token}", file=sys.stderr)
     return 0
 
 

@@ -17,14 +17,26 @@ back) without tripping over RocksDB's LOCK file.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import shutil
 import struct
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from rocksdict import DBCompressionType, Options, Rdict, RdictIter, ReadOptions, WriteBatch
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    RdictIter,
+    ReadOptions,
+    WriteBatch,
+    WriteBufferManager,
+)
 
 log = logging.getLogger("streams.store")
 
@@ -36,10 +48,22 @@ _OFFSET = struct.Struct(">q")
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # Flushes and compactions of one small store need little parallelism on shared cores.
 BACKGROUND_JOBS = 2
+# Every store of a process shares one block cache, which holds the tables' index and filter
+# blocks too: RocksDB otherwise gives each store a cache of its own and keeps every table's
+# index in memory besides, so memory grew with the data held. ``KWF_STORE_CACHE_MB`` sets it.
+BLOCK_CACHE_BYTES = int(os.environ.get("KWF_STORE_CACHE_MB", "64")) * 1024 * 1024
+# The memtables of every store of the process together; past this RocksDB flushes early.
+WRITE_BUFFERS_BYTES = 64 * 1024 * 1024
 
 
 class StoreError(RuntimeError):
     """The store was used after close, or its files could not be opened; the message says which."""
+
+
+@functools.cache
+def _shared_memory() -> tuple[Cache, WriteBufferManager]:
+    """The process's block cache and memtable budget (made once: they must outlive the stores)."""
+    return Cache(BLOCK_CACHE_BYTES), WriteBufferManager(WRITE_BUFFERS_BYTES, False)
 
 
 def _options() -> Options:
@@ -47,6 +71,14 @@ def _options() -> Options:
     options.create_if_missing(True)
     options.create_missing_column_families(True)
     options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    cache, write_buffers = _shared_memory()
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    table.set_cache_index_and_filter_blocks(True)
+    # The newest tables' index and filter stay in the cache: every read consults them.
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    options.set_block_based_table_factory(table)
+    options.set_write_buffer_manager(write_buffers)
     options.set_max_background_jobs(BACKGROUND_JOBS)
     # LZ4 where data is rewritten often, zstd in the bottom level where most of it rests:
     # RocksDB's advice for small values that compress well (JSON, Avro).
@@ -223,17 +255,35 @@ class PartitionStore:
         """A new, empty batch of changes to this store."""
         return StoreBatch(self)
 
-    def write(self, batch: StoreBatch, changelog_offset: int | None = None) -> None:
-        """Apply ``batch`` and, when given, the new applied changelog offset in one atomic write."""
+    def get_meta(self, key: bytes) -> bytes | None:
+        """A bookkeeping value written with ``write(..., meta=)``, or None."""
+        self._open_db()
+        assert self._meta_cf is not None
+        return self._meta_cf.get(key)
+
+    def write(self, batch: StoreBatch, changelog_offset: int | None = None,
+              meta: dict[bytes, bytes] | None = None) -> None:
+        """Apply ``batch`` and, when given, the new applied changelog offset and bookkeeping
+        values (kept apart from application keys) in one atomic write."""
         db = self._open_db()
         raw = batch._take()
         if changelog_offset is not None:
             raw.put(CHANGELOG_OFFSET_KEY, _OFFSET.pack(changelog_offset), self._meta)
+        for key, value in (meta or {}).items():
+            raw.put(key, value, self._meta)
         if raw.is_empty():
             return
         db.write(raw)
         if changelog_offset is not None:
             self._changelog_offset = changelog_offset
+
+    def flush(self) -> None:
+        """Write the memtables to table files, so the next open reads them instead of
+        replaying the write-ahead log (seconds for a large store)."""
+        db = self._open_db()
+        db.flush(True)
+        assert self._meta_cf is not None
+        self._meta_cf.flush(True)
 
     def close(self) -> None:
         """Release every open scan and handle, then close RocksDB. Safe to call twice."""

@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from engine.api.client import WorkflowClient, WorkflowState
+from engine.api.client import WorkflowClient, WorkflowPage, WorkflowState
 from engine.api.status_view import StatusView, not_reached
 from engine.core.history import WorkflowStatus
 from engine.state.codec import StatusRecord
@@ -104,6 +104,11 @@ class AsyncWorkflowClient:
         """Every known instance, optionally filtered by status and workflow name."""
         await self._view()
         return await self._in_thread(self._sync.list_workflows, status=status, name=name)
+
+    async def list_workflows_page(self, **query: Any) -> WorkflowPage:
+        """One page of instances; the arguments of ``WorkflowClient.list_workflows_page``."""
+        await self._view()
+        return await self._in_thread(self._sync.list_workflows_page, **query)
 
     # -- managing ------------------------------------------------------------------------
     # These return once their effect is visible, within seconds: each holds a pool thread

@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from engine.api.bulk import BulkOperation, bulk_command, send_bulk
+from engine.api.status_index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ListFilter, created_ms
 from engine.api.status_view import StatusView
 from engine.core import payload
 from engine.core.bulk import PURGE, TERMINATE
@@ -127,6 +128,15 @@ class WorkflowState:
             serialized_custom_status=status.custom_status if fetch_payloads else None,
             failure_details=None if status.failure is None else WorkflowFailureDetails.of(status.failure),
         )
+
+
+@dataclass(frozen=True)
+class WorkflowPage:
+    """One page of ``list_workflows_page``: the instances, and the token of the next page
+    (None when this is the last), as durabletask's ``continuation_token``."""
+
+    workflows: list[WorkflowState]
+    continuation_token: str | None
 
 
 class WorkflowClient:
@@ -251,10 +261,41 @@ class WorkflowClient:
                                     timeout_in_seconds or None)
         return None if status is None else WorkflowState.of(status, fetch_payloads)
 
-    def list_workflows(self, *, status: WorkflowStatus | None = None, name: str | None = None) -> list[WorkflowState]:
-        """Every known instance, optionally filtered by status and workflow name."""
-        return [WorkflowState.of(s) for s in self.view.records()
-                if (status is None or s.runtime_status is status) and (name is None or s.name == name)]
+    def list_workflows(self, *, status: WorkflowStatus | None = None, name: str | None = None,
+                       created_after: datetime | None = None,
+                       created_before: datetime | None = None) -> list[WorkflowState]:
+        """Every instance the filter matches, oldest created first (all pages of ``list_workflows_page``)."""
+        states: list[WorkflowState] = []
+        token: str | None = None
+        while True:
+            page = self.list_workflows_page(status=status, name=name, created_after=created_after,
+                                            created_before=created_before, page_size=MAX_PAGE_SIZE,
+                                            continuation_token=token)
+            states.extend(page.workflows)
+            token = page.continuation_token
+            if token is None:
+                return states
+
+    def list_workflows_page(self, *, status: WorkflowStatus | None = None, name: str | None = None,
+                            created_after: datetime | None = None, created_before: datetime | None = None,
+                            page_size: int = DEFAULT_PAGE_SIZE, continuation_token: str | None = None,
+                            fetch_payloads: bool = True) -> WorkflowPage:
+        """One page of the instances the filter matches, oldest created first.
+
+        Pass the page's ``continuation_token`` to get the next one (None: this was the last).
+        A page reads one range of the view's index, so its cost does not grow with the
+        number of instances. ``created_after`` is inclusive, ``created_before`` exclusive.
+
+        Raises:
+            ValueError: ``page_size`` is not within 1..1000, or the token is not one a page
+                handed out (``BadContinuationToken``).
+        """
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size is between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        query = ListFilter(status, name, None if created_after is None else created_ms(created_after),
+                           None if created_before is None else created_ms(created_before))
+        page = self.view.list_page(query, page_size, continuation_token)
+        return WorkflowPage([WorkflowState.of(s, fetch_payloads) for s in page.records], page.continuation_token)
 
     # -- managing ------------------------------------------------------------------------
 

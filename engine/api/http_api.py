@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState
 from engine.api.history_reader import read_history
+from engine.api.status_index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from engine.api.timeline import timeline_rows
 from engine.api.web_ui import mount_ui
 from engine.core.history import WorkflowStatus, validate_event_name, validate_instance_id
@@ -30,7 +31,7 @@ from engine.observability.exposition import mount_metrics
 PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"
 # The most instances one list page returns.
-MAX_PAGE = 1000
+MAX_PAGE = MAX_PAGE_SIZE
 # uvicorn finishes open requests before it stops; one still running past this is cut off.
 STOP_TIMEOUT_S = 10.0
 
@@ -158,8 +159,11 @@ def _routes(client: WorkflowClient) -> APIRouter:
 
     @router.get(base)
     def list_instances(component: str, status: str | None = None, name: str | None = None,
-                       offset: int = Query(default=0, ge=0),
-                       limit: int = Query(default=100, ge=1, le=MAX_PAGE)) -> dict[str, Any]:
+                       created_after: str | None = None, created_before: str | None = None,
+                       page_size: int = Query(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE),
+                       continuation_token: str | None = None,
+                       offset: int | None = Query(default=None, ge=0),
+                       limit: int | None = Query(default=None, ge=1, le=MAX_PAGE)) -> dict[str, Any]:
         _component(component)
         wanted = None
         if status is not None:
@@ -168,11 +172,24 @@ def _routes(client: WorkflowClient) -> APIRouter:
             except KeyError as err:
                 raise ApiError(400, "ERR_BAD_REQUEST", f"unknown status {status!r}; one of "
                                f"{', '.join(s.name for s in WorkflowStatus)}") from err
-        states = client.list_workflows(status=wanted, name=name)
-        page = states[offset:offset + limit]
-        more = offset + limit < len(states)
-        return {"workflows": [state_json(s) for s in page], "total": len(states),
-                "nextOffset": offset + limit if more else None}
+        try:
+            after, before = _moment(created_after, "created_after"), _moment(created_before, "created_before")
+        except ValueError as err:
+            raise ApiError(400, "ERR_BAD_REQUEST", str(err)) from err
+        if offset is not None or limit is not None:
+            # Offset paging with a total (the web page's): it reads every match; the
+            # continuation token does not.
+            states = client.list_workflows(status=wanted, name=name, created_after=after, created_before=before)
+            first, size = offset or 0, limit or DEFAULT_PAGE_SIZE
+            more = first + size < len(states)
+            return {"workflows": [state_json(s) for s in states[first:first + size]], "total": len(states),
+                    "nextOffset": first + size if more else None}
+        try:
+            page = client.list_workflows_page(status=wanted, name=name, created_after=after, created_before=before,
+                                              page_size=page_size, continuation_token=continuation_token or None)
+        except ValueError as err:
+            raise ApiError(400, "ERR_BAD_REQUEST", str(err)) from err
+        return {"workflows": [state_json(s) for s in page.workflows], "continuationToken": page.continuation_token}
 
     @router.get(base + "/{instance_id}")
     def get_instance(component: str, instance_id: str) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """A local, always-current view of ``kwf.status``: the latest status of every instance.
 
-A background thread reads every partition of the compacted status topic from the
-beginning (read_committed) into a RocksDB store, so memory does not grow with the
-number of instances. Readers wait on a condition for the view to show what they expect
-(read-your-writes for the client).
+The view is a ``streams.mirror.TopicMirror`` of the compacted status topic: a RocksDB copy
+that outlives its process in a folder of its own (``Settings.view_dir``, one per cluster
+and topic prefix, locked by the process using it), so a new client resumes from the
+offsets the last one stored and reads only what changed since: its first answer costs
+the tail, not every instance ever run. With each record the view keeps the index that
+``list_page`` reads (``engine.api.status_index``). Readers wait on a condition for the
+view to show what they expect (read-your-writes for the client).
 
 The topic may not exist yet when the view starts, and partitions may be added to it
-later: the thread looks its partitions up again from time to time and reads new ones
+later: the mirror looks its partitions up again from time to time and reads new ones
 from their beginning. The view is caught up once it has read every partition there is
 to its end; a topic with no partitions is never caught up.
 """
@@ -15,38 +18,37 @@ from __future__ import annotations
 
 import atexit
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-
+from engine.api.history_reader import HistoryView
+from engine.api.status_index import DEFAULT_PAGE_SIZE, ListFilter, index_keys, instance_of, page_range, token_after
+from engine.api.view_folders import views_folder
 from engine.state.codec import StatusRecord, decode_status
 from engine.state.config import Settings
 from engine.state.topics import STATUS
-from streams.store import PartitionStore
+from streams.mirror import TopicMirror
+from streams.store import StoreBatch
 
 log = logging.getLogger("engine.api.status_view")
 
 # How long a new view may take to read the topic up to its end before start() gives up.
 CATCH_UP_TIMEOUT_S = 60.0
-# Status records read per call; a view catching up reads in large steps.
-READ_BATCH = 1000
-# How long one read waits when nothing arrives; bounds how late a stop() is noticed.
-IDLE_WAIT_S = 0.2
-# Partitions can be added to a topic at any time: the view looks for new ones this often.
-PARTITION_LOOKUP_S = 5.0
-# A topic not created yet (a client started before any runtime) is looked for more often.
-TOPIC_LOOKUP_S = 0.5
-# One metadata request; a broker that does not answer is retried at the next lookup.
-METADATA_TIMEOUT_S = 10.0
 # Starts this process made durable that the topic does not show yet; past this many (no
 # runtime is reading the inbox) the oldest are forgotten, so memory stays bounded.
 PROVISIONAL_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class StatusPage:
+    """One page of a list: the records, and the token of the next page (None: the last)."""
+
+    records: list[StatusRecord]
+    continuation_token: str | None
 
 
 class StatusView:
@@ -56,18 +58,20 @@ class StatusView:
     _shared_lock = threading.Lock()
 
     def __init__(self, settings: Settings, folder: Path | None = None) -> None:
+        """A view whose persistent folder's slots live in ``folder`` (default: the cluster's
+        folder under ``settings.view_dir``)."""
         self.settings = settings
         self.topic = settings.topic(STATUS)
-        self._folder = folder or Path(tempfile.mkdtemp(prefix="kwf-status-view-"))
-        self._owns_folder = folder is None
-        self._store = PartitionStore.open(self._folder)
         self._changed = threading.Condition()
-        self._stop = threading.Event()
-        self._caught_up = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="kwf-status-view", daemon=True)
+        self._mirror = TopicMirror(settings.client(), self.topic, folder or views_folder(settings, self.topic),
+                                   on_change=self._on_change, changed=self._changed)
         # instance -> (the PENDING record this process answers with, the execution it replaces)
         self._provisional: OrderedDict[str, tuple[StatusRecord, str | None]] = OrderedDict()
+
+    @property
+    def mirror(self) -> TopicMirror:
+        """The copy of the topic underneath (where it lives, what it read)."""
+        return self._mirror
 
     @classmethod
     def shared(cls, settings: Settings) -> StatusView:
@@ -75,7 +79,7 @@ class StatusView:
         key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
         with cls._shared_lock:
             view = cls._shared.get(key)
-            if view is None or view._stop.is_set():
+            if view is None or view._mirror.stopped:
                 view = cls._shared[key] = cls(settings)
                 view.start()
                 atexit.register(view.close)
@@ -83,8 +87,9 @@ class StatusView:
 
     @classmethod
     def close_shared(cls, topic_prefix: str | None = None) -> None:
-        """Close the shared views of ``topic_prefix`` (None: every one), before the topics or
-        the broker they read go away."""
+        """Close the shared views of ``topic_prefix`` (None: every one), status and history,
+        before the topics or the broker they read go away."""
+        HistoryView.close_shared(topic_prefix)
         with cls._shared_lock:
             closing = [key for key in cls._shared if topic_prefix is None or key[1] == topic_prefix]
             views = [cls._shared.pop(key) for key in closing]
@@ -93,23 +98,17 @@ class StatusView:
 
     def start(self, timeout: float = CATCH_UP_TIMEOUT_S) -> None:
         """Start reading; return once the view has read the topic up to its end."""
-        self._thread.start()
-        if not self._caught_up.wait(timeout):
-            raise TimeoutError(
-                f"the status view did not catch up with {self.topic} within {timeout:.0f} s "
-                f"(broker {self.settings.bootstrap_servers}): {self._error or 'no answer'}"
-            )
+        try:
+            self._mirror.start(timeout)
+        except TimeoutError as err:
+            raise TimeoutError(f"the status view did not catch up with {self.topic} within {timeout:.0f} s "
+                               f"(broker {self.settings.bootstrap_servers}): {err}") from err
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-        self._store.close()
-        if self._owns_folder:
-            shutil.rmtree(self._folder, ignore_errors=True)
+        self._mirror.close()
 
     def get(self, instance_id: str) -> StatusRecord | None:
-        raw = self._store.get(instance_id.encode())
+        raw = self._mirror.get(instance_id.encode())
         status = None if raw is None else decode_status(raw)
         provisional = self._provisional.get(instance_id)
         if provisional is None:
@@ -120,12 +119,23 @@ class StatusView:
             return status
         return record
 
-    def _settle(self, key: bytes | None, value: bytes | None) -> None:
+    def _on_change(self, batch: StoreBatch, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        """Move the instance's index keys with its status, in the batch that writes it."""
+        before = None if old is None else decode_status(old)
+        after = None if new is None else decode_status(new)
+        for index_key in set(index_keys(before) if before else []) - set(index_keys(after) if after else []):
+            batch.delete(index_key)
+        for index_key in index_keys(after) if after else []:
+            batch.put(index_key, b"")
+        if self._provisional:
+            self._settle(key, after)
+
+    def _settle(self, key: bytes, status: StatusRecord | None) -> None:
         """The topic has news of an instance this process answers for: its word wins once it
         shows an execution other than the replaced one, or the instance's removal."""
-        instance_id = (key or b"").decode(errors="replace")
+        instance_id = key.decode(errors="replace")
         provisional = self._provisional.get(instance_id)
-        if provisional is not None and (value is None or decode_status(value).execution_id != provisional[1]):
+        if provisional is not None and (status is None or status.execution_id != provisional[1]):
             self._provisional.pop(instance_id, None)
 
     def expect_start(self, record: StatusRecord, replaced: str | None) -> None:
@@ -158,83 +168,33 @@ class StatusView:
 
     def records(self) -> Iterator[StatusRecord]:
         """Every instance's latest status, ordered by instance ID."""
-        for _, raw in self._store.scan_prefix(b""):
+        for _, raw in self._mirror.records():
             yield decode_status(raw)
 
-    def _run(self) -> None:
-        consumer = Consumer({
-            **self.settings.client(),
-            "group.id": f"{self.settings.app_prefix}.status-view",  # unused: partitions are assigned
-            "enable.auto.commit": "false",
-            "isolation.level": "read_committed",
-            # Status changes are small and latency matters for clients waiting on them.
-            "fetch.wait.max.ms": "10",
-            # End-of-partition events tell when the first read has reached the end.
-            "enable.partition.eof": "true",
-        })
-        assigned: set[int] = set()
-        at_end: set[int] = set()
-        next_lookup = 0.0
-        try:
-            while not self._stop.is_set():
-                if time.monotonic() >= next_lookup:
-                    fresh = sorted(self._partitions(consumer) - assigned)
-                    if fresh:
-                        log.info("status view: reading %s partitions %s", self.topic, fresh)
-                        consumer.incremental_assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in fresh])
-                        assigned.update(fresh)
-                    next_lookup = time.monotonic() + (PARTITION_LOOKUP_S if assigned else TOPIC_LOOKUP_S)
-                batch = self._store.batch()
-                for message in self._next_messages(consumer):
-                    if message.error() is not None:
-                        if message.error().code() == KafkaError._PARTITION_EOF:
-                            at_end.add(message.partition())
-                        else:
-                            log.warning("status view: %s", message.error())
-                        continue
-                    if message.value() is None:
-                        batch.delete(message.key())
-                    else:
-                        batch.put(message.key(), message.value())
-                    if self._provisional:
-                        self._settle(message.key(), message.value())
-                if len(batch):
-                    with self._changed:
-                        self._store.write(batch)
-                        self._changed.notify_all()
-                # Caught up once every partition there is has been read to its end; a topic
-                # with no partitions yet (not created) is never "read to its end".
-                if not self._caught_up.is_set() and assigned and assigned <= at_end:
-                    self._caught_up.set()
-        except BaseException as err:  # reported through start() and the log
-            self._error = err
-            log.exception("status view stopped")
-        finally:
-            consumer.close()
+    def list_page(self, query: ListFilter, page_size: int = DEFAULT_PAGE_SIZE,
+                  continuation_token: str | None = None) -> StatusPage:
+        """One page of the instances ``query`` matches, oldest created first; reads one
+        index range, whatever the number of instances.
 
-    def _partitions(self, consumer: Consumer) -> set[int]:
-        """The topic's partitions now; none while it does not exist (yet)."""
-        try:
-            meta = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S).topics.get(self.topic)
-        except KafkaException as err:
-            log.warning("status view: looking up %s failed: %s", self.topic, err)
-            return set()
-        if meta is None or meta.error is not None:
-            return set()
-        return set(meta.partitions)
-
-    @staticmethod
-    def _next_messages(consumer: Consumer) -> list[Message]:
-        """What has arrived; waits (up to ``IDLE_WAIT_S``) only when nothing has.
-
-        ``consume(n, timeout)`` returns early only once ``n`` records arrived: one status
-        change would sit out the whole timeout before its waiting client saw it.
+        Raises:
+            BadContinuationToken: the token was not handed out by this method.
         """
-        messages = consumer.consume(READ_BATCH, 0)
-        if messages:
-            return messages
-        first = consumer.poll(IDLE_WAIT_S)
-        return [] if first is None else [first, *consumer.consume(READ_BATCH - 1, 0)]
+        prefix, start, end = page_range(query, continuation_token)
+        records: list[StatusRecord] = []
+        last: bytes | None = None
+        more = False
+        for index_key, _ in self._mirror.scan(start, end):
+            if len(records) == page_size:
+                more = True
+                break
+            last = index_key
+            raw = self._mirror.get(instance_of(index_key, prefix).encode())
+            status = None if raw is None else decode_status(raw)
+            # The index and the records change together, but between reading one and the
+            # other a write may land: a record that no longer matches is left out.
+            if status is not None and query.matches(status):
+                records.append(status)
+        return StatusPage(records, token_after(last, prefix) if more and last is not None else None)
 
 
 def not_reached(instance_id: str, timeout: float | None, status: StatusRecord | None) -> TimeoutError:

@@ -46,6 +46,8 @@ class Settings:
         local_activity_budget_ms: ``KWF_LOCAL_ACTIVITY_BUDGET_MS``, how long a workflow step
             waits for the activities it hands to this process's own worker before it commits
             them as ordinary tasks; 0 turns local activities off.
+        view_dir: ``KWF_VIEW_DIR``, where clients keep their persistent copies of the status
+            and history topics (default: ``$XDG_CACHE_HOME/kwf/views`` or ``~/.cache/kwf/views``).
 
     The API token and the Kafka settings (SASL passwords) are left out of ``repr``, so a
     logged ``Settings`` shows no secret.
@@ -70,6 +72,7 @@ class Settings:
     # Long enough for trivial activities (well under a millisecond each), short enough that
     # a slow one delays its step's transaction, and the other instances in it, very little.
     local_activity_budget_ms: float = 20.0
+    view_dir: Path = field(default_factory=lambda: default_view_dir(os.environ))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -92,6 +95,7 @@ class Settings:
             kafka=kafka,
             replication_factor=int(env["KWF_REPLICATION_FACTOR"]) if env.get("KWF_REPLICATION_FACTOR") else None,
             local_activity_budget_ms=float(env.get("KWF_LOCAL_ACTIVITY_BUDGET_MS", "20")),
+            view_dir=default_view_dir(env),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.app_id:
@@ -144,6 +148,14 @@ def app_prefix(topic_prefix: str, app_id: str) -> str:
     """The default application keeps ``KWF_TOPIC_PREFIX`` itself, so none of its names change;
     a named one nests under it, so one prefix's applications are found (and deleted) together."""
     return f"{topic_prefix}.{app_id}" if app_id else topic_prefix
+
+
+def default_view_dir(env: Any) -> Path:
+    """``KWF_VIEW_DIR``, else the user's cache folder: the copies are rebuilt if lost."""
+    if env.get("KWF_VIEW_DIR"):
+        return Path(env["KWF_VIEW_DIR"])
+    cache = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return cache / "kwf" / "views"
 
 
 def default_process_id(state_dir: Path) -> str:

@@ -33,6 +33,20 @@ def docker_engine_answers() -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def view_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The clients' persistent topic copies go to the session's temporary folder, not the
+    user's cache (subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("views")
+    previous = os.environ.get("KWF_VIEW_DIR")
+    os.environ["KWF_VIEW_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("KWF_VIEW_DIR", None)
+    else:
+        os.environ["KWF_VIEW_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address of a running broker for the whole test session."""

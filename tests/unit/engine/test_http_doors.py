@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.api.client import WorkflowState
+from engine.api.client import WorkflowPage, WorkflowState
 from engine.api.http_api import create_app
 from engine.core.history import WorkflowStatus
 from engine.state.config import MIB, Settings
@@ -27,9 +27,22 @@ class StubClient:
     settings: Settings
     states: list[WorkflowState]
 
-    def list_workflows(self, *, status: WorkflowStatus | None = None, name: str | None = None) -> list[WorkflowState]:
+    def list_workflows(self, *, status: WorkflowStatus | None = None, name: str | None = None,
+                       created_after: datetime | None = None,
+                       created_before: datetime | None = None) -> list[WorkflowState]:
         return [s for s in self.states if (status is None or s.runtime_status is status)
-                and (name is None or s.name == name)]
+                and (name is None or s.name == name)
+                and (created_after is None or s.created_at >= created_after)
+                and (created_before is None or s.created_at < created_before)]
+
+    def list_workflows_page(self, *, page_size: int, continuation_token: str | None,
+                            **query: Any) -> WorkflowPage:
+        if continuation_token is not None and not continuation_token.isdigit():
+            raise ValueError(f"continuation token {continuation_token!r} is not one this API handed out")
+        states = self.list_workflows(**query)
+        first = int(continuation_token or 0)
+        more = first + page_size < len(states)
+        return WorkflowPage(states[first:first + page_size], str(first + page_size) if more else None)
 
     def get_workflow_state(self, instance_id: str, **_: Any) -> WorkflowState | None:
         return next((s for s in self.states if s.instance_id == instance_id), None)
@@ -81,7 +94,7 @@ def test_the_list_filters_by_status_and_pages() -> None:
     running = client.get(BASE, params={"status": "running"}).json()  # case does not matter
     assert [w["instanceID"] for w in running["workflows"]] == ["i-000", "i-003", "i-006", "i-009", "i-099"]
     assert {w["runtimeStatus"] for w in running["workflows"]} == {"RUNNING"}
-    assert running["total"] == 5 and running["nextOffset"] is None
+    assert running["continuationToken"] is None
     named = client.get(BASE, params={"status": "RUNNING", "name": "other"}).json()
     assert [w["instanceID"] for w in named["workflows"]] == ["i-099"]
 
@@ -94,7 +107,19 @@ def test_the_list_filters_by_status_and_pages() -> None:
     assert pages == [["i-001", "i-002"], ["i-004", "i-005"], ["i-007", "i-008"]]
     assert client.get(BASE, params={"offset": 50}).json() == {"workflows": [], "total": 11, "nextOffset": None}
 
-    for bad in ({"status": "NOPE"}, {"limit": 0}, {"limit": 100_000}, {"offset": -1}):
+    pages, token = [], None
+    while True:
+        page = client.get(BASE, params={"status": "COMPLETED", "page_size": 2, "continuation_token": token,
+                                        "created_after": "2026-01-01T00:00:02Z"}).json()
+        pages.append([w["instanceID"] for w in page["workflows"]])
+        token = page["continuationToken"]
+        if token is None:
+            break
+    assert pages == [["i-002", "i-004"], ["i-005", "i-007"], ["i-008"]]
+
+    for bad in ({"status": "NOPE"}, {"limit": 0}, {"limit": 100_000}, {"offset": -1}, {"page_size": 0},
+                {"page_size": 1001}, {"continuation_token": "not-a-token"}, {"created_after": "yesterday"},
+                {"created_before": "2026-13-01"}):
         response = client.get(BASE, params=bad)
         assert response.status_code == 400, (bad, response.text)
         assert set(response.json()) == {"errorCode", "message"}

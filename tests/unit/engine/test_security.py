@@ -174,8 +174,10 @@ def test_every_settings_dataclass_leaves_its_secret_fields_out_of_repr() -> None
 def _harmless(cls: type, name: str) -> bool:
     # Topic-level configuration (retention, compaction) holds no credentials.
     # A propagated failure is workflow data (type, message), not configuration.
+    # A list page's continuation token is a position in the list, not a credential.
     return (cls.__name__, name) in {("TopicSpec", "config"), ("ActivityResult", "error"),
-                                     ("ChildWorkflowResult", "error"), ("WorkflowResult", "error")}
+                                     ("ChildWorkflowResult", "error"), ("WorkflowResult", "error"),
+                                     ("WorkflowPage", "continuation_token"), ("StatusPage", "continuation_token")}
 
 
 def test_an_undecodable_task_is_logged_without_its_bytes(caplog: pytest.LogCaptureFixture) -> None:
