@@ -63,7 +63,7 @@ RANK = {WorkflowStatus.PENDING: 0, WorkflowStatus.RUNNING: 1, WorkflowStatus.COM
 
 @dataclass
 class FaultConfig:
-    fault: str = "leader"  # or "controller"
+    fault: str = "leader"  # or "coordinator" (of the orchestrator's transactions), "controller"
     rate: float = 10.0  # instances started per second
     before_s: float = 8.0  # load before the kill
     down_s: float = 10.0  # the node stays down this long
@@ -222,7 +222,34 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
     return judge(config, settings, started, watch, marks, victim, in_sync)
 
 
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units), as a signed 32-bit int."""
+    data = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i:i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def coordinator_partition(key: str, partitions: int) -> int:
+    """The partition of ``__transaction_state`` (or ``__consumer_offsets``) that holds ``key``,
+    as the broker picks it: ``Utils.abs(key.hashCode) % partitions``."""
+    h = java_string_hash(key)
+    return 0 if h == -(1 << 31) else abs(h) % partitions
+
+
+def transaction_coordinator(settings: Settings, transactional_id: str) -> int:
+    """The broker that coordinates ``transactional_id``'s transactions: its state partition's leader."""
+    topic = "__transaction_state"
+    meta = AdminClient(settings.client()).list_topics(topic, timeout=30).topics[topic]
+    return meta.partitions[coordinator_partition(transactional_id, len(meta.partitions))].leader
+
+
 def choose_victim(cluster: LocalCluster, settings: Settings, fault: str) -> LocalBroker:
+    if fault == "coordinator":
+        # The orchestrator's producer (ProcessorConfig.transactional_id): it writes history and statuses.
+        runtime_id = f"{settings.topic_prefix}-runtime-1"
+        return cluster.node(transaction_coordinator(settings, f"{settings.topic_prefix}.orchestrator-{runtime_id}"))
     if fault == "controller":
         controller = cluster.active_controller()
         if controller is None:
@@ -285,7 +312,7 @@ def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.cluster.broker_faults",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fault", choices=["leader", "controller"], default="leader")
+    parser.add_argument("--fault", choices=["leader", "coordinator", "controller"], default="leader")
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--down", type=float, default=10.0)
     args = parser.parse_args()
