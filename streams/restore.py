@@ -134,12 +134,18 @@ class ChangelogRestorer:
             )
             for tp, future in futures.items():
                 try:
-                    result[tp.partition][index] = future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset
+                    offset = future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset
                 except concurrent.futures.TimeoutError as err:
                     # A leader still moving after a broker's loss: a Kafka timeout, which the
                     # runtime's supervisor treats as transient and restarts the processor on.
                     raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"listing offsets of {tp.topic}-"
                                                     f"{tp.partition} timed out", retriable=True)) from err
+                if offset < 0:
+                    # No offset known (-1001) while the leader moves: an unknown log is not an
+                    # empty one, and planning with it would wipe a store that is up to date.
+                    raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE, f"no offsets known for "
+                                                    f"{tp.topic}-{tp.partition} yet", retriable=True))
+                result[tp.partition][index] = offset
         return {p: (low, high) for p, (low, high) in result.items()}
 
     def restore(

@@ -104,3 +104,29 @@ def test_listing_offsets_that_times_out_is_a_transient_kafka_error() -> None:
         restorer.close()
     assert caught.value.args[0].code() == KafkaError._TIMED_OUT
     assert transient(caught.value)
+
+
+def test_an_unknown_offset_is_a_transient_kafka_error_not_an_empty_log() -> None:
+    """Seen after a broker's SIGKILL: list_offsets answered -1001 for both ends, and a store
+    at offset 1 was planned as ahead of the log and wiped."""
+
+    class Invalid:
+        offset = -1001
+
+    class Answers:
+        def result(self, timeout: float) -> Invalid:
+            return Invalid()
+
+    class LeaderlessAdmin:
+        def list_offsets(self, requests: dict, **_: object) -> dict:
+            return dict.fromkeys(requests, Answers())
+
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    restorer._admin = LeaderlessAdmin()  # type: ignore[assignment]
+    try:
+        with pytest.raises(KafkaException) as caught:
+            restorer.watermarks([0])
+    finally:
+        restorer.close()
+    assert caught.value.args[0].code() == KafkaError.LEADER_NOT_AVAILABLE
+    assert transient(caught.value)
