@@ -270,12 +270,16 @@ class TransactionalWriter:
         self.init()
 
     def _discard(self) -> None:
-        """Drop the producer's queued records (they belong to an aborted transaction) and close it."""
-        try:
-            self._producer.purge()
-        except KafkaException as err:
-            log.info("purge of %s failed: %s", self.transactional_id, err)
-        self._producer.close()
+        """Drop the producer's queued records (they belong to an aborted transaction) and close it.
+
+        A fenced producer's ``close`` tries to abort once more and raises the fencing error
+        after closing; nothing is left to do with it either way.
+        """
+        for step in (self._producer.purge, self._producer.close):
+            try:
+                step()
+            except (KafkaException, RuntimeError) as err:  # RuntimeError: closed already
+                log.info("%s of the spent producer of %s: %s", step.__name__, self.transactional_id, err)
 
     def abort_quietly(self) -> None:
         """Abort if a transaction is open, logging instead of raising (on the way out).
@@ -307,7 +311,10 @@ class TransactionalWriter:
             log.warning("flush of %s on close failed: %s", self.transactional_id, err)
         # Closed now, not when the last reference goes (a traceback can hold the writer long
         # after): an open producer keeps reconnecting, and logging, once its broker is gone.
-        self._producer.close()
+        try:
+            self._producer.close()
+        except KafkaException as err:  # closed, but a fatal state's last abort failed
+            log.warning("close of %s: %s", self.transactional_id, err)
 
     def _call(self, method: Any, *args: Any, what: str) -> None:
         deadline = time.monotonic() + RETRY_DEADLINE_S

@@ -80,6 +80,19 @@ class FakeWriter(TransactionalWriter):
 FENCED = KafkaError(KafkaError._FENCED, fatal=True)
 
 
+def test_a_spent_producer_whose_close_raises_is_still_replaced() -> None:
+    # confluent-kafka's close of a fenced producer tries an abort and raises the fencing error.
+    writer = FakeWriter([{"commit_transaction": FENCED, "close": FENCED}])
+    writer.init()
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    writer.abort()
+    assert len(writer.producers) == 2
+    writer.close()
+    assert writer.producers[1].calls[-1] == "close"
+
+
 def test_a_fenced_commit_aborts_by_renewing_the_producer() -> None:
     writer = FakeWriter([{"commit_transaction": FENCED}])
     writer.init()
