@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,11 @@ RETRY_BACKOFF_S = 0.1
 QUEUE_FULL_WAIT_S = 0.05
 # Flushing on close: outstanding records belong to an aborted or committed transaction anyway.
 CLOSE_FLUSH_S = 5.0
+# send_offsets_to_transaction can block past its timeout, for good, once the group
+# coordinator's broker is lost (librdkafka issues 5456 and 5511, open in 2.16): each
+# attempt runs on a thread of its own and is given up on this long after its timeout.
+SEND_OFFSETS_TIMEOUT_S = 10.0
+HUNG_CALL_GRACE_S = 5.0
 # A producer is renewed after a lost broker, once or twice per outage; more renewals than
 # this within the window mean another process runs with the same transactional id (the
 # two would fence each other forever), so the processor stops and says so.
@@ -127,6 +133,8 @@ class TransactionalWriter:
         self._awaiting: set[int] = set()
         # The error that left the producer unusable; ``abort`` replaces the producer.
         self._spent: KafkaError | None = None
+        # A call of the spent producer never returned: it must not be purged or closed.
+        self._hung = False
         self._renewed_at: list[float] = []
 
     def _new_producer(self) -> Producer:
@@ -213,8 +221,8 @@ class TransactionalWriter:
         """
         if offsets:
             self._call(
-                self._producer.send_offsets_to_transaction, offsets, group_metadata, CALL_TIMEOUT_S,
-                what="send_offsets_to_transaction",
+                self._bounded(self._producer.send_offsets_to_transaction), offsets, group_metadata,
+                SEND_OFFSETS_TIMEOUT_S, what="send_offsets_to_transaction",
             )
         self._call(self._producer.commit_transaction, CALL_TIMEOUT_S, what="commit_transaction")
         self._open = False
@@ -264,10 +272,43 @@ class TransactionalWriter:
             )
         log.warning("producer of %s cannot go on (%s); replacing it, which aborts its open transaction",
                     self.transactional_id, spent.str())
-        self._discard()
+        if self._hung:
+            # Its call still blocks inside it: purge or close would block too. Left to the
+            # collector once the call returns (it ends in the old, fenced epoch).
+            self._hung = False
+        else:
+            self._discard()
         self._producer = self._new_producer()
         self._spent = None
         self.init()
+
+    def _bounded(self, method: Any) -> Any:
+        """``method`` run on a thread of its own; a call still blocked ``HUNG_CALL_GRACE_S``
+        after its own timeout (the last argument) leaves the producer spent."""
+
+        def call(*args: Any) -> None:
+            outcome: list[BaseException | None] = []
+
+            def run() -> None:
+                try:
+                    method(*args)
+                    outcome.append(None)
+                except BaseException as err:
+                    outcome.append(err)
+
+            worker = threading.Thread(target=run, name=f"{self.transactional_id}-txn-call", daemon=True)
+            worker.start()
+            waited = args[-1] + HUNG_CALL_GRACE_S
+            worker.join(waited)
+            if not outcome:
+                self._hung = True
+                raise KafkaException(KafkaError(
+                    KafkaError._TIMED_OUT, f"{method.__name__} still blocked {waited:.0f} s after it was called",
+                    fatal=True))
+            if outcome[0] is not None:
+                raise outcome[0]
+
+        return call
 
     def _discard(self) -> None:
         """Drop the producer's queued records (they belong to an aborted transaction) and close it.
@@ -303,7 +344,8 @@ class TransactionalWriter:
         """Abort what is open, flush what is queued and close the producer."""
         self.abort_quietly()
         if self._spent is not None:
-            self._discard()
+            if not self._hung:
+                self._discard()
             return
         try:
             self._producer.flush(CLOSE_FLUSH_S)

@@ -190,9 +190,9 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
                 victim = choose_victim(cluster, settings, config.fault)
                 marks["kill"] = time.time()
                 victim.kill()
-            if victim is not None and restarted is None and elapsed >= config.before_s + config.down_s:
-                restarted = threading.Thread(target=restart_node, args=(cluster, victim, marks), daemon=True)
-                marks["restart"] = time.time()
+                # On a timer of its own: a start below may block while the node is down.
+                restarted = threading.Thread(target=restart_node, args=(cluster, victim, config.down_s, marks),
+                                             daemon=True)
                 restarted.start()
             due = int(elapsed * config.rate) + 1 - n
             batch: dict[str, list[tuple[str, int]]] = defaultdict(list)
@@ -283,7 +283,9 @@ def choose_victim(cluster: LocalCluster, settings: Settings, fault: str) -> Loca
     return cluster.node(leader)
 
 
-def restart_node(cluster: LocalCluster, node: LocalBroker, marks: dict[str, Any]) -> None:
+def restart_node(cluster: LocalCluster, node: LocalBroker, after_s: float, marks: dict[str, Any]) -> None:
+    time.sleep(after_s)
+    marks["restart"] = time.time()
     try:
         node.wait_answering(node.launch(), RESTART_TIMEOUT_S)
         cluster.wait_for_brokers(cluster.size, RESTART_TIMEOUT_S)

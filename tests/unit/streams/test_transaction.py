@@ -3,6 +3,7 @@ producer and replay, or stop; and the writer's renewal of a spent producer."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -140,3 +141,22 @@ def test_a_fresh_producer_fenced_at_init_stops_the_processor() -> None:
     writer = FakeWriter([{"init_transactions": KafkaError(KafkaError.PRODUCER_FENCED, fatal=True)}])
     with pytest.raises(ProcessorFenced, match="init_transactions failed"):
         writer.init()
+
+
+def test_a_send_offsets_that_never_returns_spends_the_producer_without_touching_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # librdkafka issues 5456/5511: blocked for good once the group coordinator's broker is lost.
+    monkeypatch.setattr(transaction, "HUNG_CALL_GRACE_S", 0.2)
+    monkeypatch.setattr(transaction, "SEND_OFFSETS_TIMEOUT_S", 0.1)
+    never = threading.Event()
+    writer = FakeWriter([])
+    writer.init()
+    hung = writer.producers[0]
+    hung.send_offsets_to_transaction = lambda *_: never.wait()  # type: ignore[method-assign]
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired, match="still blocked"):
+        writer.commit([object()], None)  # type: ignore[list-item]
+    writer.abort()
+    assert "purge" not in hung.calls and "close" not in hung.calls
+    assert writer.producers[1].calls == ["init_transactions"]
+    never.set()
