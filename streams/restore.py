@@ -35,6 +35,11 @@ RESTORE_BATCH_RECORDS = 2000
 RESTORE_POLL_S = 0.2
 # Listing offsets on a busy single broker can take a few seconds.
 LIST_OFFSETS_TIMEOUT_S = 30.0
+# One listing's wait within that: after a broker's loss a request to the old leader can sit
+# out the whole timeout and come back empty, while a new request finds the new leader.
+LIST_OFFSETS_ATTEMPT_S = 8.0
+# Between listings that failed at once (no leader known yet).
+LIST_OFFSETS_BACKOFF_S = 0.5
 # Progress lines for long restores, not one per batch.
 PROGRESS_LOG_INTERVAL_S = 5.0
 
@@ -121,7 +126,22 @@ class ChangelogRestorer:
         self._admin = None
 
     def watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        """(log start, high watermark read uncommitted) of each changelog partition."""
+        """(log start, high watermark read uncommitted) of each changelog partition.
+
+        Raises:
+            KafkaException: retriable; no listing answered in full within ``LIST_OFFSETS_TIMEOUT_S``.
+        """
+        deadline = time.monotonic() + LIST_OFFSETS_TIMEOUT_S
+        while True:
+            try:
+                return self._list_watermarks(partitions)
+            except KafkaException as err:
+                if time.monotonic() + LIST_OFFSETS_ATTEMPT_S > deadline:
+                    raise
+                log.info("listing offsets of %s failed, retrying: %s", self.topic, err.args[0].str())
+                time.sleep(LIST_OFFSETS_BACKOFF_S)
+
+    def _list_watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         if self._admin is None:
             raise RuntimeError(f"the restorer of {self.topic} is closed")
         tps = [TopicPartition(self.topic, p) for p in partitions]
@@ -130,11 +150,11 @@ class ChangelogRestorer:
             futures = self._admin.list_offsets(
                 {tp: spec for tp in tps},
                 isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                request_timeout=LIST_OFFSETS_TIMEOUT_S,
+                request_timeout=LIST_OFFSETS_ATTEMPT_S,
             )
             for tp, future in futures.items():
                 try:
-                    offset = future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset
+                    offset = future.result(timeout=LIST_OFFSETS_ATTEMPT_S).offset
                 except concurrent.futures.TimeoutError as err:
                     # A leader still moving after a broker's loss: a Kafka timeout, which the
                     # runtime's supervisor treats as transient and restarts the processor on.
