@@ -106,7 +106,8 @@ class ChangelogRestorer:
 
     def __init__(self, client: Mapping[str, str], topic: str) -> None:
         self.topic = topic
-        self._admin: AdminClient | None = AdminClient(dict(client))
+        self._client = dict(client)
+        self._admin: AdminClient | None = AdminClient(self._client)
         self._consumer = Consumer(
             {
                 **client,
@@ -138,8 +139,13 @@ class ChangelogRestorer:
             except KafkaException as err:
                 if time.monotonic() + LIST_OFFSETS_ATTEMPT_S > deadline:
                     raise
-                log.info("listing offsets of %s failed, retrying: %s", self.topic, err.args[0].str())
+                log.info("listing offsets of %s failed, retrying with a new admin client: %s", self.topic,
+                         err.args[0].str())
                 time.sleep(LIST_OFFSETS_BACKOFF_S)
+                # Seen after a broker's loss: the old client kept asking the dead leader until
+                # its process restarted, while a new one found the new leader at once.
+                if self._admin is not None:
+                    self._admin = AdminClient(self._client)
 
     def _list_watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         if self._admin is None:

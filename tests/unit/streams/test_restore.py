@@ -135,7 +135,7 @@ def test_an_unknown_offset_is_a_transient_kafka_error_not_an_empty_log(monkeypat
     assert transient(caught.value)
 
 
-def test_a_listing_that_fails_is_retried_until_one_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_listing_that_fails_is_retried_with_a_new_client_until_one_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first request after a broker's loss can sit out its timeout; the next finds the new leader."""
     monkeypatch.setattr(restore, "LIST_OFFSETS_BACKOFF_S", 0.0)
 
@@ -153,9 +153,17 @@ def test_a_listing_that_fails_is_retried_until_one_answers(monkeypatch: pytest.M
             Admin.calls += 1
             return dict.fromkeys(requests, Answer(-1001 if Admin.calls <= 2 else 7))
 
+    admins: list[Admin] = []
+
+    def new_admin(_settings: dict) -> Admin:
+        admins.append(Admin())
+        return admins[-1]
+
+    # A new admin client per try: the old one kept asking the dead leader.
+    monkeypatch.setattr(restore, "AdminClient", new_admin)
     restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
-    restorer._admin = Admin()  # type: ignore[assignment]
     try:
         assert restorer.watermarks([0]) == {0: (7, 7)}
     finally:
         restorer.close()
+    assert len(admins) == 3
