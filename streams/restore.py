@@ -107,7 +107,7 @@ class ChangelogRestorer:
     def __init__(self, client: Mapping[str, str], topic: str) -> None:
         self.topic = topic
         self._client = dict(client)
-        self._admin: AdminClient | None = AdminClient(self._client)
+        self._admin: AdminClient | None = AdminClient(dict(client))
         self._consumer = Consumer(
             {
                 **client,
@@ -145,7 +145,8 @@ class ChangelogRestorer:
                 # Seen after a broker's loss: the old client kept asking the dead leader until
                 # its process restarted, while a new one found the new leader at once.
                 if self._admin is not None:
-                    self._admin = AdminClient(self._client)
+                    client = self._client
+                    self._admin = AdminClient(client)
 
     def _list_watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         if self._admin is None:
