@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -393,6 +394,11 @@ class LocalCluster:
         """Stop every node; False if none was running."""
         return any([node.stop(timeout) for node in self.nodes])
 
+    def kill(self) -> bool:
+        """SIGKILL every node (a throwaway cluster: a clean shutdown takes each node half a
+        minute of moving leaderships); False if none was running."""
+        return any([node.kill() for node in self.nodes])
+
     def active_controller(self) -> int | None:
         """The node ID of the quorum's leader, from the newest KRaft quorum state on disk."""
         best: tuple[int, int] | None = None
@@ -517,14 +523,36 @@ def pid_alive(pid: int) -> bool:
 
 
 def free_port_block(count: int) -> int:
-    """A port p such that p .. p+count-1 are all free (a cluster's brokers and controllers)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port + count < 65000 and all(port_is_free(port + i) for i in range(1, count)):
+    """A port p such that p .. p+count-1 are all free (a cluster's brokers and controllers).
+
+    Chosen outside the kernel's ephemeral range: a port inside it is handed to some
+    client's outgoing connection as soon as a killed node lets go of it, and the node
+    cannot start again on its own port.
+    """
+    candidates = ports_outside(ephemeral_port_range(), count)
+    for port in random.sample(candidates, min(50, len(candidates))):
+        if all(port_is_free(port + i) for i in range(count)):
             return port
-    raise BrokerError(f"found no {count} free adjacent ports on 127.0.0.1")
+    raise BrokerError(f"found no {count} free adjacent ports on 127.0.0.1 outside the ephemeral range")
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (Linux's setting; IANA's range elsewhere)."""
+    try:
+        low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 49152, 65535
+    return low, high
+
+
+# Below this, ports belong to well-known services more often than not.
+LOWEST_PORT = 10000
+
+
+def ports_outside(ephemeral: tuple[int, int], count: int) -> list[int]:
+    """Starts of blocks of ``count`` ports that lie wholly outside the ``ephemeral`` range."""
+    low, high = ephemeral
+    return [p for p in range(LOWEST_PORT, 65536 - count) if p + count <= low or p > high]
 
 
 def count_brokers(bootstrap: str, timeout: float = 2.0) -> int:

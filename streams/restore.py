@@ -35,6 +35,11 @@ RESTORE_BATCH_RECORDS = 2000
 RESTORE_POLL_S = 0.2
 # Listing offsets on a busy single broker can take a few seconds.
 LIST_OFFSETS_TIMEOUT_S = 30.0
+# One listing's wait within that: after a broker's loss a request to the old leader can sit
+# out the whole timeout and come back empty, while a new request finds the new leader.
+LIST_OFFSETS_ATTEMPT_S = 8.0
+# Between listings that failed at once (no leader known yet).
+LIST_OFFSETS_BACKOFF_S = 0.5
 # Progress lines for long restores, not one per batch.
 PROGRESS_LOG_INTERVAL_S = 5.0
 
@@ -101,6 +106,7 @@ class ChangelogRestorer:
 
     def __init__(self, client: Mapping[str, str], topic: str) -> None:
         self.topic = topic
+        self._client = dict(client)
         self._admin: AdminClient | None = AdminClient(dict(client))
         self._consumer = Consumer(
             {
@@ -121,7 +127,28 @@ class ChangelogRestorer:
         self._admin = None
 
     def watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        """(log start, high watermark read uncommitted) of each changelog partition."""
+        """(log start, high watermark read uncommitted) of each changelog partition.
+
+        Raises:
+            KafkaException: retriable; no listing answered in full within ``LIST_OFFSETS_TIMEOUT_S``.
+        """
+        deadline = time.monotonic() + LIST_OFFSETS_TIMEOUT_S
+        while True:
+            try:
+                return self._list_watermarks(partitions)
+            except KafkaException as err:
+                if time.monotonic() + LIST_OFFSETS_ATTEMPT_S > deadline:
+                    raise
+                log.info("listing offsets of %s failed, retrying with a new admin client: %s", self.topic,
+                         err.args[0].str())
+                time.sleep(LIST_OFFSETS_BACKOFF_S)
+                # Seen after a broker's loss: the old client kept asking the dead leader until
+                # its process restarted, while a new one found the new leader at once.
+                if self._admin is not None:
+                    client = self._client
+                    self._admin = AdminClient(client)
+
+    def _list_watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         if self._admin is None:
             raise RuntimeError(f"the restorer of {self.topic} is closed")
         tps = [TopicPartition(self.topic, p) for p in partitions]
@@ -130,16 +157,22 @@ class ChangelogRestorer:
             futures = self._admin.list_offsets(
                 {tp: spec for tp in tps},
                 isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                request_timeout=LIST_OFFSETS_TIMEOUT_S,
+                request_timeout=LIST_OFFSETS_ATTEMPT_S,
             )
             for tp, future in futures.items():
                 try:
-                    result[tp.partition][index] = future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset
+                    offset = future.result(timeout=LIST_OFFSETS_ATTEMPT_S).offset
                 except concurrent.futures.TimeoutError as err:
                     # A leader still moving after a broker's loss: a Kafka timeout, which the
                     # runtime's supervisor treats as transient and restarts the processor on.
                     raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"listing offsets of {tp.topic}-"
                                                     f"{tp.partition} timed out", retriable=True)) from err
+                if offset < 0:
+                    # No offset known (-1001) while the leader moves: an unknown log is not an
+                    # empty one, and planning with it would wipe a store that is up to date.
+                    raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE, f"no offsets known for "
+                                                    f"{tp.topic}-{tp.partition} yet", retriable=True))
+                result[tp.partition][index] = offset
         return {p: (low, high) for p, (low, high) in result.items()}
 
     def restore(

@@ -1,13 +1,24 @@
 """One transactional producer per processor, and what each transaction error means.
 
 ``classify_error`` is the decision, a plain function: retry the call, abort the
-transaction and go on, or stop because this process is fenced or broken.
+transaction and go on, replace the producer and go on, or stop.
+
+A transaction that outlives ``transaction.timeout.ms`` is aborted by its coordinator,
+which bumps the producer's epoch. That happens whenever a broker is lost mid-transaction:
+an ``acks=all`` write waits for the dead replica until the controller fences it (the
+broker's ``broker.session.timeout.ms``, 9 s by default), and a coordinator on the lost
+broker answers nothing until its partition has a new leader. librdkafka then reports a
+fatal error (``_FENCED``, or ``INVALID_TXN_STATE`` from the new coordinator) and the
+producer is done for. Nothing of the transaction is visible, so a new producer with the
+same transactional id (its ``init_transactions`` takes the next epoch) can carry on once
+the consumer is rewound to its committed offsets: the writer renews itself in ``abort``.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,14 +41,32 @@ RETRY_BACKOFF_S = 0.1
 QUEUE_FULL_WAIT_S = 0.05
 # Flushing on close: outstanding records belong to an aborted or committed transaction anyway.
 CLOSE_FLUSH_S = 5.0
+# send_offsets_to_transaction can block past its timeout, for good, once the group
+# coordinator's broker is lost (librdkafka issues 5456 and 5511, open in 2.16): each
+# attempt runs on a thread of its own and is given up on this long after its timeout.
+SEND_OFFSETS_TIMEOUT_S = 10.0
+HUNG_CALL_GRACE_S = 5.0
+# A producer is renewed after a lost broker, once or twice per outage; more renewals than
+# this within the window mean another process runs with the same transactional id (the
+# two would fence each other forever), so the processor stops and says so.
+MAX_RENEWALS, RENEWAL_WINDOW_S = 5, 300.0
 
+# The producer's epoch was bumped under it: by the coordinator aborting a transaction that
+# timed out, or by another process with the same transactional id.
 FENCING_CODES = frozenset(
     {
         KafkaError._FENCED,
         KafkaError.PRODUCER_FENCED,
         KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.INVALID_TXN_STATE,
+    }
+)
+# Settings no new producer can fix.
+REFUSED_CODES = frozenset(
+    {
         KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         KafkaError.INVALID_TRANSACTION_TIMEOUT,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     }
 )
 
@@ -64,18 +93,22 @@ class AbortRequired(Exception):
 class TxnAction(enum.Enum):
     RETRY = "retry"
     ABORT = "abort"
+    RENEW = "renew"
     FATAL = "fatal"
 
 
 def classify_error(error: KafkaError) -> TxnAction:
     """What to do after a transactional call failed with ``error``.
 
-    Fatal errors and fencing stop the processor; errors that require an abort (or that
-    librdkafka does not mark at all) abort the transaction, after which the batch is
-    replayed; retriable errors repeat the same call.
+    Refused settings stop the processor. Fencing and other fatal producer errors renew
+    the producer (which aborts the transaction); errors that require an abort (or that
+    librdkafka does not mark at all) abort it; either way the batch is replayed.
+    Retriable errors repeat the same call.
     """
-    if error.fatal() or error.code() in FENCING_CODES:
+    if error.code() in REFUSED_CODES:
         return TxnAction.FATAL
+    if error.fatal() or error.code() in FENCING_CODES:
+        return TxnAction.RENEW
     if error.txn_requires_abort():
         return TxnAction.ABORT
     if error.retriable():
@@ -98,6 +131,11 @@ class TransactionalWriter:
         # Offset of the last changelog record per partition in the current transaction.
         self.changelog_offsets: dict[int, int] = {}
         self._awaiting: set[int] = set()
+        # The error that left the producer unusable; ``abort`` replaces the producer.
+        self._spent: KafkaError | None = None
+        # A call of the spent producer never returned: it must not be purged or closed.
+        self._hung = False
+        self._renewed_at: list[float] = []
 
     def _new_producer(self) -> Producer:
         settings = self._settings
@@ -118,7 +156,8 @@ class TransactionalWriter:
         except AbortRequired as err:
             raise ProcessorFenced(
                 f"init_transactions failed for transactional id {self.transactional_id}: {err}. "
-                "Check that the broker is reachable and allows transactions."
+                "Check that the broker is reachable and allows transactions, and that no other running "
+                "process has the same group and process_id."
             ) from err
 
     def begin(self) -> None:
@@ -182,8 +221,8 @@ class TransactionalWriter:
         """
         if offsets:
             self._call(
-                self._producer.send_offsets_to_transaction, offsets, group_metadata, CALL_TIMEOUT_S,
-                what="send_offsets_to_transaction",
+                self._bounded(self._producer.send_offsets_to_transaction), offsets, group_metadata,
+                SEND_OFFSETS_TIMEOUT_S, what="send_offsets_to_transaction",
             )
         self._call(self._producer.commit_transaction, CALL_TIMEOUT_S, what="commit_transaction")
         self._open = False
@@ -198,33 +237,100 @@ class TransactionalWriter:
             )
 
     def abort(self) -> None:
-        """Abort the open transaction.
+        """Abort the open transaction; renew the producer when it cannot abort it itself.
 
         Raises:
-            ProcessorFenced: the abort itself failed for good.
+            ProcessorFenced: the producer was renewed too often, or a new one could not be
+                initialised.
         """
-        if not self._open:
+        if not self._open and self._spent is None:
             return
         self._open = False
-        try:
-            self._call(self._producer.abort_transaction, CALL_TIMEOUT_S, what="abort_transaction")
-        except AbortRequired as err:
+        if self._spent is None:
+            try:
+                self._call(self._producer.abort_transaction, CALL_TIMEOUT_S, what="abort_transaction")
+                return
+            except AbortRequired as err:
+                # Still failing after the retries (e.g. the coordinator gone the whole time):
+                # a new producer's init_transactions aborts the transaction instead.
+                self._spent = err.error
+        self._renew()
+
+    def _renew(self) -> None:
+        """Replace a spent producer: the new one's ``init_transactions`` takes the next epoch of
+        the transactional id, which aborts whatever transaction the old one left open."""
+        spent = self._spent
+        assert spent is not None
+        now = time.monotonic()
+        self._renewed_at = [at for at in self._renewed_at if now - at < RENEWAL_WINDOW_S] + [now]
+        if len(self._renewed_at) > MAX_RENEWALS:
             raise ProcessorFenced(
-                f"could not abort the transaction of {self.transactional_id}: {err}. Restart the processor."
-            ) from err
-        except ProcessorFenced as err:
-            if err.error is None or err.error.code() in FENCING_CODES:
-                raise
-            # The broker sometimes answers an abort after a failed produce with a fatal
-            # INVALID_TXN_STATE. Nobody else holds our id: a new producer's init_transactions
-            # bumps the epoch, which aborts the open transaction on the coordinator.
-            log.warning("abort of %s failed (%s); starting a new producer to abort it",
-                        self.transactional_id, err.error.str())
-            self._producer = self._new_producer()
-            self.init()
+                f"the producer of {self.transactional_id} was fenced {len(self._renewed_at)} times within "
+                f"{RENEWAL_WINDOW_S:.0f} s, the last with: {spent.str()}. Another process runs with the same "
+                "group and process_id (give every running process its own process_id); restart this one.",
+                spent,
+            )
+        log.warning("producer of %s cannot go on (%s); replacing it, which aborts its open transaction",
+                    self.transactional_id, spent.str())
+        if self._hung:
+            # Its call still blocks inside it: purge or close would block too. Left to the
+            # collector once the call returns (it ends in the old, fenced epoch).
+            self._hung = False
+        else:
+            self._discard()
+        self._producer = self._new_producer()
+        self._spent = None
+        self.init()
+
+    def _bounded(self, method: Any) -> Any:
+        """``method`` run on a thread of its own; a call still blocked ``HUNG_CALL_GRACE_S``
+        after its own timeout (the last argument) leaves the producer spent."""
+
+        def call(*args: Any) -> None:
+            outcome: list[BaseException | None] = []
+
+            def run() -> None:
+                try:
+                    method(*args)
+                    outcome.append(None)
+                except BaseException as err:
+                    outcome.append(err)
+
+            worker = threading.Thread(target=run, name=f"{self.transactional_id}-txn-call", daemon=True)
+            worker.start()
+            waited = args[-1] + HUNG_CALL_GRACE_S
+            worker.join(waited)
+            if not outcome:
+                self._hung = True
+                raise KafkaException(KafkaError(
+                    KafkaError._TIMED_OUT, f"{method.__name__} still blocked {waited:.0f} s after it was called",
+                    fatal=True))
+            if outcome[0] is not None:
+                raise outcome[0]
+
+        return call
+
+    def _discard(self) -> None:
+        """Drop the producer's queued records (they belong to an aborted transaction) and close it.
+
+        A fenced producer's ``close`` tries to abort once more and raises the fencing error
+        after closing; nothing is left to do with it either way.
+        """
+        for step in (self._producer.purge, self._producer.close):
+            try:
+                step()
+            except (KafkaException, RuntimeError) as err:  # RuntimeError: closed already
+                log.info("%s of the spent producer of %s: %s", step.__name__, self.transactional_id, err)
 
     def abort_quietly(self) -> None:
-        """Abort if a transaction is open, logging instead of raising (on the way out)."""
+        """Abort if a transaction is open, logging instead of raising (on the way out).
+
+        A spent producer is not renewed here: closing it is enough, as the coordinator
+        aborts its transaction on timeout, or the next start's ``init`` does at once.
+        """
+        if self._spent is not None:
+            self._open = False
+            return
         try:
             self.abort()
         except Exception as err:
@@ -237,13 +343,20 @@ class TransactionalWriter:
     def close(self) -> None:
         """Abort what is open, flush what is queued and close the producer."""
         self.abort_quietly()
+        if self._spent is not None:
+            if not self._hung:
+                self._discard()
+            return
         try:
             self._producer.flush(CLOSE_FLUSH_S)
         except KafkaException as err:  # a producer in a fatal state has nothing left to send
             log.warning("flush of %s on close failed: %s", self.transactional_id, err)
         # Closed now, not when the last reference goes (a traceback can hold the writer long
         # after): an open producer keeps reconnecting, and logging, once its broker is gone.
-        self._producer.close()
+        try:
+            self._producer.close()
+        except KafkaException as err:  # closed, but a fatal state's last abort failed
+            log.warning("close of %s: %s", self.transactional_id, err)
 
     def _call(self, method: Any, *args: Any, what: str) -> None:
         deadline = time.monotonic() + RETRY_DEADLINE_S
@@ -260,11 +373,13 @@ class TransactionalWriter:
                 self._raise_for(error, what)
 
     def _raise_for(self, error: KafkaError, what: str) -> None:
-        if classify_error(error) is TxnAction.FATAL:
+        action = classify_error(error)
+        if action is TxnAction.FATAL:
             raise ProcessorFenced(
                 f"{what} failed for transactional id {self.transactional_id}: {error.str()}. "
-                "Another process with the same group and process_id has taken over (give every "
-                "running process its own process_id), or the producer hit a fatal error; restart it.",
+                "The broker refuses this producer's settings or rights; fix them and restart.",
                 error,
             )
+        if action is TxnAction.RENEW:
+            self._spent = error
         raise AbortRequired(error)

@@ -1,18 +1,21 @@
 """``broker_faults``: one node of a 3-node Kafka cluster SIGKILLed while workflows run.
 
 A ``kwf run`` process runs ``chain3`` and fan-outs of 10 (``bench.apps``) started at a
-steady rate. After a warm-up, the broker leading most history partitions (``leader``) or
-the active KRaft controller (``controller``) is SIGKILLed, left down, then started again;
-the load goes on throughout. Afterwards every instance must be COMPLETED with its right
+steady rate. After a warm-up instance and a few seconds of load, one node is SIGKILLed,
+left down, then started again, the load going on throughout: the broker leading most
+history partitions (``leader``), the one coordinating the orchestrator's transactions
+(``coordinator``, which also leads a third of all partitions), or the active KRaft
+controller (``controller``). Afterwards every instance must be COMPLETED with its right
 output, every execution's history numbered 0..n-1 with no sequence twice and none
 missing, no instance's status seen going backwards, and the restarted node back in the
 in-sync replicas of every history partition.
 
-Figures: ``stall_s``, the longest time no instance completed from the kill until the load
-stopped; ``p99_fault_ms`` and ``p99_before_ms``, the 99th percentile start-to-completion
-latency of instances started while the node was down and before the kill.
+Figures: ``stall_s``, the longest time no instance completed from the kill until the
+last completion; ``p99_fault_ms`` and ``p99_before_ms``, the 99th percentile start-to-completion
+latency of instances started while the node was down and before the kill (the last of
+these are caught by the fault; ``p50_before_ms`` is the undisturbed latency).
 
-    python -m tests.integration.cluster.broker_faults [--fault leader|controller] [--rate 10]
+    python -m tests.integration.cluster.broker_faults [--fault leader|coordinator|controller] [--rate 10]
 
 runs against a fresh local cluster of its own (three JVMs, about a minute to start here).
 The integration test ``tests/integration/cluster/test_broker_faults.py`` runs the same code.
@@ -43,6 +46,7 @@ from engine.state.topics import HISTORY, STATUS, ensure_workflow_topics
 from engine.testing import RuntimeProcess
 from streams.broker import LocalBroker, LocalCluster, free_port_block
 from streams.reader import read_to_end
+from streams.topics import delete_topics_with_prefix
 
 REPO = Path(__file__).resolve().parents[3]
 APP = "bench.apps:runtime"
@@ -56,6 +60,9 @@ SETTLE_TIMEOUT_S = 90.0
 RESTART_TIMEOUT_S = 180.0
 # Reading the history topic back to its end: a minute means a transaction is stuck open.
 SCAN_TIMEOUT_S = 60.0
+# A fresh runtime's first instance waits for every group's first assignment; a minute
+# means it will not run at all.
+WARM_UP_TIMEOUT_S = 60.0
 # Status ranks: a status seen after one of a higher rank went backwards.
 RANK = {WorkflowStatus.PENDING: 0, WorkflowStatus.RUNNING: 1, WorkflowStatus.COMPLETED: 2,
         WorkflowStatus.FAILED: 2, WorkflowStatus.TERMINATED: 2}
@@ -63,7 +70,7 @@ RANK = {WorkflowStatus.PENDING: 0, WorkflowStatus.RUNNING: 1, WorkflowStatus.COM
 
 @dataclass
 class FaultConfig:
-    fault: str = "leader"  # or "controller"
+    fault: str = "leader"  # or "coordinator" (of the orchestrator's transactions), "controller"
     rate: float = 10.0  # instances started per second
     before_s: float = 8.0  # load before the kill
     down_s: float = 10.0  # the node stays down this long
@@ -172,6 +179,7 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
     marks: dict[str, Any] = {}
     victim: LocalBroker | None = None
     try:
+        marks["warm_up_s"] = warm_up(client, watch)
         began = time.time()
         total_s = config.before_s + config.down_s + config.after_s
         n = start_timeouts = 0
@@ -182,9 +190,9 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
                 victim = choose_victim(cluster, settings, config.fault)
                 marks["kill"] = time.time()
                 victim.kill()
-            if victim is not None and restarted is None and elapsed >= config.before_s + config.down_s:
-                restarted = threading.Thread(target=restart_node, args=(cluster, victim, marks), daemon=True)
-                marks["restart"] = time.time()
+                # On a timer of its own: a start below may block while the node is down.
+                restarted = threading.Thread(target=restart_node, args=(cluster, victim, config.down_s, marks),
+                                             daemon=True)
                 restarted.start()
             due = int(elapsed * config.rate) + 1 - n
             batch: dict[str, list[tuple[str, int]]] = defaultdict(list)
@@ -219,10 +227,53 @@ def run_fault(cluster: LocalCluster, config: FaultConfig, folder: Path) -> dict[
         watch.stop()
         client.close()
         runtime.kill()
-    return judge(config, settings, started, watch, marks, victim, in_sync)
+    try:
+        return judge(config, settings, started, watch, marks, victim, in_sync)
+    finally:
+        # Every run's topics kept would make each later node restart slower.
+        delete_topics_with_prefix(AdminClient(settings.client()), settings.topic_prefix)
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units), as a signed 32-bit int."""
+    data = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i:i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def coordinator_partition(key: str, partitions: int) -> int:
+    """The partition of ``__transaction_state`` (or ``__consumer_offsets``) that holds ``key``,
+    as the broker picks it: ``Utils.abs(key.hashCode) % partitions``."""
+    h = java_string_hash(key)
+    return 0 if h == -(1 << 31) else abs(h) % partitions
+
+
+def transaction_coordinator(settings: Settings, transactional_id: str) -> int:
+    """The broker that coordinates ``transactional_id``'s transactions: its state partition's leader."""
+    topic = "__transaction_state"
+    meta = AdminClient(settings.client()).list_topics(topic, timeout=30).topics[topic]
+    return meta.partitions[coordinator_partition(transactional_id, len(meta.partitions))].leader
+
+
+def warm_up(client: wf.WorkflowClient, watch: StatusWatch) -> float:
+    """Run one chain3 to completion, so that the figures before the kill are of a runtime at
+    work, not of its groups' first assignments; return how long it took."""
+    began = time.time()
+    client.schedule_new_workflow("chain3", input=0, instance_id="warm-up")
+    while watch.completed_at("warm-up") is None:
+        if time.time() - began > WARM_UP_TIMEOUT_S:
+            raise TimeoutError(f"the warm-up instance did not complete within {WARM_UP_TIMEOUT_S:.0f} s")
+        time.sleep(0.05)
+    return round(time.time() - began, 1)
 
 
 def choose_victim(cluster: LocalCluster, settings: Settings, fault: str) -> LocalBroker:
+    if fault == "coordinator":
+        # The orchestrator's producer (ProcessorConfig.transactional_id): it writes history and statuses.
+        runtime_id = f"{settings.topic_prefix}-runtime-1"
+        return cluster.node(transaction_coordinator(settings, f"{settings.topic_prefix}.orchestrator-{runtime_id}"))
     if fault == "controller":
         controller = cluster.active_controller()
         if controller is None:
@@ -232,10 +283,12 @@ def choose_victim(cluster: LocalCluster, settings: Settings, fault: str) -> Loca
     return cluster.node(leader)
 
 
-def restart_node(cluster: LocalCluster, node: LocalBroker, marks: dict[str, Any]) -> None:
+def restart_node(cluster: LocalCluster, node: LocalBroker, after_s: float, marks: dict[str, Any]) -> None:
+    time.sleep(after_s)
+    marks["restart"] = time.time()
     try:
-        node.wait_answering(node.launch())
-        cluster.wait_for_brokers(cluster.size)
+        node.wait_answering(node.launch(), RESTART_TIMEOUT_S)
+        cluster.wait_for_brokers(cluster.size, RESTART_TIMEOUT_S)
         marks["rejoined"] = time.time()
     except Exception as err:
         marks["restart_error"] = f"{type(err).__name__}: {err}"
@@ -263,8 +316,9 @@ def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[floa
             latencies_before.append(at - sent)
         elif sent < marks.get("restart", float("inf")):
             latencies_fault.append(at - sent)
-    completions.sort()
-    window = [marks["kill"], *[t for t in completions if marks["kill"] <= t <= marks["load_end"]], marks["load_end"]]
+    # From the kill to the last completion (the load goes on until after the restart, so
+    # completions stop only when the runtime does).
+    window = [marks["kill"], *sorted(t for t in completions if t >= marks["kill"])]
     stall = max((b - a for a, b in zip(window, window[1:], strict=False)), default=0.0)
     history = scan_history(settings)
     return {
@@ -273,11 +327,13 @@ def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[floa
         "history_events": history["events"], "history_anomalies": history["anomalies"],
         "examples": (lost + wrong + backwards)[:5] + history["duplicated"][:3] + history["missing"][:3],
         "stall_s": round(stall, 2),
+        "p50_before_ms": percentile_ms(latencies_before, 0.5),
         "p99_before_ms": percentile_ms(latencies_before, 0.99),
         "p99_fault_ms": percentile_ms(latencies_fault, 0.99),
         "rejoined_after_s": round(marks.get("rejoined", float("nan")) - marks.get("restart", 0), 1),
         "in_sync_after": in_sync,
         "start_timeouts": marks.get("start_timeouts", 0),
+        "warm_up_s": marks.get("warm_up_s"),
         "restart_error": marks.get("restart_error"),
     }
 
@@ -285,7 +341,7 @@ def judge(config: FaultConfig, settings: Settings, started: dict[str, tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.cluster.broker_faults",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fault", choices=["leader", "controller"], default="leader")
+    parser.add_argument("--fault", choices=["leader", "coordinator", "controller"], default="leader")
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--down", type=float, default=10.0)
     args = parser.parse_args()

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.runtime import transient
+from streams import restore
 from streams.restore import ChangelogRestorer, RestorePlan, plan_restore, restore_done
 
 
@@ -82,7 +83,7 @@ def test_a_plan_always_covers_what_the_store_lacks(applied: int | None, low: int
         assert plan.start < high
 
 
-def test_listing_offsets_that_times_out_is_a_transient_kafka_error() -> None:
+def test_listing_offsets_that_times_out_is_a_transient_kafka_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """After a broker's loss a leader may still be moving: the supervisor must restart the
     processor, which it does for a retriable KafkaException, not a bare TimeoutError.
     """
@@ -95,6 +96,7 @@ def test_listing_offsets_that_times_out_is_a_transient_kafka_error() -> None:
         def list_offsets(self, requests: dict, **_: object) -> dict:
             return dict.fromkeys(requests, NeverAnswers())
 
+    monkeypatch.setattr(restore, "LIST_OFFSETS_TIMEOUT_S", 0.0)  # no second listing
     restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
     restorer._admin = SlowAdmin()  # type: ignore[assignment]
     try:
@@ -104,3 +106,64 @@ def test_listing_offsets_that_times_out_is_a_transient_kafka_error() -> None:
         restorer.close()
     assert caught.value.args[0].code() == KafkaError._TIMED_OUT
     assert transient(caught.value)
+
+
+def test_an_unknown_offset_is_a_transient_kafka_error_not_an_empty_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen after a broker's SIGKILL: list_offsets answered -1001 for both ends, and a store
+    at offset 1 was planned as ahead of the log and wiped."""
+
+    class Invalid:
+        offset = -1001
+
+    class Answers:
+        def result(self, timeout: float) -> Invalid:
+            return Invalid()
+
+    class LeaderlessAdmin:
+        def list_offsets(self, requests: dict, **_: object) -> dict:
+            return dict.fromkeys(requests, Answers())
+
+    monkeypatch.setattr(restore, "LIST_OFFSETS_TIMEOUT_S", 0.0)
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    restorer._admin = LeaderlessAdmin()  # type: ignore[assignment]
+    try:
+        with pytest.raises(KafkaException) as caught:
+            restorer.watermarks([0])
+    finally:
+        restorer.close()
+    assert caught.value.args[0].code() == KafkaError.LEADER_NOT_AVAILABLE
+    assert transient(caught.value)
+
+
+def test_a_listing_that_fails_is_retried_with_a_new_client_until_one_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first request after a broker's loss can sit out its timeout; the next finds the new leader."""
+    monkeypatch.setattr(restore, "LIST_OFFSETS_BACKOFF_S", 0.0)
+
+    class Answer:
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
+
+        def result(self, timeout: float) -> Answer:
+            return self
+
+    class Admin:
+        calls = 0
+
+        def list_offsets(self, requests: dict, **_: object) -> dict:
+            Admin.calls += 1
+            return dict.fromkeys(requests, Answer(-1001 if Admin.calls <= 2 else 7))
+
+    admins: list[Admin] = []
+
+    def new_admin(_settings: dict) -> Admin:
+        admins.append(Admin())
+        return admins[-1]
+
+    # A new admin client per try: the old one kept asking the dead leader.
+    monkeypatch.setattr(restore, "AdminClient", new_admin)
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    try:
+        assert restorer.watermarks([0]) == {0: (7, 7)}
+    finally:
+        restorer.close()
+    assert len(admins) == 3

@@ -1,20 +1,34 @@
-"""What each transactional error leads to: retry the call, abort and replay, or stop."""
+"""What each transactional error leads to: retry the call, abort and replay, renew the
+producer and replay, or stop; and the writer's renewal of a spent producer."""
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError
+import threading
+from typing import Any
 
-from streams.transaction import TxnAction, classify_error
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from streams import transaction
+from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter, TxnAction, classify_error
 
 
-def test_fencing_stops_the_processor() -> None:
-    for code in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
-        assert classify_error(KafkaError(code)) is TxnAction.FATAL
+def test_fencing_renews_the_producer() -> None:
+    # The coordinator aborting a timed-out transaction bumps the epoch: librdkafka reports
+    # _FENCED, or (transactions v2) INVALID_TXN_STATE on the next EndTxn.
+    for code in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                 KafkaError.INVALID_TXN_STATE):
+        assert classify_error(KafkaError(code)) is TxnAction.RENEW
 
 
-def test_fatal_wins_over_everything_else() -> None:
+def test_a_fatal_producer_error_renews_the_producer() -> None:
     error = KafkaError(KafkaError._STATE, fatal=True, retriable=True, txn_requires_abort=True)
-    assert classify_error(error) is TxnAction.FATAL
+    assert classify_error(error) is TxnAction.RENEW
+
+
+def test_refused_settings_stop_the_processor() -> None:
+    for code in (KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.INVALID_TRANSACTION_TIMEOUT):
+        assert classify_error(KafkaError(code, fatal=True)) is TxnAction.FATAL
 
 
 def test_abortable_error_aborts() -> None:
@@ -35,3 +49,114 @@ def test_unmarked_error_aborts_rather_than_stops() -> None:
     # e.g. a record the broker refuses as too large: the batch is replayed (and, if it keeps
     # failing, the processor gives up after a bounded number of aborts).
     assert classify_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)) is TxnAction.ABORT
+
+
+class FakeProducer:
+    """Records the transactional calls; ``fail`` maps a call's name to the error it raises."""
+
+    def __init__(self, fail: dict[str, KafkaError]) -> None:
+        self.fail = fail
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*_: Any, **__: Any) -> None:
+            self.calls.append(name)
+            if name in self.fail:
+                raise KafkaException(self.fail[name])
+
+        return call
+
+
+class FakeWriter(TransactionalWriter):
+    def __init__(self, fails: list[dict[str, KafkaError]]) -> None:
+        self.fails = fails
+        self.producers: list[FakeProducer] = []
+        super().__init__({"transactional.id": "group-p1"})
+
+    def _new_producer(self) -> Any:
+        self.producers.append(FakeProducer(self.fails.pop(0) if self.fails else {}))
+        return self.producers[-1]
+
+
+FENCED = KafkaError(KafkaError._FENCED, fatal=True)
+
+
+def test_a_spent_producer_whose_close_raises_is_still_replaced() -> None:
+    # confluent-kafka's close of a fenced producer tries an abort and raises the fencing error.
+    writer = FakeWriter([{"commit_transaction": FENCED, "close": FENCED}])
+    writer.init()
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    writer.abort()
+    assert len(writer.producers) == 2
+    writer.close()
+    assert writer.producers[1].calls[-1] == "close"
+
+
+def test_a_fenced_commit_aborts_by_renewing_the_producer() -> None:
+    writer = FakeWriter([{"commit_transaction": FENCED}])
+    writer.init()
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    writer.abort()
+    old, new = writer.producers
+    assert "abort_transaction" not in old.calls  # a fenced producer cannot abort
+    assert old.calls[-2:] == ["purge", "close"]
+    assert new.calls == ["init_transactions"]
+    writer.produce("t", b"k", b"v")
+    writer.commit([], None)
+    assert new.calls[-1] == "commit_transaction"
+
+
+def test_an_abort_the_producer_cannot_make_renews_it() -> None:
+    error = KafkaError(KafkaError.INVALID_TXN_STATE, fatal=True)
+    writer = FakeWriter([{"produce": KafkaError(KafkaError._MSG_TIMED_OUT, txn_requires_abort=True),
+                          "abort_transaction": error}])
+    writer.init()
+    with pytest.raises(AbortRequired):
+        writer.produce("t", b"k", b"v")
+    writer.abort()
+    assert len(writer.producers) == 2 and writer.producers[1].calls == ["init_transactions"]
+
+
+def test_renewing_over_and_over_means_another_process_has_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transaction, "MAX_RENEWALS", 2)
+    writer = FakeWriter([{"commit_transaction": FENCED}] * 3)
+    writer.init()
+    for _ in range(2):
+        writer.produce("t", b"k", b"v")
+        with pytest.raises(AbortRequired):
+            writer.commit([], None)
+        writer.abort()
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    with pytest.raises(ProcessorFenced, match="same group and process_id"):
+        writer.abort()
+
+
+def test_a_fresh_producer_fenced_at_init_stops_the_processor() -> None:
+    writer = FakeWriter([{"init_transactions": KafkaError(KafkaError.PRODUCER_FENCED, fatal=True)}])
+    with pytest.raises(ProcessorFenced, match="init_transactions failed"):
+        writer.init()
+
+
+def test_a_send_offsets_that_never_returns_spends_the_producer_without_touching_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # librdkafka issues 5456/5511: blocked for good once the group coordinator's broker is lost.
+    monkeypatch.setattr(transaction, "HUNG_CALL_GRACE_S", 0.2)
+    monkeypatch.setattr(transaction, "SEND_OFFSETS_TIMEOUT_S", 0.1)
+    never = threading.Event()
+    writer = FakeWriter([])
+    writer.init()
+    hung = writer.producers[0]
+    hung.send_offsets_to_transaction = lambda *_: never.wait()  # type: ignore[method-assign]
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired, match="still blocked"):
+        writer.commit([object()], None)  # type: ignore[list-item]
+    writer.abort()
+    assert "purge" not in hung.calls and "close" not in hung.calls
+    assert writer.producers[1].calls == ["init_transactions"]
+    never.set()
