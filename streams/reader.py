@@ -14,13 +14,17 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 # Records fetched per call: large enough to read a partition quickly, small enough that a
 # caller's per-record work between calls stays short.
 READ_BATCH = 5000
 # How long one fetch waits for records before the loop checks positions and the deadline.
 FETCH_WAIT_S = 0.2
+# A topic just created, or a partition whose leader moves, answers these for a moment.
+TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                       KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
+RETRY_PAUSE_S = 0.2
 
 
 def read_to_end(client: dict[str, Any], topic: str, partitions: Iterable[int] | None = None, *,
@@ -52,8 +56,9 @@ def read_to_end(client: dict[str, Any], topic: str, partitions: Iterable[int] | 
         chosen = sorted(meta.partitions) if partitions is None else sorted(partitions)
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
+        deadline = time.monotonic() + timeout
         for partition in chosen:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            low, high = _watermarks(consumer, TopicPartition(topic, partition), deadline)
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
@@ -61,7 +66,6 @@ def read_to_end(client: dict[str, Any], topic: str, partitions: Iterable[int] | 
             return
         consumer.assign(starts)
         unfinished = set(ends)
-        deadline = time.monotonic() + timeout
         while unfinished:
             for message in consumer.consume(READ_BATCH, timeout=FETCH_WAIT_S):
                 if message.error() is None and message.offset() < ends[message.partition()]:
@@ -74,3 +78,15 @@ def read_to_end(client: dict[str, Any], topic: str, partitions: Iterable[int] | 
                                    f"offsets within {timeout:.0f} s")
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """The partition's low and high offsets, asked again while its leader is not known yet."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=max(0.1, deadline - time.monotonic()))
+            return low, high
+        except KafkaException as err:
+            if err.args[0].code() not in TRANSIENT or time.monotonic() + RETRY_PAUSE_S > deadline:
+                raise
+        time.sleep(RETRY_PAUSE_S)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from engine.state.config import Settings
@@ -24,14 +27,27 @@ def test_workflow_topics_get_three_replicas_and_two_in_sync_and_four_are_refused
         history = settings.topic(HISTORY)
         meta = admin.list_topics(history, timeout=30).topics[history]
         assert {len(p.replicas) for p in meta.partitions.values()} == {3}
-        resource = ConfigResource(ConfigResource.Type.TOPIC, history)
-        configs = admin.describe_configs([resource])[resource].result(timeout=30)
-        assert configs["min.insync.replicas"].value == "2"
+        assert topic_config(admin, history)["min.insync.replicas"].value == "2"
         with pytest.raises(TopicError, match="needs 4 brokers, but the cluster has 3"):
             ensure_topics(admin, [TopicSpec(settings.topic("four"), 1, replication_factor=4)])
         assert settings.topic("four") not in admin.list_topics(timeout=30).topics
     finally:
         delete_topics_with_prefix(admin, settings.topic_prefix)
+
+
+def topic_config(admin: AdminClient, topic: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The topic's configuration, asked again while the broker answering has not learned of
+    the new topic yet (a node restarted by a fault test catches up on metadata a moment later)."""
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            configs: dict[str, Any] = admin.describe_configs([resource])[resource].result(timeout=timeout)
+            return configs
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def test_internal_topics_are_replicated(kafka_cluster: LocalCluster) -> None:
