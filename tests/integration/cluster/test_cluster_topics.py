@@ -25,14 +25,26 @@ def test_workflow_topics_get_three_replicas_and_two_in_sync_and_four_are_refused
     try:
         ensure_topics(admin, workflow_topics(settings))
         history = settings.topic(HISTORY)
-        meta = admin.list_topics(history, timeout=30).topics[history]
-        assert {len(p.replicas) for p in meta.partitions.values()} == {3}
+        assert replica_counts(admin, history) == {3}
         assert topic_config(admin, history)["min.insync.replicas"].value == "2"
         with pytest.raises(TopicError, match="needs 4 brokers, but the cluster has 3"):
             ensure_topics(admin, [TopicSpec(settings.topic("four"), 1, replication_factor=4)])
         assert settings.topic("four") not in admin.list_topics(timeout=30).topics
     finally:
         delete_topics_with_prefix(admin, settings.topic_prefix)
+
+
+def replica_counts(admin: AdminClient, topic: str, timeout: float = 30.0) -> set[int]:
+    """The replica counts of the topic's partitions, once the broker answering lists them (a
+    node restarted by a fault test lists a new topic without partitions for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is not None and meta.error is None and meta.partitions:
+            return {len(p.replicas) for p in meta.partitions.values()}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic} is not listed with its partitions after {timeout:.0f} s: {meta}")
+        time.sleep(0.5)
 
 
 def topic_config(admin: AdminClient, topic: str, timeout: float = 30.0) -> dict[str, Any]:
