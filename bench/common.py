@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import shutil
+import socket
 import statistics
 import tempfile
 import threading
@@ -234,6 +235,14 @@ def running_runtime(settings: Settings, profile_to: Path | None = None,
         runtime.stop()
         delete_topics(settings)
         shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def cpu_seconds(pid: int) -> float:

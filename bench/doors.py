@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from collections.abc import Callable
 
 import httpx
 
-from bench.common import StatusWatcher, broker, emit, fresh_settings, note, percentile, running_runtime
+from bench.common import StatusWatcher, broker, emit, free_port, fresh_settings, note, percentile, running_runtime
 from engine.api.client import WorkflowClient
 from engine.core.history import WorkflowStatus
 
@@ -32,12 +31,6 @@ from engine.core.history import WorkflowStatus
 WARM_UP_RUNS = 30
 WAIT_S = 60.0
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def new_id(tag: str) -> str:

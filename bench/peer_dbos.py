@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, emit, note, percentile
-from bench.runner import PeerUnavailable
+from bench.common import note, percentile
+from bench.runner import PeerUnavailable, print_row, run_peer_child
 
 SYSTEM = "dbos"
 # Light load before any measurement, discarded (as for kwf).
@@ -76,15 +74,15 @@ def child(count: int, rate: float, seconds: float, fanout: int) -> None:
     handles = [DBOS.start_workflow(chain3, n) for n in range(count)]
     for handle in handles:
         handle.get_result()
-    _print("chain3", "wf_per_s", count / (time.perf_counter() - began), "wf/s")
+    print_row("chain3", SYSTEM, "wf_per_s", count / (time.perf_counter() - began), "wf/s")
 
     latencies = light_load(chain3, rate, seconds)
-    _print("chain3", "p50_ms", percentile(latencies, 50), "ms")
-    _print("chain3", "p99_ms", percentile(latencies, 99), "ms")
+    print_row("chain3", SYSTEM, "p50_ms", percentile(latencies, 50), "ms")
+    print_row("chain3", SYSTEM, "p99_ms", percentile(latencies, 99), "ms")
 
     began = time.perf_counter()
     DBOS.start_workflow(fan_out, fanout).get_result()
-    _print(f"fanout-{fanout}", "seconds", time.perf_counter() - began, "s")
+    print_row(f"fanout-{fanout}", SYSTEM, "seconds", time.perf_counter() - began, "s")
     DBOS.destroy()
 
 
@@ -104,10 +102,6 @@ def light_load(workflow: Any, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-def _print(workload: str, metric: str, value: float, unit: str) -> None:
-    print(json.dumps({"workload": workload, "system": SYSTEM, "metric": metric, "value": value, "unit": unit}),
-          flush=True)
-
 
 def run(*, count: int = 2000, rate: float = 20.0, seconds: float = 12.0, fanout: int = 1000) -> None:
     """Run the DBOS child and pass its result lines on.
@@ -121,17 +115,7 @@ def run(*, count: int = 2000, rate: float = 20.0, seconds: float = 12.0, fanout:
     command = [sys.executable, "-m", "bench.peer_dbos", "--child", "--count", str(count), "--rate", str(rate),
                "--seconds", str(seconds), "--fanout", str(fanout)]
     # The child's stderr goes to a file, not a pipe: nobody reads a pipe while its results stream.
-    with tempfile.TemporaryFile("w+") as errors:
-        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                row: dict[str, Any] = json.loads(line)
-                emit(row["workload"], row["system"], row["metric"], row["value"], row["unit"])
-                note(f"dbos: {row['workload']} {row['metric']} {row['value']:.1f}")
-        if proc.returncode != 0:
-            errors.seek(0)
-            last = [line for line in errors.read().splitlines() if line.strip()][-1:] or ["no error output"]
-            raise PeerUnavailable(f"the DBOS benchmark exited with {proc.returncode}: {last[0].strip()}")
+    run_peer_child(command, "DBOS")
 
 
 def main() -> None:

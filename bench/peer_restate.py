@@ -21,7 +21,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.common import REPO, emit, note, percentile
+from bench.common import REPO, emit, free_port, note, percentile
 from bench.runner import PeerUnavailable
 
 SYSTEM = "restate"
@@ -39,12 +38,6 @@ SERVER_IN_REPO = REPO / ".kwf" / "peers" / "node_modules" / "@restatedev" / "res
 WARM_UP_RUNS = 30
 READY_S = 60.0
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def server_binary() -> Path:

@@ -23,20 +23,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from bench.common import REPO, emit, note, percentile
-from bench.runner import PeerUnavailable
+from bench.common import free_port, note, percentile
+from bench.runner import PeerUnavailable, print_row, run_peer_child
 
 SYSTEM = "temporal-rps1000"
 DYNAMIC_CONFIG = ("history.transferProcessorMaxPollRPS=1000",)
@@ -44,12 +41,6 @@ TASK_QUEUE = "bench"
 WARM_UP_RUNS = 30
 SERVER_READY_S = 60.0
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def server_binary() -> str:
@@ -115,8 +106,8 @@ async def measure(port: int, count: int, runs: int, callers: int) -> None:
         for n in range(WARM_UP_RUNS):
             await chain3(n)
         ms = [await chain3(n) for n in range(runs)]
-        _print("chain3", "p50_ms", percentile(ms, 50), "ms")
-        _print("chain3", "p99_ms", percentile(ms, 99), "ms")
+        print_row("chain3", SYSTEM, "p50_ms", percentile(ms, 50), "ms")
+        print_row("chain3", SYSTEM, "p99_ms", percentile(ms, 99), "ms")
 
         gate = asyncio.Semaphore(callers)
 
@@ -126,7 +117,7 @@ async def measure(port: int, count: int, runs: int, callers: int) -> None:
 
         began = time.perf_counter()
         await asyncio.gather(*(gated(n) for n in range(count)))
-        _print("chain3", "wf_per_s", count / (time.perf_counter() - began), "wf/s")
+        print_row("chain3", SYSTEM, "wf_per_s", count / (time.perf_counter() - began), "wf/s")
 
 
 def child(count: int, runs: int, callers: int) -> None:
@@ -140,10 +131,6 @@ def child(count: int, runs: int, callers: int) -> None:
     finally:
         stop_server(server)
 
-
-def _print(workload: str, metric: str, value: float, unit: str) -> None:
-    print(json.dumps({"workload": workload, "system": SYSTEM, "metric": metric, "value": value, "unit": unit}),
-          flush=True)
 
 
 def run(*, count: int = 1000, runs: int = 200, callers: int = 64) -> None:
@@ -159,17 +146,7 @@ def run(*, count: int = 1000, runs: int = 200, callers: int = 64) -> None:
          f"(dev server, {', '.join(DYNAMIC_CONFIG)})")
     command = [sys.executable, "-m", "bench.peer_temporal", "--child", "--count", str(count), "--runs", str(runs),
                "--callers", str(callers)]
-    with tempfile.TemporaryFile("w+") as errors:
-        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                row: dict[str, Any] = json.loads(line)
-                emit(row["workload"], row["system"], row["metric"], row["value"], row["unit"])
-                note(f"temporal: {row['workload']} {row['metric']} {row['value']:.1f}")
-        if proc.returncode != 0:
-            errors.seek(0)
-            last = [line for line in errors.read().splitlines() if line.strip()][-1:] or ["no error output"]
-            raise PeerUnavailable(f"the Temporal benchmark exited with {proc.returncode}: {last[0].strip()}")
+    run_peer_child(command, "Temporal")
 
 
 def main() -> None:

@@ -9,15 +9,43 @@ skipped workload with its reason.
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import note, results
+from bench.common import REPO, emit, note, results
 
 
 class PeerUnavailable(RuntimeError):
     """A peer system cannot run here (not installed, or its run failed); its figures are left out."""
+
+
+def print_row(workload: str, system: str, metric: str, value: float, unit: str) -> None:
+    """One result line on stdout, as a peer's child process reports it to ``run_peer_child``."""
+    print(json.dumps({"workload": workload, "system": system, "metric": metric, "value": value, "unit": unit}),
+          flush=True)
+
+
+def run_peer_child(command: list[str], peer: str) -> None:
+    """Run a peer's benchmark in a child process and pass its result lines on as they come.
+
+    Raises:
+        PeerUnavailable: the child failed (its last error line).
+    """
+    # The child's stderr goes to a file, not a pipe: nobody reads a pipe while its results stream.
+    with tempfile.TemporaryFile("w+") as errors:
+        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                row: dict[str, Any] = json.loads(line)
+                emit(row["workload"], row["system"], row["metric"], row["value"], row["unit"])
+                note(f"{peer}: {row['workload']} {row['metric']} {row['value']:.1f}")
+        if proc.returncode != 0:
+            errors.seek(0)
+            last = [line for line in errors.read().splitlines() if line.strip()][-1:] or ["no error output"]
+            raise PeerUnavailable(f"the {peer} benchmark exited with {proc.returncode}: {last[0].strip()}")
 
 
 @dataclass(frozen=True)
