@@ -3,14 +3,15 @@
 * ``client-chain3`` ``p50_ms`` / ``p99_ms``: ``schedule_new_workflow`` then
   ``wait_for_workflow_completion`` on the public client, one at a time after a warm-up.
 * ``client-chain3`` ``wf_per_s``: ``callers`` threads sharing one client, each starting an
-  instance and waiting for its completion, then the next, ``count`` instances in all.
+  instance and waiting for its completion, then the next, for ``seconds``.
+  (Both client figures are ``bench.chain_client``'s way of calling, on this runtime.)
 * ``http-start`` ``p50_ms`` / ``p99_ms``: ``POST .../workflows/dapr/chain3/start`` one at a time
   (202 once the start is durable), over one keep-alive connection.
 * ``http-chain3`` ``wf_per_s``: ``callers`` threads each with a connection of its own, posting
   starts; completions are read from the status topic (the Dapr API has no wait), from the
   first start until the last instance completed.
 
-    python -m bench.doors [--count 2000] [--callers 32] [--runs 200] [--broker-warm-up 10]
+    python -m bench.doors [--count 2000] [--callers 32] [--runs 200] [--seconds 10] [--broker-warm-up 10]
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from collections.abc import Callable
 
 import httpx
 
+from bench.chain_client import concurrent, sequential
 from bench.common import StatusWatcher, broker, emit, free_port, fresh_settings, note, percentile, running_runtime
 from engine.api.client import WorkflowClient
-from engine.core.history import WorkflowStatus
 
 # The first calls pay for connections, the status view's first read and the runtime's caches.
 WARM_UP_RUNS = 30
@@ -36,18 +37,6 @@ WAIT_S = 60.0
 def new_id(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}"
 
-
-def one_at_a_time(client: WorkflowClient, runs: int) -> list[float]:
-    """Start-to-result milliseconds of ``runs`` chain3 instances, each after the previous."""
-    ms = []
-    for n in range(runs):
-        began = time.perf_counter()
-        instance_id = client.schedule_new_workflow("chain3", input=n, instance_id=new_id("one"))
-        state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=WAIT_S)
-        ms.append((time.perf_counter() - began) * 1000)
-        if state is None or state.serialized_output != str(n + 3):
-            raise RuntimeError(f"chain3({n}) ended as {state}")
-    return ms
 
 
 def in_parallel(callers: int, count: int, call: Callable[[int], None]) -> float:
@@ -77,17 +66,6 @@ def in_parallel(callers: int, count: int, call: Callable[[int], None]) -> float:
         raise errors[0]
     return time.perf_counter() - began
 
-
-def client_concurrent(client: WorkflowClient, callers: int, count: int) -> float:
-    """chain3 instances per second with ``callers`` threads each starting one and waiting for it."""
-
-    def start_and_wait(n: int) -> None:
-        instance_id = client.schedule_new_workflow("chain3", input=n, instance_id=new_id("par"))
-        state = client.wait_for_workflow_completion(instance_id, timeout_in_seconds=WAIT_S)
-        if state is None or state.runtime_status is not WorkflowStatus.COMPLETED:
-            raise RuntimeError(f"chain3({n}) ended as {state}")
-
-    return count / in_parallel(callers, count, start_and_wait)
 
 
 def http_starts(base: str, runs: int) -> list[float]:
@@ -121,20 +99,20 @@ def http_concurrent(base: str, watcher: StatusWatcher, callers: int, count: int)
     return count / (last - began)
 
 
-def run(bootstrap: str, *, count: int = 2000, callers: int = 32, runs: int = 200) -> None:
+def run(bootstrap: str, *, count: int = 2000, callers: int = 32, runs: int = 200, seconds: float = 10.0) -> None:
     settings = fresh_settings(bootstrap, "doors")
     port = free_port()
     base = f"http://127.0.0.1:{port}/v1.0-beta1"
     with running_runtime(settings, http_port=port), StatusWatcher(settings) as watcher, \
             WorkflowClient(settings=settings) as client:
-        one_at_a_time(client, WARM_UP_RUNS)
-        ms = one_at_a_time(client, runs)
+        sequential(client, WARM_UP_RUNS)
+        ms = sequential(client, runs)
         note(f"client chain3 one at a time x {runs}: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
         emit("client-chain3", "kwf", "p50_ms", percentile(ms, 50), "ms")
         emit("client-chain3", "kwf", "p99_ms", percentile(ms, 99), "ms")
 
-        per_s = client_concurrent(client, callers, count)
-        note(f"client chain3, {callers} callers x {count}: {per_s:.0f} wf/s")
+        per_s = concurrent(client, callers, seconds)
+        note(f"client chain3, {callers} callers for {seconds:g} s: {per_s:.0f} wf/s")
         emit("client-chain3", "kwf", "wf_per_s", per_s, "wf/s")
 
         http_starts(base, WARM_UP_RUNS)
@@ -153,10 +131,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="instances of each concurrent figure")
     parser.add_argument("--callers", type=int, default=32, help="concurrent callers (threads)")
     parser.add_argument("--runs", type=int, default=200, help="one-at-a-time runs of each latency figure")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long the client's concurrent callers run")
     parser.add_argument("--broker-warm-up", type=float, default=10.0, help="longest broker warm-up in seconds")
     args = parser.parse_args()
     with broker(args.broker_warm_up) as bootstrap:
-        run(bootstrap, count=args.count, callers=args.callers, runs=args.runs)
+        run(bootstrap, count=args.count, callers=args.callers, runs=args.runs, seconds=args.seconds)
 
 
 if __name__ == "__main__":
