@@ -8,6 +8,13 @@ status), and the CPU time all its runtime processes used per workflow (user + sy
 ``/proc``): on a machine with fewer cores than processes the throughput is bounded by the
 cores, and the CPU per workflow is what says how far more machines would go.
 
+Also per layout: the Kafka transactions its processes committed per workflow (their
+``/metrics``) and the mean commit call, and, when the brokers run on this machine, the CPU
+their processes used per workflow (``bench.broker_cpu``). A shared broker also serves other
+work: its CPU over ``IDLE_S`` before the measurement, the runtimes idle, is its background
+rate, and the background over the measurement is taken off (``broker_cpu_ms_per_wf``; the
+gross figure is reported beside it).
+
 Run it on a replicated cluster (``kwf broker start --nodes 3`` and
 ``KWF_BOOTSTRAP_SERVERS`` naming it) to measure what issue 20 asks; any broker works.
 
@@ -19,10 +26,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bench.broker_cpu import broker_pids, total_cpu_seconds
 from bench.chain import throughput
 from bench.common import (
     StatusWatcher,
@@ -31,6 +40,7 @@ from bench.common import (
     cpu_seconds,
     delete_topics,
     emit,
+    free_port,
     fresh_settings,
     note,
 )
@@ -43,6 +53,8 @@ WORKLOAD = "scaleout"
 COUNT = 3000
 WARM_UP = 300
 BALANCED_TIMEOUT_S = 60.0
+# Long enough to see a shared broker's background CPU through its 10 ms clock ticks.
+IDLE_S = 5.0
 
 
 @contextmanager
@@ -52,7 +64,8 @@ def runtimes(settings: Settings, roles: list[str]) -> Iterator[list[RuntimeProce
     started: list[RuntimeProcess] = []
     try:
         for n, role in enumerate(roles):
-            process = bench_runtime(settings)
+            # The HTTP API only for its /metrics: idle, it costs a thread that waits.
+            process = bench_runtime(settings, http_port=free_port())
             process.process_id = f"{settings.process_id}-{n}"
             process.role = role
             process.start()
@@ -78,19 +91,57 @@ def wait_balanced(settings: Settings, orchestrators: list[RuntimeProcess]) -> No
                        f"{BALANCED_TIMEOUT_S:.0f} s: {[sorted(p.assigned()) for p in orchestrators]}")
 
 
+def transactions(processes: list[RuntimeProcess]) -> tuple[float, float]:
+    """Committed transactions of all ``processes`` so far, and the seconds their commit calls took."""
+    committed = commit_s = 0.0
+    for process in processes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith("streams_transactions_total{") and 'outcome="committed"' in line:
+                committed += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("streams_transaction_commit_seconds_sum{"):
+                commit_s += float(line.rsplit(" ", 1)[1])
+    return committed, commit_s
+
+
 def measure(bootstrap: str, label: str, roles: list[str], count: int) -> None:
     settings = fresh_settings(bootstrap, f"{WORKLOAD}-{label}")
+    brokers = broker_pids(bootstrap)
     with runtimes(settings, roles) as processes, StatusWatcher(settings) as watcher, \
             WorkflowClient(settings=settings) as client:
         warm = [f"w-{uuid.uuid4().hex[:12]}" for _ in range(WARM_UP)]
         client.schedule_new_workflows("chain3", ((i, 0) for i in warm))
         watcher.wait_ended(warm, 120, f"warm-up ({label})")
+        idle_began, idle_cpu = time.perf_counter(), total_cpu_seconds(brokers)
+        time.sleep(IDLE_S if brokers else 0.0)
+        background = (total_cpu_seconds(brokers) - idle_cpu) / (time.perf_counter() - idle_began)
         cpu_before = sum(cpu_seconds(p.pid) for p in processes)
+        broker_before = total_cpu_seconds(brokers)
+        txn_before, commit_s_before = transactions(processes)
+        began = time.perf_counter()
         per_s = throughput(client, watcher, count)
+        elapsed = time.perf_counter() - began
         cpu_ms = (sum(cpu_seconds(p.pid) for p in processes) - cpu_before) * 1000 / count
-    note(f"{label}: {per_s:.0f} wf/s, {cpu_ms:.2f} ms of runtime CPU per workflow")
-    emit(f"{WORKLOAD}-{label}", "kwf", "wf_per_s", per_s, "wf/s")
-    emit(f"{WORKLOAD}-{label}", "kwf", "cpu_ms_per_wf", cpu_ms, "ms")
+        broker_ms = (total_cpu_seconds(brokers) - broker_before) * 1000 / count
+        txn_after, commit_s_after = transactions(processes)
+    txns = txn_after - txn_before
+    commit_ms = 1000 * (commit_s_after - commit_s_before) / max(txns, 1)
+    row = f"{WORKLOAD}-{label}"
+    note(f"{label}: {per_s:.0f} wf/s, {cpu_ms:.2f} ms of runtime CPU per workflow, {txns / count:.2f} "
+         f"transactions per workflow ({txns / elapsed:.0f}/s, commit call {commit_ms:.1f} ms)")
+    emit(row, "kwf", "wf_per_s", per_s, "wf/s")
+    emit(row, "kwf", "cpu_ms_per_wf", cpu_ms, "ms")
+    emit(row, "kwf", "txn_per_wf", txns / count, "txn")
+    emit(row, "kwf", "txn_per_s", txns / elapsed, "txn/s")
+    emit(row, "kwf", "commit_ms", commit_ms, "ms")
+    if brokers:
+        net_ms = broker_ms - background * elapsed * 1000 / count
+        note(f"{label}: {net_ms:.2f} ms of broker CPU per workflow ({broker_ms:.2f} ms gross, background "
+             f"{background:.2f} cores, {len(brokers)} broker processes)")
+        emit(row, "broker", "broker_cpu_ms_per_wf", net_ms, "ms")
+        emit(row, "broker", "broker_cpu_ms_per_wf_gross", broker_ms, "ms")
+        emit(row, "broker", "background_cores", background, "cores")
 
 
 def run(bootstrap: str, *, count: int = COUNT, processes: tuple[int, ...] = (1, 2, 3)) -> None:
