@@ -10,12 +10,15 @@ broker's figures are then left out.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from bench.common import cpu_seconds
 
 # /proc/net/tcp's state column for a listening socket.
 LISTEN = "0A"
+# Long enough to see a shared broker's background CPU through its 10 ms clock ticks.
+IDLE_S = 5.0
 
 
 def bootstrap_ports(bootstrap: str) -> set[int]:
@@ -23,19 +26,25 @@ def bootstrap_ports(bootstrap: str) -> set[int]:
     return {int(address.rsplit(":", 1)[1]) for address in bootstrap.split(",") if ":" in address}
 
 
+def listening_inodes_in(table: str, ports: set[int]) -> set[int]:
+    """Socket inodes listening on any of ``ports`` in the text of ``/proc/net/tcp`` (or ``tcp6``)."""
+    inodes: set[int] = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        port = int(fields[1].rsplit(":", 1)[1], 16)
+        if fields[3] == LISTEN and port in ports:
+            inodes.add(int(fields[9]))
+    return inodes
+
+
 def listening_inodes(ports: set[int]) -> set[int]:
     """Socket inodes of the TCP sockets (IPv4 or IPv6) listening on any of ``ports``."""
     inodes: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            lines = Path(table).read_text().splitlines()[1:]
+            inodes |= listening_inodes_in(Path(table).read_text(), ports)
         except OSError:
             continue
-        for line in lines:
-            fields = line.split()
-            port = int(fields[1].rsplit(":", 1)[1], 16)
-            if fields[3] == LISTEN and port in ports:
-                inodes.add(int(fields[9]))
     return inodes
 
 
@@ -57,3 +66,13 @@ def broker_pids(bootstrap: str) -> list[int]:
 def total_cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU seconds all of ``pids`` have used so far."""
     return sum(cpu_seconds(pid) for pid in pids)
+
+
+def background_cores(pids: list[int], seconds: float = IDLE_S) -> float:
+    """The cores ``pids`` use over ``seconds`` while the caller sends them nothing: what a shared
+    broker spends on other work (0 without processes)."""
+    if not pids:
+        return 0.0
+    began, cpu = time.perf_counter(), total_cpu_seconds(pids)
+    time.sleep(seconds)
+    return (total_cpu_seconds(pids) - cpu) / (time.perf_counter() - began)

@@ -11,9 +11,9 @@ cores, and the CPU per workflow is what says how far more machines would go.
 Also per layout: the Kafka transactions its processes committed per workflow (their
 ``/metrics``) and the mean commit call, and, when the brokers run on this machine, the CPU
 their processes used per workflow (``bench.broker_cpu``). A shared broker also serves other
-work: its CPU over ``IDLE_S`` before the measurement, the runtimes idle, is its background
-rate, and the background over the measurement is taken off (``broker_cpu_ms_per_wf``; the
-gross figure is reported beside it).
+work: its background rate (``broker_cpu.background_cores``, the runtimes idle, sampled
+before and after, the mean taken) over the measurement is taken off
+(``broker_cpu_ms_per_wf``; the gross figure is reported beside it).
 
 Run it on a replicated cluster (``kwf broker start --nodes 3`` and
 ``KWF_BOOTSTRAP_SERVERS`` naming it) to measure what issue 20 asks; any broker works.
@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bench.broker_cpu import broker_pids, total_cpu_seconds
+from bench.broker_cpu import background_cores, broker_pids, total_cpu_seconds
 from bench.chain import throughput
 from bench.common import (
     StatusWatcher,
@@ -53,8 +53,6 @@ WORKLOAD = "scaleout"
 COUNT = 3000
 WARM_UP = 300
 BALANCED_TIMEOUT_S = 60.0
-# Long enough to see a shared broker's background CPU through its 10 ms clock ticks.
-IDLE_S = 5.0
 
 
 @contextmanager
@@ -91,17 +89,24 @@ def wait_balanced(settings: Settings, orchestrators: list[RuntimeProcess]) -> No
                        f"{BALANCED_TIMEOUT_S:.0f} s: {[sorted(p.assigned()) for p in orchestrators]}")
 
 
+def transactions_in(metrics: str) -> tuple[float, float]:
+    """Committed transactions and seconds of commit calls, summed over groups, in a ``/metrics`` text."""
+    committed = commit_s = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("streams_transactions_total{") and 'outcome="committed"' in line:
+            committed += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("streams_transaction_commit_seconds_sum{"):
+            commit_s += float(line.rsplit(" ", 1)[1])
+    return committed, commit_s
+
+
 def transactions(processes: list[RuntimeProcess]) -> tuple[float, float]:
     """Committed transactions of all ``processes`` so far, and the seconds their commit calls took."""
     committed = commit_s = 0.0
     for process in processes:
         with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-        for line in text.splitlines():
-            if line.startswith("streams_transactions_total{") and 'outcome="committed"' in line:
-                committed += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("streams_transaction_commit_seconds_sum{"):
-                commit_s += float(line.rsplit(" ", 1)[1])
+            count, seconds = transactions_in(answer.read().decode())
+        committed, commit_s = committed + count, commit_s + seconds
     return committed, commit_s
 
 
@@ -113,9 +118,7 @@ def measure(bootstrap: str, label: str, roles: list[str], count: int) -> None:
         warm = [f"w-{uuid.uuid4().hex[:12]}" for _ in range(WARM_UP)]
         client.schedule_new_workflows("chain3", ((i, 0) for i in warm))
         watcher.wait_ended(warm, 120, f"warm-up ({label})")
-        idle_began, idle_cpu = time.perf_counter(), total_cpu_seconds(brokers)
-        time.sleep(IDLE_S if brokers else 0.0)
-        background = (total_cpu_seconds(brokers) - idle_cpu) / (time.perf_counter() - idle_began)
+        background_before = background_cores(brokers)
         cpu_before = sum(cpu_seconds(p.pid) for p in processes)
         broker_before = total_cpu_seconds(brokers)
         txn_before, commit_s_before = transactions(processes)
@@ -125,6 +128,7 @@ def measure(bootstrap: str, label: str, roles: list[str], count: int) -> None:
         cpu_ms = (sum(cpu_seconds(p.pid) for p in processes) - cpu_before) * 1000 / count
         broker_ms = (total_cpu_seconds(brokers) - broker_before) * 1000 / count
         txn_after, commit_s_after = transactions(processes)
+        background = (background_before + background_cores(brokers)) / 2
     txns = txn_after - txn_before
     commit_ms = 1000 * (commit_s_after - commit_s_before) / max(txns, 1)
     row = f"{WORKLOAD}-{label}"

@@ -11,7 +11,8 @@ threads of one process (librdkafka does the I/O on threads of its own).
 
 Reported for each client and number of producers: committed transactions per second, and
 the CPU the broker processes used per transaction when they run on this machine
-(``bench.broker_cpu``); on a replicated cluster that is every node's share of each commit.
+(``bench.broker_cpu``; a shared broker's background rate, sampled before and after, taken
+off); on a replicated cluster that is every node's share of each commit.
 
     python -m bench.txn_rate [--producers 1,4,16] [--seconds 10]
 """
@@ -29,7 +30,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.broker_cpu import broker_pids, total_cpu_seconds
+from bench.broker_cpu import background_cores, broker_pids, total_cpu_seconds
 from bench.common import broker, delete_prefix, emit, note
 from streams.topics import TopicSpec, ensure_topics
 from streams.transaction import TransactionalWriter
@@ -113,6 +114,7 @@ def measure(bootstrap: str, topic: str, client: str, producers: int, seconds: fl
     for thread in threads:
         thread.start()
     pids = broker_pids(bootstrap)
+    background = background_cores(pids)
     cpu_before = total_cpu_seconds(pids)
     start.wait()
     began = time.perf_counter()
@@ -120,6 +122,8 @@ def measure(bootstrap: str, topic: str, client: str, producers: int, seconds: fl
         thread.join()
     elapsed = time.perf_counter() - began
     cpu = total_cpu_seconds(pids) - cpu_before
+    background = (background + background_cores(pids)) / 2
+    net_cpu = cpu - background * elapsed
     for _, consumer in loops:
         consumer.close()
     total = sum(counts)
@@ -127,8 +131,11 @@ def measure(bootstrap: str, topic: str, client: str, producers: int, seconds: fl
     emit(label, client, "txn_per_s", total / elapsed, "txn/s")
     message = f"{client}, {producers} producers: {total / elapsed:.0f} transactions/s"
     if pids:
-        emit(label, client, "broker_cpu_ms_per_txn", cpu * 1000 / total, "ms")
-        message += f", {cpu * 1000 / total:.2f} ms of broker CPU each ({len(pids)} broker processes)"
+        emit(label, client, "broker_cpu_ms_per_txn", net_cpu * 1000 / total, "ms")
+        emit(label, client, "broker_cpu_ms_per_txn_gross", cpu * 1000 / total, "ms")
+        emit(label, client, "background_cores", background, "cores")
+        message += (f", {net_cpu * 1000 / total:.2f} ms of broker CPU each ({cpu * 1000 / total:.2f} ms gross, "
+                    f"background {background:.2f} cores, {len(pids)} broker processes)")
     note(message)
 
 
