@@ -68,11 +68,13 @@ def total_cpu_seconds(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
-def background_cores(pids: list[int], seconds: float = IDLE_S) -> float:
-    """The cores ``pids`` use over ``seconds`` while the caller sends them nothing: what a shared
-    broker spends on other work (0 without processes)."""
-    if not pids:
-        return 0.0
-    began, cpu = time.perf_counter(), total_cpu_seconds(pids)
+def background_cores(pid_groups: list[list[int]], seconds: float = IDLE_S) -> list[float]:
+    """The cores each group of processes uses over ``seconds`` while the caller sends them
+    nothing: what a shared broker spends on other work, what an idle runtime spends polling.
+    """
+    if not any(pid_groups):
+        return [0.0 for _ in pid_groups]
+    began, cpu = time.perf_counter(), [total_cpu_seconds(pids) for pids in pid_groups]
     time.sleep(seconds)
-    return (total_cpu_seconds(pids) - cpu) / (time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    return [(total_cpu_seconds(pids) - before) / elapsed for pids, before in zip(pid_groups, cpu, strict=True)]

@@ -114,7 +114,7 @@ def measure(bootstrap: str, topic: str, client: str, producers: int, seconds: fl
     for thread in threads:
         thread.start()
     pids = broker_pids(bootstrap)
-    background = background_cores(pids)
+    background = background_cores([pids])[0]
     cpu_before = total_cpu_seconds(pids)
     start.wait()
     began = time.perf_counter()
@@ -122,7 +122,7 @@ def measure(bootstrap: str, topic: str, client: str, producers: int, seconds: fl
         thread.join()
     elapsed = time.perf_counter() - began
     cpu = total_cpu_seconds(pids) - cpu_before
-    background = (background + background_cores(pids)) / 2
+    background = (background + background_cores([pids])[0]) / 2
     net_cpu = cpu - background * elapsed
     for _, consumer in loops:
         consumer.close()
