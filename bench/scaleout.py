@@ -104,6 +104,7 @@ def transactions(processes: list[RuntimeProcess]) -> tuple[float, float]:
     """Committed transactions of all ``processes`` so far, and the seconds their commit calls took."""
     committed = commit_s = 0.0
     for process in processes:
+        process.check_alive()  # a runtime that exited says why (its log) rather than "connection refused"
         with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}/metrics", timeout=10) as answer:
             count, seconds = transactions_in(answer.read().decode())
         committed, commit_s = committed + count, commit_s + seconds
