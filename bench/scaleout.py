@@ -14,7 +14,8 @@ their processes used per workflow (``bench.broker_cpu``). Idle processes use CPU
 (librdkafka's fetches, the poll loops; a shared broker serves other work): the cores each
 side uses idle (sampled before and after, the mean taken) times the measurement's length
 is taken off as well (``cpu_ms_per_wf_beyond_idle``, ``broker_cpu_ms_per_wf``), the gross
-figures reported beside them. On a starved machine the idle share is most of the gross.
+figures reported beside them. On a starved machine the brokers' idle share is most of
+their gross figure; the runtime's is small.
 
 Run it on a replicated cluster (``kwf broker start --nodes 3`` and
 ``KWF_BOOTSTRAP_SERVERS`` naming it) to measure what issue 20 asks; any broker works.
