@@ -16,6 +16,7 @@ so the broker is first warmed up with up to 30,000 transactions (``common.warm_u
         [--only chain3,chain3_client,doors,observability,fanout,ceiling,recovery,dbos,temporal,restate]
     python -m bench --only scale --scale-count 10000,100000     (not in the default run: long)
     python -m bench --only scaleout                             (1, 2, 3 runtime processes; not in the default run)
+    python -m bench --only txn_rate                             (transactions/s for 1 and N producers; ditto)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bench import (
     recovery,
     scale,
     scaleout,
+    txn_rate,
 )
 from bench.common import broker, console, machine, note, results
 from bench.runner import Workload, final_report, run_workloads
@@ -43,7 +45,7 @@ from bench.runner import Workload, final_report, run_workloads
 WORKLOADS = ("chain3", "chain3_client", "doors", "observability", "fanout", "ceiling", "recovery", "dbos", "temporal",
              "restate")
 # Run only when asked for with --only.
-ON_REQUEST = ("scale", "scaleout")
+ON_REQUEST = ("scale", "scaleout", "txn_rate")
 
 
 def main() -> None:
@@ -79,6 +81,7 @@ def main() -> None:
             "fanout": lambda: fanout.run(bootstrap, repeats=repeats),
             "recovery": lambda: recovery.run(bootstrap, count=recovery.COUNT),
             "scaleout": lambda: scaleout.run(bootstrap, count=1000 if args.quick else scaleout.COUNT),
+            "txn_rate": lambda: txn_rate.run(bootstrap, seconds=5.0 if args.quick else txn_rate.SECONDS),
             "scale": lambda: [scale.run(bootstrap, count=int(n)) for n in args.scale_count.split(",") if n.strip()],
             "dbos": lambda: peer_dbos.run(count=2000, rate=20.0, seconds=seconds, fanout=1000),
             "restate": lambda: peer_restate.run(count=500 if args.quick else 1000, runs=100 if args.quick else 200),
