@@ -41,6 +41,7 @@ from streams.dlq import dead_letter_headers
 from streams.fencing import DepartedOwnerFencer, owner_metadata
 from streams.handler import Batch, ChangelogEntry, Handler, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
+from streams.standby import StandbyReplicas
 from streams.store import PartitionStore, StoreBatch
 from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
 
@@ -108,6 +109,9 @@ class ProcessorConfig:
     # How long an open transaction of a crashed process (with a different process_id) can
     # block read_committed readers of its partitions; Kafka's default.
     transaction_timeout_ms: int = 60000
+    # Warm copies of other processes' partitions this process keeps (streams/standby.py);
+    # only with a changelog topic.
+    standby_replicas: int = 0
     # Producer batching delay: a few ms lets one batch's records share requests.
     linger_ms: int = 5
     # Records are compressed per producer batch: small, similar records (Avro events of
@@ -182,6 +186,7 @@ class Processor:
         self._writer: TransactionalWriter | None = None
         self._restorer: ChangelogRestorer | None = None
         self._fencer: DepartedOwnerFencer | None = None
+        self._standby: StandbyReplicas | None = None
         self._error_logged_at = 0.0
         self._aborts_in_a_row = 0
         self._punctuate = getattr(handler, "punctuate", None)
@@ -213,6 +218,9 @@ class Processor:
         if config.changelog_topic is not None:
             self._restorer = ChangelogRestorer(config.client, config.changelog_topic)
         self._fencer = DepartedOwnerFencer(config.client, config.group_id, config.transaction_timeout_ms)
+        if config.changelog_topic is not None and config.standby_replicas > 0:
+            self._standby = StandbyReplicas(config.client, config.changelog_topic, config.group_id,
+                                            config.transactional_id, config.standby_replicas, config.store_folder)
         consumer = self._consumer = Consumer(metrics.reporting_lag(config.consumer_settings()))
         consumer.subscribe(
             [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -221,6 +229,10 @@ class Processor:
         try:
             while not self._stopping.is_set():
                 self._turn(self._next_batch(consumer, timeout_s))
+                if self._standby is not None:
+                    # Between transactions: the handler folds standby records in this thread only.
+                    self._standby.refresh(self._stores)
+                    self._standby.catch_up(self._apply_restored)
         finally:
             self._shutdown()
         log.info("processor %s stopped", config.transactional_id)
@@ -412,6 +424,9 @@ class Processor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         fresh = sorted(tp.partition for tp in partitions if tp.partition not in self._stores)
         log.info("assigned %s partitions %s", self.config.input_topic, fresh)
+        if self._standby is not None:
+            # The standby copy becomes the store: the restore reads only what it had not.
+            self._standby.release(fresh)
         if fresh and self._fencer is not None:
             # Before the restore: a departed owner's open transaction would stall it.
             self._fencer.fence_departed(self.config.input_topic, fresh, self.config.transactional_id)
@@ -483,6 +498,9 @@ class Processor:
             self._restorer.close()
             self._restorer = None
         self._fencer = None
+        if self._standby is not None:
+            self._standby.close()
+            self._standby = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
