@@ -15,6 +15,8 @@ and ``go`` raised to every waiting instance at once.
 * ``assigned_s``, ``restored_s``: from the kill until the survivor's log says it was given
   the killed runtime's partitions, and until their restore was done (null: not logged).
 * ``restored_records``: changelog records the survivor read to restore them.
+* ``renewals``: producers the runtimes replaced (fenced by a transaction timeout, or the
+  processor stopped after too many), read from both logs.
 * ``load``: the one-minute load average at the kill.
 
     python -m bench.failover [--history 2000] [--waiting 200] [--busy 0] [--repeats 1] [--keep]
@@ -73,6 +75,11 @@ def takeover_steps(log_path: Path, killed_at: float) -> dict[str, Any]:
     return steps
 
 
+def renewals(*logs: Path) -> int:
+    """How many times the runtimes' transactional producers were replaced."""
+    return sum(path.read_text(errors="replace").count("cannot go on") for path in logs if path.exists())
+
+
 def run(bootstrap: str, *, history: int = 2000, waiting: int = 200, busy: int = 0,
         keep: bool = False) -> dict[str, Any]:
     settings = fresh_settings(bootstrap, WORKLOAD)
@@ -104,7 +111,8 @@ def run(bootstrap: str, *, history: int = 2000, waiting: int = 200, busy: int = 
             last = watcher.wait_ended(parked, TIMEOUT_S, "after the kill")
             first.stop()
             return {"history": history, "waiting": waiting, "busy": busy, "seconds": round(last - killed_at, 2),
-                    **takeover_steps(first.log_path, killed_at_epoch), "load": round(load, 1)}
+                    **takeover_steps(first.log_path, killed_at_epoch),
+                    "renewals": renewals(first.log_path, second.log_path), "load": round(load, 1)}
     finally:
         client.close()
         first.stop()
