@@ -19,7 +19,7 @@ and ``go`` raised to every waiting instance at once.
   processor stopped after too many), read from both logs.
 * ``load``: the one-minute load average at the kill.
 
-    python -m bench.failover [--history 2000] [--waiting 200] [--busy 0] [--repeats 1] [--keep]
+    python -m bench.failover [--history 2000] [--waiting 200] [--busy 0] [--env KWF_X=V ...] [--repeats 1] [--keep]
 """
 
 from __future__ import annotations
@@ -81,10 +81,11 @@ def renewals(*logs: Path) -> int:
 
 
 def run(bootstrap: str, *, history: int = 2000, waiting: int = 200, busy: int = 0,
-        keep: bool = False) -> dict[str, Any]:
+        keep: bool = False, env: dict[str, str] | None = None) -> dict[str, Any]:
     settings = fresh_settings(bootstrap, WORKLOAD)
     ensure_workflow_topics(settings)
-    env = {"KWF_LOG_FORMAT": "json"}
+    given = dict(env or {})
+    env = {**given, "KWF_LOG_FORMAT": "json"}
     first = bench_runtime(replace(settings, process_id=f"{settings.process_id}-a",
                                   state_dir=settings.state_dir / "a"), env=env)
     second = bench_runtime(replace(settings, process_id=f"{settings.process_id}-b",
@@ -110,7 +111,8 @@ def run(bootstrap: str, *, history: int = 2000, waiting: int = 200, busy: int = 
                 client.raise_workflow_event(instance_id, "go", data=instance_id)
             last = watcher.wait_ended(parked, TIMEOUT_S, "after the kill")
             first.stop()
-            return {"history": history, "waiting": waiting, "busy": busy, "seconds": round(last - killed_at, 2),
+            return {"history": history, "waiting": waiting, "busy": busy, **({"env": given} if given else {}),
+                    "seconds": round(last - killed_at, 2),
                     **takeover_steps(first.log_path, killed_at_epoch),
                     "renewals": renewals(first.log_path, second.log_path), "load": round(load, 1)}
     finally:
@@ -129,13 +131,15 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=2000)
     parser.add_argument("--waiting", type=int, default=200)
     parser.add_argument("--busy", type=int, default=0, help="chain3 instances started just before the kill")
+    parser.add_argument("--env", action="append", default=[], metavar="KWF_X=V",
+                        help="an environment variable of both runtimes (repeatable)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the runtimes' state folders and logs")
     args = parser.parse_args()
     with broker(warm_up_s=0) as bootstrap:
         for _ in range(args.repeats):
             print(json.dumps(run(bootstrap, history=args.history, waiting=args.waiting, busy=args.busy,
-                                 keep=args.keep)),
+                                 keep=args.keep, env=dict(item.split("=", 1) for item in args.env))),
                   flush=True)
     sys.exit(0)
 
