@@ -13,10 +13,11 @@ Which partitions a process follows is decided from the group's current assignmen
 ``replicas`` members after its owner, in the order of their member IDs, so with two
 processes and one replica each follows exactly the other's partitions.
 
-Standby records are folded in the processor's own thread, between transactions
-(``catch_up``, a bounded number of records per turn), so the handler's
-``apply_changelog`` is never called concurrently with its processing; the consumer
-fetches on librdkafka's threads meanwhile. When the processor is assigned a partition it
+Standby records are folded in the processor's own thread, between transactions and only
+in turns that found no input (``catch_up``, a bounded number of records per turn), so the
+handler's ``apply_changelog`` is never called concurrently with its processing, and a burst
+of work is not slowed by the copy (which lags until the burst is over; a takeover then
+reads the lag); the consumer fetches on librdkafka's threads meanwhile. When the processor is assigned a partition it
 first ``release``s it: the standby store is closed and the processor opens the folder.
 """
 
