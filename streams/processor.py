@@ -41,7 +41,7 @@ from streams.dlq import dead_letter_headers
 from streams.fencing import DepartedOwnerFencer, owner_metadata
 from streams.handler import Batch, ChangelogEntry, Handler, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
-from streams.standby import StandbyReplicas
+from streams.standby import CATCH_UP_RECORDS, CATCH_UP_RECORDS_BUSY, StandbyReplicas
 from streams.store import PartitionStore, StoreBatch
 from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
 
@@ -232,11 +232,10 @@ class Processor:
                 self._turn(messages)
                 if self._standby is not None:
                     self._standby.refresh(self._stores)
-                    if not messages:
-                        # Between transactions (the handler folds in this thread only), and
-                        # only when idle: under a burst the copy lags instead of slowing the
-                        # processor's own transactions towards their timeout.
-                        self._standby.catch_up(self._apply_restored)
+                    # Between transactions (the handler folds in this thread only); little
+                    # after a turn with input, so a burst's transactions are not slowed.
+                    self._standby.catch_up(self._apply_restored, CATCH_UP_RECORDS_BUSY if messages
+                                           else CATCH_UP_RECORDS)
         finally:
             self._shutdown()
         log.info("processor %s stopped", config.transactional_id)

@@ -13,10 +13,10 @@ Which partitions a process follows is decided from the group's current assignmen
 ``replicas`` members after its owner, in the order of their member IDs, so with two
 processes and one replica each follows exactly the other's partitions.
 
-Standby records are folded in the processor's own thread, between transactions and only
-in turns that found no input (``catch_up``, a bounded number of records per turn), so the
-handler's ``apply_changelog`` is never called concurrently with its processing, and a burst
-of work is not slowed by the copy (which lags until the burst is over; a takeover then
+Standby records are folded in the processor's own thread, between transactions
+(``catch_up``, a bounded number of records per turn, fewer in turns that processed input),
+so the handler's ``apply_changelog`` is never called concurrently with its processing, and
+a burst of work is slowed little by the copy (which lags in a long burst; a takeover then
 reads the lag); the consumer fetches on librdkafka's threads meanwhile. When the processor is assigned a partition it
 first ``release``s it: the standby store is closed and the processor opens the folder.
 """
@@ -42,8 +42,11 @@ log = logging.getLogger("streams.standby")
 REFRESH_INTERVAL_S = 5.0
 # A describe that has not answered in this long is given up and asked again.
 DESCRIBE_TIMEOUT_S = 10.0
-# Records folded per processor turn: bounds how long one turn's processing waits.
+# Records folded per processor turn that found no input: bounds how long new input waits.
 CATCH_UP_RECORDS = 500
+# Per turn that processed input: a fifth of a full batch keeps the copy close behind a
+# steady load while adding little to a burst's turns (their transactions time out at 10 s).
+CATCH_UP_RECORDS_BUSY = 100
 # Looking up a partition's offsets before following it.
 WATERMARKS_TIMEOUT_S = 5.0
 
@@ -183,11 +186,11 @@ class StandbyReplicas:
             log.info("unassigning standby partitions %s: %s", dropped, err.args[0].str())
         log.info("no longer following %s partitions %s", self.topic, sorted(dropped))
 
-    def catch_up(self, apply: ApplyChangelog) -> int:
-        """Fold what has arrived (up to ``CATCH_UP_RECORDS``) without waiting; returns how many."""
+    def catch_up(self, apply: ApplyChangelog, limit: int = CATCH_UP_RECORDS) -> int:
+        """Fold what has arrived (up to ``limit`` records) without waiting; returns how many."""
         if not self._stores:
             return 0
-        messages = self._consumer.consume(CATCH_UP_RECORDS, 0)
+        messages = self._consumer.consume(limit, 0)
         by_partition: dict[int, list] = {}
         for message in messages:
             error = message.error()
