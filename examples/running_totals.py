@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
     parser.add_argument("--transaction-timeout-ms", type=int, default=60000)
     parser.add_argument("--max-batch-records", type=int, default=500)
+    parser.add_argument("--standby-replicas", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = ProcessorConfig(
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         session_timeout_ms=args.session_timeout_ms,
         transaction_timeout_ms=args.transaction_timeout_ms,
         max_batch_records=args.max_batch_records,
+        standby_replicas=args.standby_replicas,
     )
     run_until_signal(Processor(config, RunningTotals(args.output)))
     return 0

@@ -11,9 +11,11 @@ Rebalancing is cooperative (``cooperative-sticky``): partitions that stay keep t
 stores and the handler's caches, and a process joining or leaving stops no other process's
 partitions. The assign and revoke callbacks get only the partitions added or taken away;
 confluent-kafka calls ``incremental_assign``/``incremental_unassign`` itself after each
-callback that did not. Membership is dynamic: static membership (``group.instance.id``)
-is not used until it is shown safe with the transactional offset commits (RELIABILITY.md,
-"Failover of a killed runtime").
+callback that did not. Membership is static: the consumer's ``group.instance.id`` is the
+transactional ID, so a restarted process gets its partitions back without a rebalance,
+and a process gone longer than the session timeout loses them to the others. A taker
+fences the producer of a departed owner before restoring (``streams/fencing.py``), so a
+transaction the owner left open does not hold up the partitions' readers.
 
 Rebalance callbacks only run inside ``consume``, and a transaction never spans a
 ``consume`` call, so when a partition is revoked or lost there
@@ -36,8 +38,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streams import metrics
 from streams.dlq import dead_letter_headers
+from streams.fencing import DepartedOwnerFencer, owner_metadata
 from streams.handler import Batch, ChangelogEntry, Handler, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
+from streams.standby import CATCH_UP_RECORDS, CATCH_UP_RECORDS_BUSY, StandbyReplicas
 from streams.store import PartitionStore, StoreBatch
 from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
 
@@ -105,6 +109,9 @@ class ProcessorConfig:
     # How long an open transaction of a crashed process (with a different process_id) can
     # block read_committed readers of its partitions; Kafka's default.
     transaction_timeout_ms: int = 60000
+    # Warm copies of other processes' partitions this process keeps (streams/standby.py);
+    # only with a changelog topic.
+    standby_replicas: int = 0
     # Producer batching delay: a few ms lets one batch's records share requests.
     linger_ms: int = 5
     # Records are compressed per producer batch: small, similar records (Avro events of
@@ -128,6 +135,9 @@ class ProcessorConfig:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            # Static membership: a restart within the session keeps the assignment, and the
+            # members' IDs tell a taker which owners have gone (streams/fencing.py).
+            "group.instance.id": self.transactional_id,
             "session.timeout.ms": self.session_timeout_ms,
             # Three heartbeats per session, the usual ratio.
             "heartbeat.interval.ms": max(100, self.session_timeout_ms // 3),
@@ -175,6 +185,8 @@ class Processor:
         self._consumer: Consumer | None = None
         self._writer: TransactionalWriter | None = None
         self._restorer: ChangelogRestorer | None = None
+        self._fencer: DepartedOwnerFencer | None = None
+        self._standby: StandbyReplicas | None = None
         self._error_logged_at = 0.0
         self._aborts_in_a_row = 0
         self._punctuate = getattr(handler, "punctuate", None)
@@ -205,6 +217,10 @@ class Processor:
         writer.init()
         if config.changelog_topic is not None:
             self._restorer = ChangelogRestorer(config.client, config.changelog_topic)
+        self._fencer = DepartedOwnerFencer(config.client, config.group_id, config.transaction_timeout_ms)
+        if config.changelog_topic is not None and config.standby_replicas > 0:
+            self._standby = StandbyReplicas(config.client, config.changelog_topic, config.group_id,
+                                            config.transactional_id, config.standby_replicas, config.store_folder)
         consumer = self._consumer = Consumer(metrics.reporting_lag(config.consumer_settings()))
         consumer.subscribe(
             [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -212,7 +228,14 @@ class Processor:
         timeout_s = config.max_batch_ms / 1000
         try:
             while not self._stopping.is_set():
-                self._turn(self._next_batch(consumer, timeout_s))
+                messages = self._next_batch(consumer, timeout_s)
+                self._turn(messages)
+                if self._standby is not None:
+                    self._standby.refresh(self._stores)
+                    # Between transactions (the handler folds in this thread only); little
+                    # after a turn with input, so a burst's transactions are not slowed.
+                    self._standby.catch_up(self._apply_restored, CATCH_UP_RECORDS_BUSY if messages
+                                           else CATCH_UP_RECORDS)
         finally:
             self._shutdown()
         log.info("processor %s stopped", config.transactional_id)
@@ -300,7 +323,9 @@ class Processor:
                         writer.produce_changelog(config.changelog_topic, partition, entries)
             if not writer.in_transaction:
                 return  # a punctuation that emitted nothing
-            offsets = [TopicPartition(config.input_topic, p, last + 1) for p, (_, last) in span.items()]
+            # The committing ID travels with the offsets: a taker fences it if it has gone.
+            owner = owner_metadata(config.transactional_id)
+            offsets = [TopicPartition(config.input_topic, p, last + 1, owner) for p, (_, last) in span.items()]
             began = time.perf_counter()
             writer.commit(offsets, consumer.consumer_group_metadata() if offsets else None)
             metrics.transaction_committed(config.group_id, time.perf_counter() - began)
@@ -402,6 +427,12 @@ class Processor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         fresh = sorted(tp.partition for tp in partitions if tp.partition not in self._stores)
         log.info("assigned %s partitions %s", self.config.input_topic, fresh)
+        if self._standby is not None:
+            # The standby copy becomes the store: the restore reads only what it had not.
+            self._standby.release(fresh)
+        if fresh and self._fencer is not None:
+            # Before the restore: a departed owner's open transaction would stall it.
+            self._fencer.fence_departed(self.config.input_topic, fresh, self.config.transactional_id)
         opened: dict[int, PartitionStore] = {}
         try:
             for partition in fresh:
@@ -469,6 +500,10 @@ class Processor:
         if self._restorer is not None:
             self._restorer.close()
             self._restorer = None
+        self._fencer = None
+        if self._standby is not None:
+            self._standby.close()
+            self._standby = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -169,6 +169,8 @@ class Orchestrator:
             # A crashed process's open transaction blocks its partitions' readers until it
             # times out; batches commit within milliseconds, so 10 s is plenty of margin.
             transaction_timeout_ms=10_000,
+            standby_replicas=self.settings.standby_replicas,
+            session_timeout_ms=self.settings.session_timeout_ms,
         )
         if self.max_batch_records is None:
             return config

@@ -46,6 +46,10 @@ class Settings:
         local_activity_budget_ms: ``KWF_LOCAL_ACTIVITY_BUDGET_MS``, how long a workflow step
             waits for the activities it hands to this process's own worker before it commits
             them as ordinary tasks; 0 turns local activities off.
+        session_timeout_ms: ``KWF_SESSION_TIMEOUT_MS``, how long a killed orchestrator keeps its
+            partitions before the others take them.
+        standby_replicas: ``KWF_STANDBY_REPLICAS``, warm copies of each orchestrator partition
+            kept by other processes (``streams.standby``); none while a process runs alone.
         view_dir: ``KWF_VIEW_DIR``, where clients keep their persistent copies of the status
             and history topics (default: ``$XDG_CACHE_HOME/kwf/views`` or ``~/.cache/kwf/views``).
 
@@ -72,6 +76,12 @@ class Settings:
     # Long enough for trivial activities (well under a millisecond each), short enough that
     # a slow one delays its step's transaction, and the other instances in it, very little.
     local_activity_budget_ms: float = 20.0
+    # One warm copy: a takeover after one process's loss reads only the tail of the history,
+    # for one more fold of every history event somewhere in the cluster.
+    standby_replicas: int = 1
+    # Three heartbeats (from librdkafka's own thread) per session; shorter risks a member
+    # of a starved machine being dropped, whose producer its partitions' taker then fences.
+    session_timeout_ms: int = 3000
     view_dir: Path = field(default_factory=lambda: default_view_dir(os.environ))
 
     @classmethod
@@ -95,6 +105,8 @@ class Settings:
             kafka=kafka,
             replication_factor=int(env["KWF_REPLICATION_FACTOR"]) if env.get("KWF_REPLICATION_FACTOR") else None,
             local_activity_budget_ms=float(env.get("KWF_LOCAL_ACTIVITY_BUDGET_MS", "20")),
+            standby_replicas=int(env.get("KWF_STANDBY_REPLICAS", "1")),
+            session_timeout_ms=int(env.get("KWF_SESSION_TIMEOUT_MS", "3000")),
             view_dir=default_view_dir(env),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})

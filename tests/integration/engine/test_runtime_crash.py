@@ -182,6 +182,10 @@ def test_instances_of_a_runtime_killed_for_good_complete_on_the_other(
     ran_on = {r.item: r.pid for r in read_runs(runs_dir) if r.what == "echo"}
     assert set(ran_on) == set(ids)
     assert set(ran_on.values()) == {survivor.proc.pid}, "an activity ran on the killed process, after its kill?"
+    # The killed process had committed on its partitions: the survivor aborted whatever it
+    # left open by fencing its producer, instead of waiting for the transaction timeout.
+    assert f"fenced the producer of departed {settings.topic_prefix}.orchestrator-{doomed.process_id}" in \
+        survivor.log_path.read_text(errors="replace")
 
 
 FAN_OUT = 200

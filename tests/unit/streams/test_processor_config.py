@@ -54,10 +54,10 @@ def test_emit_changelog_without_a_changelog_topic_says_so(tmp_path: Path) -> Non
         batch.emit_changelog(b"k", b"v")
 
 
-def test_membership_is_cooperative_with_a_short_session() -> None:
+def test_membership_is_static_cooperative_with_a_short_session() -> None:
     settings = config().consumer_settings()
-    # Dynamic membership: static membership is not shown safe yet (RELIABILITY.md, failover).
-    assert "group.instance.id" not in settings
+    # The member's ID is the transactional ID: a taker reads it to know which owners have gone.
+    assert settings["group.instance.id"] == "orders-host-1"
     assert settings["partition.assignment.strategy"] == "cooperative-sticky"
     # Heartbeats three times per session; the broker's group.min.session.timeout.ms is 1 s.
     assert 1000 <= settings["session.timeout.ms"] <= 3000

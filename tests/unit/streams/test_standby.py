@@ -1,0 +1,38 @@
+"""Which partitions a process follows as a standby, decided from the group's assignment."""
+
+from __future__ import annotations
+
+from streams.standby import standby_partitions
+
+
+def test_with_two_processes_and_one_replica_each_follows_the_others_partitions() -> None:
+    assignments = {"a": [0, 1, 2, 3], "b": [4, 5, 6, 7]}
+    assert standby_partitions(assignments, "a", 1) == {4, 5, 6, 7}
+    assert standby_partitions(assignments, "b", 1) == {0, 1, 2, 3}
+
+
+def test_each_partition_has_as_many_copies_as_replicas_and_none_on_its_owner() -> None:
+    assignments = {"a": [0, 1], "b": [2, 3], "c": [4, 5], "d": [6, 7]}
+    for replicas in (1, 2, 3):
+        copies: dict[int, int] = {}
+        for member, owned in assignments.items():
+            followed = standby_partitions(assignments, member, replicas)
+            assert not followed & set(owned)
+            for partition in followed:
+                copies[partition] = copies.get(partition, 0) + 1
+        assert copies == {p: replicas for p in range(8)}
+
+
+def test_more_replicas_than_other_processes_copies_each_partition_once_per_other() -> None:
+    assert standby_partitions({"a": [0], "b": [1], "c": [2]}, "a", 5) == {1, 2}
+
+
+def test_alone_or_without_replicas_or_outside_the_group_nothing_is_followed() -> None:
+    assert standby_partitions({"a": [0, 1]}, "a", 1) == set()
+    assert standby_partitions({"a": [0], "b": [1]}, "a", 0) == set()
+    assert standby_partitions({"a": [0], "b": [1]}, "z", 1) == set()
+
+
+def test_a_member_between_assignments_owning_nothing_follows_its_predecessor() -> None:
+    assert standby_partitions({"a": [0, 1, 2], "b": []}, "b", 1) == {0, 1, 2}
+    assert standby_partitions({"a": [0, 1, 2], "b": []}, "a", 1) == set()
