@@ -53,6 +53,9 @@ __all__ = [
 
 log = logging.getLogger("streams.processor")
 
+# A poll's wait while the handler's work without input is under way: it is ready within
+# milliseconds, and input that arrives meanwhile shares its transaction.
+READY_SOON_POLL_S = 0.001
 # Repeated consumer errors (e.g. a missing topic) are logged at most this often.
 ERROR_LOG_INTERVAL_S = 10.0
 # A batch whose transaction keeps failing (e.g. the handler emits a record the broker
@@ -179,6 +182,7 @@ class Processor:
         self._aborts_in_a_row = 0
         self._punctuate = getattr(handler, "punctuate", None)
         self._ready_partitions = getattr(handler, "ready_partitions", None)
+        self._ready_soon = getattr(handler, "ready_soon", None)
         self._on_ready = getattr(handler, "on_partition_ready", None)
         self._on_revoked = getattr(handler, "on_partition_revoked", None)
 
@@ -228,6 +232,8 @@ class Processor:
         messages = consumer.consume(limit, 0)
         if messages or self._handler_ready():
             return messages
+        if self._ready_soon is not None and self._ready_soon():
+            timeout_s = min(timeout_s, READY_SOON_POLL_S)
         first = consumer.poll(timeout_s)
         if first is None:
             return []

@@ -186,6 +186,9 @@ class EarlyRun:
     def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
         return LocalRun(self._owner, self._task, self._claim.future).wait(timeout_s)
 
+    def done(self) -> bool:
+        return self._claim.future.done()
+
     def recorded(self) -> None:
         owner, claim = self._owner, self._claim
         assert claim.recorded is not None

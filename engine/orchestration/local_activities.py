@@ -14,9 +14,10 @@ The step that starts an execution runs none inside its transaction: what they do
 never be seen before the instance shows RUNNING. Its activities are sent as tasks, and
 once its transaction has committed (RUNNING is visible) the orchestrator starts the ones
 the runner has at once, as early runs (``EarlyActivity``), and asks the processor for a
-transaction straight away (``ready_partitions``): that transaction takes their results as
-if they had come through the inbox and the workflow goes on there, local activities and
-all. A chain3 of trivial activities is then two transactions back to back and no trip
+transaction as soon as they have finished (``ready_partitions``; meanwhile the processor
+polls in short slices, so inbox records that arrive join it): that transaction takes their
+results as if they had come through the inbox and the workflow goes on there, local
+activities and all. A chain3 of trivial activities is then two transactions back to back and no trip
 through Kafka between them. The task stays the durable record: an early run whose result
 the next transaction did not record (not finished within the budget, the transaction
 aborted, the partition revoked) is left to the worker that reads its task, which delivers
@@ -70,6 +71,10 @@ class EarlyActivity(Protocol):
 
     def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
         """Its result, once it finished within ``timeout_s``; None if it is still running."""
+        ...
+
+    def done(self) -> bool:
+        """Whether it has finished."""
         ...
 
     def recorded(self) -> None:

@@ -164,6 +164,8 @@ class Orchestrator:
         self._txn = _Transaction()
         # Early runs started after a commit, by partition, for its next transaction to record.
         self._early: dict[int, list[tuple[ActivityTask, EarlyActivity]]] = {}
+        # When each partition's early runs have waited their budget (``time.monotonic``).
+        self._early_until: dict[int, float] = {}
 
     def processor_config(self, group_suffix: str = "orchestrator") -> ProcessorConfig:
         config = ProcessorConfig(
@@ -247,8 +249,15 @@ class Orchestrator:
                  batch.partition, matched, len(states), ", continuing" if resume_after is not None else ", done")
 
     def ready_partitions(self) -> Collection[int]:
-        """Partitions with early runs for a transaction to record (the processor punctuates them now)."""
-        return self._early.keys()
+        """Partitions whose early runs a transaction can record now: all finished, or the
+        budget since they started is spent (the processor punctuates them at once)."""
+        now = time.monotonic()
+        return [partition for partition, runs in self._early.items()
+                if now >= self._early_until.get(partition, 0.0) or all(run.done() for _, run in runs)]
+
+    def ready_soon(self) -> bool:
+        """Whether early runs are under way (the processor polls in short slices meanwhile)."""
+        return bool(self._early)
 
     def punctuate(self, batch: Batch, now_ms: int) -> None:
         store = self._store(batch.store)
@@ -299,6 +308,7 @@ class Orchestrator:
         # changed. Live runs of the executor that advanced past the history are checked
         # against its length on their next step and replayed.
         self._ended(committed=False)
+        self._early_until.pop(partition, None)
         for _, run in self._early.pop(partition, []):
             run.released()  # the worker that reads its task delivers it
 
@@ -318,15 +328,18 @@ class Orchestrator:
             else:
                 early.released()
         if committed and txn.early and self.local_activities is not None:
+            until = time.monotonic() + self.settings.local_activity_budget_ms / 1000
             for partition, task, headers in txn.early:
                 started = self.local_activities.start_early(task, headers)
                 if started is not None:
                     self._early.setdefault(partition, []).append((task, started))
+                    self._early_until.setdefault(partition, until)
 
     def _record_early(self, batch: Batch, store: InstanceStore) -> None:
         """Take the results of this partition's early runs into this transaction, as results
         from the inbox would be; a run not finished within the budget is left to the worker."""
         runs = self._early.pop(batch.partition, None)
+        self._early_until.pop(batch.partition, None)
         if not runs:
             return
         began = time.monotonic()

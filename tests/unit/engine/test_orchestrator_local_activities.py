@@ -106,6 +106,9 @@ class StandInEarlyRun:
     def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
         return self.result
 
+    def done(self) -> bool:
+        return self.result is not None
+
     def recorded(self) -> None:
         self.runner.recorded.append(self.task)
 
@@ -203,8 +206,10 @@ def test_the_next_transaction_records_an_early_result_and_the_chain_goes_on_in_i
 def test_an_early_run_not_done_within_the_budget_is_left_to_the_worker(
         make: Callable[..., OrchestratorHarness]) -> None:
     runner = StandInRunner({"step": lambda task: None})
-    harness = make(runner)
+    harness = make(runner, budget_ms=60_000)
     execution = harness.deliver(proposed("c", ExecutionStarted("chain3", "1"))).history[0].execution_id
+    assert harness.orchestrator.ready_soon() and list(harness.orchestrator.ready_partitions()) == [], \
+        "not finished and within its budget: input may join the transaction that records it"
     assert harness.punctuate(0) == []
     assert [t.task_id for t in runner.released] == [0] and runner.recorded == []
     assert list(harness.orchestrator.ready_partitions()) == []
