@@ -23,7 +23,9 @@ the next transaction did not record (not finished within the budget, the transac
 aborted, the partition revoked) is left to the worker that reads its task, which delivers
 that run's result instead of running it again; one that was recorded is skipped by that
 worker. A crash between the commit and the record leaves the task to be run again by any
-worker: at least once, as before.
+worker: at least once, as before. (A worker of this process that read the task before its
+early run was registered runs it too; the second result is refused as a duplicate. The
+commit's markers reach readers after the commit returns, so this is rare.)
 
 The runner lives at the edge (``engine/edges/local_activities.py``); this module holds
 the protocol the orchestrator sees and the plain decisions around it.
