@@ -9,9 +9,12 @@ the end. Segments (medians over the chains, ms):
 * ``to_start_step``: the call began -> the step that started it (client produce, inbox fetch).
 * ``to_result_step``: that step -> the step that received a result from outside the step
   (its commit, the task's trip to a worker, the run, the result's trip to the inbox).
-* ``local``: that step -> the last event of the execution (activities run in the step).
+* ``local``: that step -> the last event of the execution (0 when the chain ends in that
+  step: its events carry the step's time, so local activities' time counts in ``to_client``).
 * ``to_client``: the last event -> the client's wait returned (the commit, the status
   view's read, the waiting thread's wake-up).
+
+Prints JSON lines (``bench.common.emit``) and a summary on stderr.
 
     python -m bench.chain_trace [--count 100] [--callers 1] [--local-off]
 """
@@ -26,11 +29,13 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import broker, fresh_settings, note, running_runtime
+from bench.common import broker, emit, fresh_settings, note, running_runtime
 from engine.api.client import WorkflowClient
 from engine.api.history_reader import read_history
 from engine.core.history import ExecutionStarted, TaskCompleted
 
+WORKLOAD = "chain3_trace"
+# The first calls pay for connections, the status view's first read and the runtime's caches.
 WARM_UP_CALLS = 30
 
 
@@ -94,6 +99,12 @@ def run(bootstrap: str, count: int, callers: int, env: dict[str, str]) -> None:
         found = segments(client, traced)
         medians = ", ".join(f"{name} {statistics.median(ms):.1f} ({sorted(ms)[int(len(ms) * 0.9)]:.1f})"
                             for name, ms in found.items())
+        system = f"kwf, {callers} caller(s)"
+        emit(WORKLOAD, system, "wf_per_s", rate, "wf/s")
+        emit(WORKLOAD, system, "client_cpu_ms_per_chain", client_cpu / count * 1000, "ms")
+        emit(WORKLOAD, system, "runtime_cpu_ms_per_chain", runtime_cpu / count * 1000, "ms")
+        for name, ms in found.items():
+            emit(WORKLOAD, system, f"{name}_p50_ms", statistics.median(ms), "ms")
         note(f"{callers} caller(s), {count} chains, {rate:.0f} wf/s; CPU per chain: client "
              f"{client_cpu / count * 1000:.2f} ms, runtime {runtime_cpu / count * 1000:.2f} ms; "
              f"medians (p90) in ms: {medians}")
