@@ -96,6 +96,11 @@ class Handler(Protocol):
       processor has a changelog topic (see ``StatefulHandler``).
     * ``punctuate(batch, now_ms)``: wall-clock callback per assigned partition (e.g. fire
       due timers); its emits go out in the same transactional way.
+    * ``ready_partitions()``: partitions the handler has work for now that needs no input
+      (it started something after a commit whose outcome the next transaction records);
+      the processor punctuates them at once instead of waiting out its poll.
+    * ``ready_soon()``: whether such work is under way but not ready yet; the processor
+      then polls in short slices, so input that arrives meanwhile joins that transaction.
     * ``on_partition_ready(partition, store)``: the partition's store is restored; its
       input is processed from now on.
     * ``on_partition_revoked(partition)``: the partition is gone (revoked, lost, or its

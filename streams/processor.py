@@ -57,6 +57,9 @@ __all__ = [
 
 log = logging.getLogger("streams.processor")
 
+# A poll's wait while the handler's work without input is under way: it is ready within
+# milliseconds, and input that arrives meanwhile shares its transaction.
+READY_SOON_POLL_S = 0.001
 # Repeated consumer errors (e.g. a missing topic) are logged at most this often.
 ERROR_LOG_INTERVAL_S = 10.0
 # A batch whose transaction keeps failing (e.g. the handler emits a record the broker
@@ -190,6 +193,8 @@ class Processor:
         self._error_logged_at = 0.0
         self._aborts_in_a_row = 0
         self._punctuate = getattr(handler, "punctuate", None)
+        self._ready_partitions = getattr(handler, "ready_partitions", None)
+        self._ready_soon = getattr(handler, "ready_soon", None)
         self._on_ready = getattr(handler, "on_partition_ready", None)
         self._on_revoked = getattr(handler, "on_partition_revoked", None)
 
@@ -248,8 +253,10 @@ class Processor:
         """
         limit = self.config.max_batch_records
         messages = consumer.consume(limit, 0)
-        if messages:
+        if messages or self._handler_ready():
             return messages
+        if self._ready_soon is not None and self._ready_soon():
+            timeout_s = min(timeout_s, READY_SOON_POLL_S)
         first = consumer.poll(timeout_s)
         if first is None:
             return []
@@ -355,7 +362,14 @@ class Processor:
             return []
         now = time.monotonic()
         interval = self.config.punctuate_interval_ms / 1000
-        return [p for p, last in self._last_punctuate.items() if now - last >= interval]
+        ready = self._handler_ready()
+        return [p for p, last in self._last_punctuate.items() if now - last >= interval or p in ready]
+
+    def _handler_ready(self) -> set[int]:
+        """The assigned partitions the handler has work for without input (``ready_partitions``)."""
+        if self._ready_partitions is None or self._punctuate is None:
+            return set()
+        return set(self._ready_partitions()) & self._last_punctuate.keys()
 
     def _apply_committed(self, changelog: dict[int, list[ChangelogEntry]], offsets: dict[int, int]) -> None:
         apply = self._apply_changelog

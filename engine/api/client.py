@@ -156,6 +156,8 @@ class WorkflowClient:
         self._view: StatusView | None = None
         self._delivery_errors: list[str] = []
         self._topics_ready = False
+        # Held by the one thread that serves the producer's acknowledgements for every caller.
+        self._serving = threading.Lock()
 
     @property
     def view(self) -> StatusView:
@@ -402,13 +404,23 @@ class WorkflowClient:
     def _await(self, delivery: _Delivery) -> None:
         """Wait for one record's acknowledgement, not for every record in flight: callers on
         other threads keep producing, and a whole-producer flush would wait for theirs too.
-        Short flushes send at once (no linger) and serve whichever thread's reports arrive."""
+
+        Short flushes send at once (no linger) and serve every thread's reports; one thread
+        at a time flushes and the others wait on their own acknowledgement. Thirty-two
+        threads flushing at once each woke the producer's broker threads every 2 ms.
+        """
         deadline = time.monotonic() + DELIVERY_TIMEOUT_S
         while not delivery.done.is_set():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"command not delivered to {self.settings.bootstrap_servers} within "
                                    f"{DELIVERY_TIMEOUT_S:.0f} s; is the broker running?")
-            self._producer.flush(DELIVERY_POLL_S)
+            if self._serving.acquire(blocking=False):
+                try:
+                    self._producer.flush(DELIVERY_POLL_S)
+                finally:
+                    self._serving.release()
+            else:
+                delivery.done.wait(DELIVERY_POLL_S)
         if delivery.error is not None:
             raise RuntimeError(f"the broker refused the command: {delivery.error}")
 

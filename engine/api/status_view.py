@@ -5,8 +5,9 @@ that outlives its process in a folder of its own (``Settings.view_dir``, one per
 and topic prefix, locked by the process using it), so a new client resumes from the
 offsets the last one stored and reads only what changed since: its first answer costs
 the tail, not every instance ever run. With each record the view keeps the index that
-``list_page`` reads (``engine.api.status_index``). Readers wait on a condition for the
-view to show what they expect (read-your-writes for the client).
+``list_page`` reads (``engine.api.status_index``). Readers wait for the view to show what
+they expect (read-your-writes for the client), each on its instance: a write wakes the
+readers of the instances it changed, not every reader.
 
 The topic may not exist yet when the view starts, and partitions may be added to it
 later: the mirror looks its partitions up again from time to time and reads new ones
@@ -51,6 +52,48 @@ class StatusPage:
     continuation_token: str | None
 
 
+class _InstanceWaits(threading.Condition):
+    """The mirror's condition, with a condition per instance someone waits for.
+
+    The mirror notifies it after each write; that wakes only the readers of the instances
+    the write changed (``touched``, filled by the view's change hook on the mirror's thread
+    during the same read). Thirty-two threads each waiting for its own instance would
+    otherwise all wake, take the lock and read the store on every write.
+    """
+
+    def __init__(self) -> None:
+        self._shared_lock = threading.RLock()
+        super().__init__(self._shared_lock)
+        self.touched: set[str] = set()
+        # instance -> (its condition on this lock, the readers waiting on it)
+        self._instances: dict[str, tuple[threading.Condition, int]] = {}
+
+    def wait_on(self, instance_id: str, timeout: float) -> None:
+        """Wait (the lock held) until ``instance_id`` changes or ``timeout`` passes."""
+        condition, readers = self._instances.get(instance_id) or (threading.Condition(self._shared_lock), 0)
+        self._instances[instance_id] = (condition, readers + 1)
+        try:
+            condition.wait(timeout)
+        finally:
+            condition, readers = self._instances[instance_id]
+            if readers == 1:
+                del self._instances[instance_id]
+            else:
+                self._instances[instance_id] = (condition, readers - 1)
+
+    def notify_instance(self, instance_id: str) -> None:
+        """Wake the readers of ``instance_id`` (the lock held)."""
+        waiting = self._instances.get(instance_id)
+        if waiting is not None:
+            waiting[0].notify_all()
+
+    def notify_all(self) -> None:  # type: ignore[override]
+        super().notify_all()
+        for instance_id in self.touched:
+            self.notify_instance(instance_id)
+        self.touched.clear()
+
+
 class StatusView:
     """The latest ``StatusRecord`` per instance, kept current by a consumer thread."""
 
@@ -62,7 +105,7 @@ class StatusView:
         folder under ``settings.view_dir``)."""
         self.settings = settings
         self.topic = settings.topic(STATUS)
-        self._changed = threading.Condition()
+        self._changed = _InstanceWaits()
         self._mirror = TopicMirror(settings.client(), self.topic, folder or views_folder(settings, self.topic),
                                    on_change=self._on_change, changed=self._changed)
         # instance -> (the PENDING record this process answers with, the execution it replaces)
@@ -127,6 +170,7 @@ class StatusView:
             batch.delete(index_key)
         for index_key in index_keys(after) if after else []:
             batch.put(index_key, b"")
+        self._changed.touched.add(key.decode(errors="replace"))
         if self._provisional:
             self._settle(key, after)
 
@@ -150,7 +194,7 @@ class StatusView:
             self._provisional.move_to_end(record.instance_id)
             while len(self._provisional) > PROVISIONAL_LIMIT:
                 self._provisional.popitem(last=False)
-            self._changed.notify_all()
+            self._changed.notify_instance(record.instance_id)
 
     def wait_for(self, instance_id: str, accept: Callable[[StatusRecord | None], bool],
                  timeout: float | None) -> StatusRecord | None:
@@ -164,7 +208,7 @@ class StatusView:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise not_reached(instance_id, timeout, status)
-                self._changed.wait(0.5 if remaining is None else min(remaining, 0.5))
+                self._changed.wait_on(instance_id, 0.5 if remaining is None else min(remaining, 0.5))
 
     def records(self) -> Iterator[StatusRecord]:
         """Every instance's latest status, ordered by instance ID."""

@@ -14,6 +14,12 @@ another process's worker, or never come), so its result in transit holds no slot
 are bounded: the oldest are dropped past ``MAX_CLAIMS`` (a dropped one's task, if it is
 ever read, merely runs again). A worker of another process that reads the task runs it,
 as before: at least once.
+
+An early run (a start step's activity, started once that step committed) is a claim from
+its start, whose fate the orchestrator decides after its next transaction: recorded (the
+worker that reads the task delivers nothing, the slot is given back at once) or released
+(it becomes a handed-over run as above). A worker that reads the task before the decision
+waits for it without blocking.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class _Claim:
     # Its slot was given back, or is someone else's to give back: the run ended before the
     # worker read its task, or the claim was dropped.
     slot_settled: bool = False
+    # An early run's fate: True once a transaction recorded its result, False once released;
+    # None for a run handed over by a step.
+    recorded: Future[bool] | None = None
 
 
 class LocalActivities:
@@ -77,18 +86,32 @@ class LocalActivities:
         future = self._worker.submit(task, headers)
         return None if future is None else LocalRun(self, task, future)
 
+    def start_early(self, task: ActivityTask, headers: Headers | None) -> EarlyRun | None:
+        future = self._worker.submit(task, headers)
+        if future is None:
+            return None
+        claim = _Claim(future, recorded=Future())
+        self._remember(_key(task), claim)
+        return EarlyRun(self, task, claim)
+
     def take(self, task: ActivityTask) -> RunFuture | None:
         """The run of a task read from Kafka, if this process has it (it is then forgotten).
 
         Its slot, if it still holds one, goes with it: the worker frees it once the task's
-        offset is committed, as for any plain task.
+        offset is committed, as for any plain task. An early run whose result a transaction
+        recorded gives an outcome of None: nothing to deliver.
         """
         with self._lock:
             claim = self._claims.pop(_key(task), None)
             if claim is None:
                 return None
-            settled, claim.slot_settled = claim.slot_settled, True
-        return _without_slot(claim.future) if settled else claim.future
+            if claim.recorded is None or claim.recorded.done():
+                settled, claim.slot_settled = claim.slot_settled, True
+            else:
+                settled = False  # decided by ``EarlyRun``, which knows whether it was taken
+        if claim.recorded is None:
+            return _without_slot(claim.future) if settled else claim.future
+        return _after_decision(claim, settled)
 
     @property
     def claims(self) -> int:
@@ -97,7 +120,11 @@ class LocalActivities:
 
     def hand_over(self, task: ActivityTask, future: RunFuture) -> None:
         """Keep a run the step did not wait out for the worker that reads its task."""
-        key, claim = _key(task), _Claim(future)
+        claim = _Claim(future)
+        self._remember(_key(task), claim)
+        future.add_done_callback(lambda _: self._ended_unclaimed(claim))
+
+    def _remember(self, key: ClaimKey, claim: _Claim) -> None:
         dropped = []
         with self._lock:
             replaced = self._claims.pop(key, None)
@@ -111,7 +138,6 @@ class LocalActivities:
                 old.slot_settled = True
         for old in unsettled:
             self.release_when_done(old.future)
-        future.add_done_callback(lambda _: self._ended_unclaimed(claim))
 
     def _ended_unclaimed(self, claim: _Claim) -> None:
         # Its task may be read by another process's worker, or never: do not keep the slot.
@@ -147,6 +173,56 @@ class LocalRun:
 
     def handed_over(self) -> None:
         self._owner.hand_over(self._task, self._future)
+
+
+class EarlyRun:
+    """A start step's task started once that step committed (the orchestrator's ``EarlyActivity``)."""
+
+    def __init__(self, owner: LocalActivities, task: ActivityTask, claim: _Claim) -> None:
+        self._owner = owner
+        self._task = task
+        self._claim = claim
+
+    def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
+        return LocalRun(self._owner, self._task, self._claim.future).wait(timeout_s)
+
+    def done(self) -> bool:
+        return self._claim.future.done()
+
+    def recorded(self) -> None:
+        owner, claim = self._owner, self._claim
+        assert claim.recorded is not None
+        # Decided under the lock, so that ``take`` sees either no decision or this one whole.
+        with owner._lock:
+            settled, claim.slot_settled = claim.slot_settled, True
+            claim.recorded.set_result(True)
+        if not settled:
+            owner.release_when_done(claim.future)  # its result is durable: the slot is free
+
+    def released(self) -> None:
+        owner, claim = self._owner, self._claim
+        assert claim.recorded is not None
+        with owner._lock:
+            waiting = owner._claims.get(_key(self._task)) is claim
+            claim.recorded.set_result(False)
+        if waiting:  # not read yet: a handed-over run from now on
+            claim.future.add_done_callback(lambda _: owner._ended_unclaimed(claim))
+
+
+def _after_decision(claim: _Claim, settled: bool) -> RunFuture:
+    """What the worker delivers for an early run it read: nothing once recorded, else the run's outcome."""
+    assert claim.recorded is not None
+    answer: RunFuture = Future()
+
+    def decided(recorded: Future[bool]) -> None:
+        if recorded.result():
+            answer.set_result((None, False))  # type: ignore[arg-type]
+        else:
+            run = _without_slot(claim.future) if settled else claim.future
+            run.add_done_callback(lambda done: answer.set_result(done.result()))
+
+    claim.recorded.add_done_callback(decided)
+    return answer
 
 
 def _without_slot(future: RunFuture) -> RunFuture:

@@ -157,7 +157,8 @@ class ActivityWorker:
         self.inbox = settings.topic(INBOX)
         self.topic = settings.topic(ACTIVITIES)
         # Tasks this process already runs for its orchestrator (local activities): given a
-        # task read from Kafka, its run's future, whose result is delivered instead of a new run.
+        # task read from Kafka, its run's future, whose result is delivered instead of a new run
+        # (an outcome of None: the orchestrator recorded it already, nothing is delivered).
         self.claimed: Callable[[ActivityTask], Future[tuple[ActivityOutcome, bool]] | None] = lambda task: None
 
     def stop(self) -> None:
@@ -294,7 +295,11 @@ class ActivityWorker:
         return message, task
 
     def _claimed_done(self, message: Message, task: ActivityTask, done: Future[tuple[ActivityOutcome, bool]]) -> None:
-        self._finished.put((message, task, *_outcome(done)))
+        outcome, holds_slot = _outcome(done)
+        if outcome is None:  # its result is in history already (an early run): nothing to send
+            self._finished.put((message, None, ActivityOutcome(), holds_slot))
+            return
+        self._finished.put((message, task, outcome, holds_slot))
 
     def _launch(self, loop: asyncio.AbstractEventLoop, starts: list[tuple[Message, ActivityTask]]) -> None:
         """Run on the loop: start one asyncio task per activity task."""

@@ -8,9 +8,24 @@ rest of a chain of quick activities is one transaction and no trip through Kafka
 done within the budget becomes an ordinary task: its ``ActivityTask`` is emitted as today
 and the runner delivers its result the ordinary way, without running it a second time.
 At least once, like any activity: a crash before the commit runs them again, which is why
-a step inlines at most ``MAX_LOCAL_PER_STEP`` of them. The step that starts an execution
-runs none: its activities go through Kafka once the start is committed, so what they do is
-never seen before the instance shows RUNNING.
+a step inlines at most ``MAX_LOCAL_PER_STEP`` of them.
+
+The step that starts an execution runs none inside its transaction: what they do must
+never be seen before the instance shows RUNNING. Its activities are sent as tasks, and
+once its transaction has committed (RUNNING is visible) the orchestrator starts the ones
+the runner has at once, as early runs (``EarlyActivity``), and asks the processor for a
+transaction as soon as they have finished (``ready_partitions``; meanwhile the processor
+polls in short slices, so inbox records that arrive join it): that transaction takes their
+results as if they had come through the inbox and the workflow goes on there, local
+activities and all. A chain3 of trivial activities is then two transactions back to back and no trip
+through Kafka between them. The task stays the durable record: an early run whose result
+the next transaction did not record (not finished within the budget, the transaction
+aborted, the partition revoked) is left to the worker that reads its task, which delivers
+that run's result instead of running it again; one that was recorded is skipped by that
+worker. A crash between the commit and the record leaves the task to be run again by any
+worker: at least once, as before. (A worker of this process that read the task before its
+early run was registered runs it too; the second result is refused as a duplicate. The
+commit's markers reach readers after the commit returns, so this is rare.)
 
 The runner lives at the edge (``engine/edges/local_activities.py``); this module holds
 the protocol the orchestrator sees and the plain decisions around it.
@@ -53,6 +68,26 @@ class LocalActivity(Protocol):
         ...
 
 
+class EarlyActivity(Protocol):
+    """One activity of a start step, started here once that step's transaction committed."""
+
+    def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
+        """Its result, once it finished within ``timeout_s``; None if it is still running."""
+        ...
+
+    def done(self) -> bool:
+        """Whether it has finished."""
+        ...
+
+    def recorded(self) -> None:
+        """A committed transaction took its result: the worker that reads its task skips it."""
+        ...
+
+    def released(self) -> None:
+        """No transaction took its result: the worker that reads its task delivers it."""
+        ...
+
+
 class LocalActivityRunner(Protocol):
     """Runs activities on this process's worker (its executor, limits and observability)."""
 
@@ -62,6 +97,11 @@ class LocalActivityRunner(Protocol):
 
     def start(self, task: ActivityTask, headers: Headers | None) -> LocalActivity | None:
         """Start the task at once; None if it cannot start (the worker has stopped)."""
+        ...
+
+    def start_early(self, task: ActivityTask, headers: Headers | None) -> EarlyActivity | None:
+        """Start a committed task at once, kept for the worker that reads it until
+        ``recorded`` or ``released``; None if it cannot start."""
         ...
 
 

@@ -60,6 +60,7 @@ from engine.orchestration.decisions import (
 from engine.orchestration.local_activities import (
     MAX_LOCAL_PER_STEP,
     MAX_LOCAL_WAIT_PER_TRANSACTION_S,
+    EarlyActivity,
     LocalActivity,
     LocalActivityRunner,
     collect,
@@ -84,7 +85,7 @@ from engine.state.instance_state import InstanceState, fold, from_ms
 from engine.state.instance_store import InstanceStore
 from engine.state.topics import ACTIVITIES, DLQ, HISTORY, INBOX, STATUS
 from streams import dlq
-from streams.handler import Batch, Record
+from streams.handler import Batch, Headers, Record
 from streams.metrics import dead_lettered
 from streams.processor import ProcessorConfig
 from streams.store import PartitionStore, StoreBatch
@@ -114,6 +115,11 @@ class _Transaction:
     local_wait_s: float = 0.0
     # Local activities whose results it recorded: told once it has ended (see ``_ended``).
     local_runs: list[LocalActivity] = field(default_factory=list)
+    # Tasks its start steps scheduled that this process runs once it has committed:
+    # (partition, task, trace headers).
+    early: list[tuple[int, ActivityTask, Headers | None]] = field(default_factory=list)
+    # Early runs whose results it recorded: recorded or released once it has ended.
+    early_recorded: list[EarlyActivity] = field(default_factory=list)
 
     def began(self, instance_id: str) -> bool:
         """Whether the instance's current execution started in this transaction."""
@@ -156,6 +162,10 @@ class Orchestrator:
         # Keyed by the store object: a revoked partition's store is closed and dropped.
         self._stores: weakref.WeakKeyDictionary[PartitionStore, InstanceStore] = weakref.WeakKeyDictionary()
         self._txn = _Transaction()
+        # Early runs started after a commit, by partition, for its next transaction to record.
+        self._early: dict[int, list[tuple[ActivityTask, EarlyActivity]]] = {}
+        # When each partition's early runs have waited their budget (``time.monotonic``).
+        self._early_until: dict[int, float] = {}
 
     def processor_config(self, group_suffix: str = "orchestrator") -> ProcessorConfig:
         config = ProcessorConfig(
@@ -240,8 +250,20 @@ class Orchestrator:
         log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
                  batch.partition, matched, len(states), ", continuing" if resume_after is not None else ", done")
 
+    def ready_partitions(self) -> Collection[int]:
+        """Partitions whose early runs a transaction can record now: all finished, or the
+        budget since they started is spent (the processor punctuates them at once)."""
+        now = time.monotonic()
+        return [partition for partition, runs in self._early.items()
+                if now >= self._early_until.get(partition, 0.0) or all(run.done() for _, run in runs)]
+
+    def ready_soon(self) -> bool:
+        """Whether early runs are under way (the processor polls in short slices meanwhile)."""
+        return bool(self._early)
+
     def punctuate(self, batch: Batch, now_ms: int) -> None:
         store = self._store(batch.store)
+        self._record_early(batch, store)
         due: dict[str, list[HistoryEvent]] = {}
         for fire_ms, instance_id, timer_id in store.due_timers(now_ms):
             if (instance_id, timer_id) in self._txn.closed:
@@ -276,7 +298,7 @@ class Orchestrator:
         if value is None:
             return
         # The transaction committed: from now on the store shows what it changed.
-        self._ended()
+        self._ended(committed=True)
         event = decoded if decoded is not None else decode_event(value)
         self._store(store).apply(store_batch, event, value)
 
@@ -287,17 +309,57 @@ class Orchestrator:
         # Called on revoke, loss, and an aborted transaction: forget what the transaction
         # changed. Live runs of the executor that advanced past the history are checked
         # against its length on their next step and replayed.
-        self._ended()
+        self._ended(committed=False)
+        self._early_until.pop(partition, None)
+        for _, run in self._early.pop(partition, []):
+            run.released()  # the worker that reads its task delivers it
 
-    def _ended(self) -> None:
+    def _ended(self, committed: bool) -> None:
         """The transaction committed or aborted: start a new one.
 
         Local activities recorded in it held their worker slots until now, so a crash
-        re-runs no more plain activities than the worker has threads.
+        re-runs no more plain activities than the worker has threads. Once its start steps
+        are committed (RUNNING is visible), their activities that run here start now.
         """
-        runs, self._txn = self._txn.local_runs, _Transaction()
-        for run in runs:
+        txn, self._txn = self._txn, _Transaction()
+        for run in txn.local_runs:
             run.taken()
+        for early in txn.early_recorded:
+            if committed:
+                early.recorded()
+            else:
+                early.released()
+        if committed and txn.early and self.local_activities is not None:
+            until = time.monotonic() + self.settings.local_activity_budget_ms / 1000
+            for partition, task, headers in txn.early:
+                started = self.local_activities.start_early(task, headers)
+                if started is not None:
+                    self._early.setdefault(partition, []).append((task, started))
+                    self._early_until.setdefault(partition, until)
+
+    def _record_early(self, batch: Batch, store: InstanceStore) -> None:
+        """Take the results of this partition's early runs into this transaction, as results
+        from the inbox would be; a run not finished within the budget is left to the worker."""
+        runs = self._early.pop(batch.partition, None)
+        self._early_until.pop(batch.partition, None)
+        if not runs:
+            return
+        began = time.monotonic()
+        budget_s = min(self.settings.local_activity_budget_ms / 1000,
+                       MAX_LOCAL_WAIT_PER_TRANSACTION_S - self._txn.local_wait_s)
+        results: dict[str, list[HistoryEvent]] = {}
+        for task, run in runs:
+            result = run.wait(max(0.0, began + budget_s - time.monotonic()))
+            if result is None:
+                run.released()
+                continue
+            self._txn.early_recorded.append(run)
+            results.setdefault(task.instance_id, []).append(
+                HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), result))
+        self._txn.local_wait_s += time.monotonic() - began
+        now = now_utc()  # the step's time: once the results are in, as for results from the inbox
+        for instance_id, events in results.items():
+            self._step(batch, store, instance_id, events, now)
 
     # -- one instance, one step ----------------------------------------------------------
 
@@ -470,6 +532,8 @@ class Orchestrator:
                 started, finished, waited = self._run_local(state, actions, refused, now, local_budget_s,
                                                             local_allowance)
                 local_budget_s -= waited
+            elif result.continued_as_new is None and state is not None and not state.ended:
+                self._run_once_committed(batch, state, actions, refused, now)
             self._side_effects(batch, state, actions, now, refused, ran_here=finished.keys())
             if finished and state is not None:
                 # Their results are this step's next events: the workflow goes on in this transaction.
@@ -518,6 +582,21 @@ class Orchestrator:
         self._txn.local_wait_s += waited
         self._txn.local_runs += [started[task_id] for task_id in finished]
         return len(started), finished, waited
+
+    def _run_once_committed(self, batch: Batch, state: InstanceState, actions: list[HistoryEvent],
+                            refused: dict[int, Any], now: datetime) -> None:
+        """A start step's activities this process can run: started once its transaction has
+        committed (``_ended``); their tasks go out as usual and stay the durable record."""
+        runner = self.local_activities
+        if runner is None:
+            return
+        own = [e for e in actions
+               if not isinstance(e.event, TaskScheduled) or other_app(self.settings.app_id, e.event.app_id) is None]
+        for event in pick_local(own, refused, runner.can_run, MAX_LOCAL_PER_STEP):
+            payload = event.event
+            assert isinstance(payload, TaskScheduled)
+            self._txn.early.append((batch.partition, self._task(state, event, payload, now),
+                                    self._spans.headers(event.instance_id)))
 
     def _local_results(self, state: InstanceState,
                        finished: dict[int, TaskCompleted | TaskFailed]) -> list[HistoryEvent]:

@@ -128,3 +128,56 @@ def test_a_plain_activity_runs_here_only_while_a_slot_is_free() -> None:
     worker.slot_free = False
     assert not local.can_run("plain")
     assert local.can_run("waits"), "an async activity takes no slot"
+
+
+# -- early runs: a start step's activities, started once it committed ---------------------
+
+
+def test_an_early_run_recorded_before_its_task_is_read_gives_the_worker_nothing_to_send() -> None:
+    worker, local = make()
+    run = local.start_early(task(1), None)
+    assert run is not None
+    finish(worker, 1, "7")
+    assert run.wait(0) == TaskCompleted(1, "7")
+    run.recorded()
+    assert worker.freed == 1, "its result is durable: the slot is free"
+    read = local.take(task(1))
+    assert read is not None and read.result(0) == (None, False)
+    assert worker.freed == 1
+
+
+def test_an_early_run_read_before_its_record_waits_for_it() -> None:
+    worker, local = make()
+    run = local.start_early(task(1), None)
+    assert run is not None
+    finish(worker, 1, "7")
+    read = local.take(task(1))
+    assert read is not None and not read.done(), "the orchestrator has not decided yet"
+    run.recorded()
+    assert read.result(0) == (None, False) and worker.freed == 1
+
+
+def test_an_early_run_released_goes_with_its_slot_to_the_worker_that_reads_its_task() -> None:
+    worker, local = make()
+    run = local.start_early(task(1), None)
+    assert run is not None
+    read = local.take(task(1))
+    assert read is not None
+    run.released()
+    assert not read.done()
+    finish(worker, 1, "7")
+    outcome, holds_slot = read.result(0)
+    assert outcome.result == "7" and holds_slot and worker.freed == 0, "freed by the worker after its commit"
+
+
+def test_an_early_run_released_and_ended_before_its_task_is_read_frees_its_slot_at_once() -> None:
+    worker, local = make()
+    run = local.start_early(task(1), None)
+    assert run is not None
+    run.released()
+    finish(worker, 1, "7")
+    assert worker.freed == 1, "its task may be read by another process, or never"
+    read = local.take(task(1))
+    assert read is not None
+    outcome, holds_slot = read.result(0)
+    assert outcome.result == "7" and not holds_slot and worker.freed == 1

@@ -99,6 +99,23 @@ class StandInRun:
         self.runner.handed_over.append(self.task)
 
 
+class StandInEarlyRun:
+    def __init__(self, runner: StandInRunner, task: ActivityTask, result: TaskCompleted | TaskFailed | None) -> None:
+        self.runner, self.task, self.result = runner, task, result
+
+    def wait(self, timeout_s: float) -> TaskCompleted | TaskFailed | None:
+        return self.result
+
+    def done(self) -> bool:
+        return self.result is not None
+
+    def recorded(self) -> None:
+        self.runner.recorded.append(self.task)
+
+    def released(self) -> None:
+        self.runner.released.append(self.task)
+
+
 class StandInRunner:
     """Runs the activities named in ``outcomes``: each gives the result, or None for a run
     that does not finish within the budget."""
@@ -108,6 +125,9 @@ class StandInRunner:
         self.started: list[ActivityTask] = []
         self.taken: list[ActivityTask] = []
         self.handed_over: list[ActivityTask] = []
+        self.early: list[ActivityTask] = []  # started once a start step committed
+        self.recorded: list[ActivityTask] = []
+        self.released: list[ActivityTask] = []
 
     def can_run(self, name: str) -> bool:
         return name in self.outcomes
@@ -115,6 +135,10 @@ class StandInRunner:
     def start(self, task: ActivityTask, headers: Headers | None) -> StandInRun:
         self.started.append(task)
         return StandInRun(self, task, self.outcomes[task.name](task))
+
+    def start_early(self, task: ActivityTask, headers: Headers | None) -> StandInEarlyRun:
+        self.early.append(task)
+        return StandInEarlyRun(self, task, self.outcomes[task.name](task))
 
 
 @pytest.fixture
@@ -145,13 +169,75 @@ def started(harness: OrchestratorHarness, instance_id: str, workflow: str, value
     return out.history[0].execution_id
 
 
-def test_the_start_step_sends_its_activities_through_kafka(make: Callable[..., OrchestratorHarness]) -> None:
+def test_the_start_step_sends_its_activities_and_runs_them_here_once_committed(
+        make: Callable[..., OrchestratorHarness]) -> None:
     runner = StandInRunner({"step": add_one})
     harness = make(runner)
-    out = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
-    assert kinds(out.history) == ["ExecutionStarted", "TaskScheduled"]
-    assert [(t.task_id, t.name, t.input) for t in out.tasks] == [(0, "step", "1")]
-    assert runner.started == [], "what an activity does must not precede a visible RUNNING"
+    turn = harness.driven.process(proposed("c", ExecutionStarted("chain3", "1")), commit=False)
+    assert [(t.task_id, t.name, t.input) for t in harness.tasks(turn.emitted)] == [(0, "step", "1")]
+    assert runner.started == runner.early == [], "what an activity does must not precede a visible RUNNING"
+    assert list(harness.orchestrator.ready_partitions()) == []
+    harness.driven.commit(turn)
+    assert [(t.task_id, t.input) for t in runner.early] == [(0, "1")] and runner.started == []
+    assert list(harness.orchestrator.ready_partitions()) == [0], "its result is wanted at once"
+
+
+def test_the_next_transaction_records_an_early_result_and_the_chain_goes_on_in_it(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
+    turn = harness.driven.punctuate(0, commit=False)
+    assert harness.tasks(turn.emitted) == [], "the other two run in the step"
+    assert list(harness.orchestrator.ready_partitions()) == []
+    assert runner.recorded == [], "recorded only once its transaction committed"
+    harness.driven.commit(turn)
+    harness._keep(turn)
+    assert kinds(harness.history) == ["ExecutionStarted", "TaskScheduled", "TaskCompleted", "TaskScheduled",
+                                      "TaskCompleted", "TaskScheduled", "TaskCompleted", "ExecutionCompleted"]
+    assert [t.task_id for t in runner.recorded] == [0] and runner.released == []
+    done = harness.history[-1].event
+    assert isinstance(done, ExecutionCompleted) and done.output == "4"
+    # The worker's copy of the result, had it delivered one, is refused.
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), harness.history[0].execution_id))
+    assert out.history == [] and out.tasks == []
+
+
+def test_an_early_run_not_done_within_the_budget_is_left_to_the_worker(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": lambda task: None})
+    harness = make(runner, budget_ms=60_000)
+    execution = harness.deliver(proposed("c", ExecutionStarted("chain3", "1"))).history[0].execution_id
+    assert harness.orchestrator.ready_soon() and list(harness.orchestrator.ready_partitions()) == [], \
+        "not finished and within its budget: input may join the transaction that records it"
+    assert harness.punctuate(0) == []
+    assert [t.task_id for t in runner.released] == [0] and runner.recorded == []
+    assert list(harness.orchestrator.ready_partitions()) == []
+    runner.outcomes["step"] = add_one
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history)[0] == "TaskCompleted" and kinds(out.history)[-1] == "ExecutionCompleted"
+
+
+def test_an_aborted_transaction_leaves_its_early_results_to_the_worker(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    execution = harness.deliver(proposed("c", ExecutionStarted("chain3", "1"))).history[0].execution_id
+    harness.driven.punctuate(0, commit=False)
+    harness.driven.abort()
+    assert [t.task_id for t in runner.released] == [0] and runner.recorded == []
+    out = harness.deliver(proposed("c", TaskCompleted(0, "2"), execution))
+    assert kinds(out.history)[-1] == "ExecutionCompleted"
+
+
+def test_a_revoked_partition_leaves_its_waiting_early_runs_to_the_worker(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
+    harness.orchestrator.on_partition_revoked(0)
+    assert [t.task_id for t in runner.released] == [0]
+    assert list(harness.orchestrator.ready_partitions()) == []
 
 
 def test_a_deferred_start_sends_its_first_activities_through_kafka_when_it_begins(
@@ -164,6 +250,7 @@ def test_a_deferred_start_sends_its_first_activities_through_kafka_when_it_begin
     fired = harness.punctuate(int(at.timestamp() * 1000) + 1)
     assert [t.task_id for t in harness.tasks(fired)] == [0]
     assert runner.started == [], "what an activity does must not precede a visible RUNNING"
+    assert [t.task_id for t in runner.early] == [0], "once its start is committed it runs here"
 
 
 def test_the_rest_of_a_chain_completes_in_one_transaction(make: Callable[..., OrchestratorHarness]) -> None:
