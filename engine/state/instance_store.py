@@ -9,7 +9,9 @@ Keys (instance IDs never contain NUL, so it separates key parts):
 * ``e/{STATUS}\\0{ended_ms:013}\\0{instance}``  -> the ended index: instances in a final status,
   ordered by when they ended, so retention reads only the ones that are due
 
-A history append is one put, so a 10,000-event history is never rewritten.
+A history append is one put, so a 10,000-event history is never rewritten. An execution
+that ends keeps none of its history here (``kwf.history`` keeps it for readers): only its
+``i/`` state and ``e/`` index entry, a few hundred bytes per finished instance.
 """
 
 from __future__ import annotations
@@ -187,9 +189,19 @@ class InstanceStore:
             return  # an event for an instance this partition does not hold: nothing to fold
         if change.new_execution and before is not None:
             self._forget(batch, instance_id, history=True)
-        batch.put(history_key(instance_id, event.sequence), raw)
-        if change.close_all:
+        if change.state.ended:
+            # Nothing reads an ended execution's history here again (its events are refused,
+            # a new execution or a purge needs only the state), and readers have the topic:
+            # a finished instance keeps only its state and its place in the ended index.
+            # Point deletes: as many as the puts were, and no range tombstone per instance.
             self._forget(batch, instance_id, history=False)
+            for sequence in range(change.state.next_sequence - 1):
+                batch.delete(history_key(instance_id, sequence))
+            self._edges.pop(instance_id, None)
+        else:
+            batch.put(history_key(instance_id, event.sequence), raw)
+            if change.close_all:
+                self._forget(batch, instance_id, history=False)
         overlay = self._open.setdefault(instance_id, {})
         for item_id in change.closed:
             item = self.open_item(instance_id, item_id)
@@ -210,7 +222,8 @@ class InstanceStore:
             if now_ended is not None:
                 batch.put(now_ended, b"")
         self._states[instance_id] = change.state
-        self._remember_edge(event, change.new_execution)
+        if not change.state.ended:
+            self._remember_edge(event, change.new_execution)
 
     def _remember_edge(self, event: HistoryEvent, new_execution: bool) -> None:
         edges = self._edges.pop(event.instance_id, None)
