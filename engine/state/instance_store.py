@@ -28,8 +28,11 @@ from streams.store import PartitionStore, StoreBatch
 SEP = b"\x00"
 # Reading a due-timer slice in bounded chunks keeps one punctuation short.
 TIMER_SCAN_LIMIT = 1000
-# Instances whose first and last history events are kept decoded: as many as the
-# executor's default cache of live runs, the instances whose steps read only those two.
+# Running instances whose first and last history events one store keeps decoded, unless
+# told otherwise: the orchestrator gives each store its share of the executor's cache of
+# live runs (the instances whose steps read only those two), so a process's total does not
+# grow with its partitions. A bulk start of 100,000 instances otherwise kept 10,000 per
+# partition decoded, and the memory they took stayed with the process after they ended.
 EDGE_CACHE_SIZE = 10_000
 
 
@@ -84,8 +87,9 @@ class InstanceStore:
     dropped then: it never holds more than one batch's instances.
     """
 
-    def __init__(self, store: PartitionStore) -> None:
+    def __init__(self, store: PartitionStore, edge_cache_size: int = EDGE_CACHE_SIZE) -> None:
         self.store = store
+        self._edge_cache_size = edge_cache_size
         self._batch: StoreBatch | None = None
         self._states: dict[str, InstanceState | None] = {}
         self._open: dict[str, dict[int, OpenItem | None]] = {}
@@ -233,7 +237,7 @@ class InstanceStore:
             self._edges[event.instance_id] = (edges[0], event)
         else:
             return  # its first event is not at hand: reads go to the store
-        if len(self._edges) > EDGE_CACHE_SIZE:
+        while len(self._edges) > self._edge_cache_size:
             self._edges.popitem(last=False)
 
     def written(self) -> None:

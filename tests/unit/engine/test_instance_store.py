@@ -175,3 +175,12 @@ def test_finished_instances_leave_no_decoded_events_behind(store: PartitionStore
         commit(instances, events)
     assert len(instances._edges) == 0
     assert sum(1 for key, _ in store.scan_prefix(b"h/")) == 0
+
+
+def test_the_decoded_events_of_running_instances_are_bounded_by_the_size_given(store: PartitionStore) -> None:
+    instances = InstanceStore(store, edge_cache_size=2)
+    for n in range(5):
+        commit(instances, chain(f"i{n}", "x", 1))
+    assert list(instances._edges) == ["i3", "i4"]
+    state = instances.state("i0")
+    assert state is not None and list(instances.history(state)) == chain("i0", "x", 1)  # read from the store
