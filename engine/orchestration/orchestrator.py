@@ -150,6 +150,8 @@ class Orchestrator:
         self.partitions = partitions
         self.max_batch_records = max_batch_records
         self.executor = Executor(registry, cache_size=cache_size)
+        # Each partition's store keeps its share of the live runs' decoded first/last events.
+        self._edge_cache_size = -(-cache_size // max(1, partitions))
         metrics.watch_executor(self.executor)
         self._spans = tracing.WorkflowSpans()
         self._watchdog = StepWatchdog(settings.step_time_limit_s)
@@ -366,7 +368,7 @@ class Orchestrator:
     def _store(self, store: PartitionStore) -> InstanceStore:
         found = self._stores.get(store)
         if found is None:
-            found = self._stores[store] = InstanceStore(store)
+            found = self._stores[store] = InstanceStore(store, self._edge_cache_size)
         return found
 
     def _state(self, store: InstanceStore, instance_id: str) -> InstanceState | None:

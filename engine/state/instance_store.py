@@ -9,7 +9,9 @@ Keys (instance IDs never contain NUL, so it separates key parts):
 * ``e/{STATUS}\\0{ended_ms:013}\\0{instance}``  -> the ended index: instances in a final status,
   ordered by when they ended, so retention reads only the ones that are due
 
-A history append is one put, so a 10,000-event history is never rewritten.
+A history append is one put, so a 10,000-event history is never rewritten. An execution
+that ends keeps none of its history here (``kwf.history`` keeps it for readers): only its
+``i/`` state and ``e/`` index entry, a few hundred bytes per finished instance.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from streams.store import PartitionStore, StoreBatch
 SEP = b"\x00"
 # Reading a due-timer slice in bounded chunks keeps one punctuation short.
 TIMER_SCAN_LIMIT = 1000
-# Instances whose first and last history events are kept decoded: as many as the
-# executor's default cache of live runs, the instances whose steps read only those two.
+# Running instances whose first and last history events one store keeps decoded, unless
+# told otherwise: the orchestrator gives each store its share of the executor's cache of
+# live runs (the instances whose steps read only those two), so a process's total does not
+# grow with its partitions. A bulk start of 100,000 instances otherwise kept 10,000 per
+# partition decoded, and the memory they took stayed with the process after they ended.
 EDGE_CACHE_SIZE = 10_000
 
 
@@ -82,8 +87,9 @@ class InstanceStore:
     dropped then: it never holds more than one batch's instances.
     """
 
-    def __init__(self, store: PartitionStore) -> None:
+    def __init__(self, store: PartitionStore, edge_cache_size: int = EDGE_CACHE_SIZE) -> None:
         self.store = store
+        self._edge_cache_size = edge_cache_size
         self._batch: StoreBatch | None = None
         self._states: dict[str, InstanceState | None] = {}
         self._open: dict[str, dict[int, OpenItem | None]] = {}
@@ -187,9 +193,19 @@ class InstanceStore:
             return  # an event for an instance this partition does not hold: nothing to fold
         if change.new_execution and before is not None:
             self._forget(batch, instance_id, history=True)
-        batch.put(history_key(instance_id, event.sequence), raw)
-        if change.close_all:
+        if change.state.ended:
+            # Nothing reads an ended execution's history here again (its events are refused,
+            # a new execution or a purge needs only the state), and readers have the topic:
+            # a finished instance keeps only its state and its place in the ended index.
+            # Point deletes: as many as the puts were, and no range tombstone per instance.
             self._forget(batch, instance_id, history=False)
+            for sequence in range(change.state.next_sequence - 1):
+                batch.delete(history_key(instance_id, sequence))
+            self._edges.pop(instance_id, None)
+        else:
+            batch.put(history_key(instance_id, event.sequence), raw)
+            if change.close_all:
+                self._forget(batch, instance_id, history=False)
         overlay = self._open.setdefault(instance_id, {})
         for item_id in change.closed:
             item = self.open_item(instance_id, item_id)
@@ -210,7 +226,8 @@ class InstanceStore:
             if now_ended is not None:
                 batch.put(now_ended, b"")
         self._states[instance_id] = change.state
-        self._remember_edge(event, change.new_execution)
+        if not change.state.ended:
+            self._remember_edge(event, change.new_execution)
 
     def _remember_edge(self, event: HistoryEvent, new_execution: bool) -> None:
         edges = self._edges.pop(event.instance_id, None)
@@ -220,7 +237,7 @@ class InstanceStore:
             self._edges[event.instance_id] = (edges[0], event)
         else:
             return  # its first event is not at hand: reads go to the store
-        if len(self._edges) > EDGE_CACHE_SIZE:
+        while len(self._edges) > self._edge_cache_size:
             self._edges.popitem(last=False)
 
     def written(self) -> None:

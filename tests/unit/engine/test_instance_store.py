@@ -146,3 +146,41 @@ def test_a_new_execution_leaves_the_ended_index(store: PartitionStore) -> None:
     assert instances.ended_before(WorkflowStatus.FAILED, FAR, 10) == ["a"]
     commit(instances, [HistoryEvent("a", "x2", 0, AT, ExecutionStarted("wf", "1"))])
     assert instances.ended_before(WorkflowStatus.FAILED, FAR, 10) == []
+
+
+def test_a_finished_instance_keeps_only_its_state_and_ended_index(store: PartitionStore) -> None:
+    instances = InstanceStore(store)
+    events = chain("a", "x1", 3)
+    commit(instances, events[:4])
+    assert "a" in instances._edges  # a running instance's edges stay decoded
+    done = HistoryEvent("a", "x1", len(events), AT, ExecutionCompleted(WorkflowStatus.COMPLETED, "4"))
+    commit(instances, [*events[4:], done])
+    assert [key[:2] for key, _ in store.scan_prefix(b"")] == [b"e/", b"i/"]
+    assert "a" not in instances._edges
+    state = instances.state("a")
+    assert state is not None and state.status is WorkflowStatus.COMPLETED and state.next_sequence == len(events) + 1
+    # The instance can start again, and a purge still leaves nothing behind.
+    commit(instances, chain("a", "x2", 1))
+    again = instances.state("a")
+    assert again is not None and len(instances.history(again)) == 3
+    commit(instances, [HistoryEvent("a", "x2", 3, AT, PurgeRequested())])
+    assert list(store.scan_prefix(b"")) == []
+
+
+def test_finished_instances_leave_no_decoded_events_behind(store: PartitionStore) -> None:
+    instances = InstanceStore(store)
+    for n in range(50):
+        events = chain(f"i{n}", "x", 1)
+        events.append(HistoryEvent(f"i{n}", "x", len(events), AT, ExecutionCompleted(WorkflowStatus.COMPLETED, "2")))
+        commit(instances, events)
+    assert len(instances._edges) == 0
+    assert sum(1 for key, _ in store.scan_prefix(b"h/")) == 0
+
+
+def test_the_decoded_events_of_running_instances_are_bounded_by_the_size_given(store: PartitionStore) -> None:
+    instances = InstanceStore(store, edge_cache_size=2)
+    for n in range(5):
+        commit(instances, chain(f"i{n}", "x", 1))
+    assert list(instances._edges) == ["i3", "i4"]
+    state = instances.state("i0")
+    assert state is not None and list(instances.history(state)) == chain("i0", "x", 1)  # read from the store

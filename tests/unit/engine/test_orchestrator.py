@@ -148,3 +148,15 @@ def test_an_uncommitted_batch_is_forgotten_on_abort(harness: HandlerHarness) -> 
     # The transaction never happened: the same result is accepted again.
     redo = harness.process(proposed("i1", TaskCompleted(0, "2"), execution))
     assert [type(e.event) for e in history(redo)] == [TaskCompleted, TaskScheduled]
+
+
+def test_the_partitions_share_the_executor_cache_size_for_decoded_events(tmp_path: Path) -> None:
+    # Per-partition caches of the executor's full size let a bulk start hold cache_size
+    # instances decoded per partition, partitions times what the setting says.
+    orchestrator = Orchestrator(Settings(topic_prefix="t", state_dir=tmp_path), registry, partitions=8,
+                                cache_size=100)
+    driven = HandlerHarness(orchestrator, tmp_path / "inbox-0", input_topic="t.inbox")
+    try:
+        assert orchestrator._store(driven.store)._edge_cache_size == 13
+    finally:
+        driven.close()
