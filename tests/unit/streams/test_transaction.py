@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 
 from engine.runtime import transient
 from streams import transaction
@@ -16,10 +16,10 @@ from streams.transaction import (
     AbortRequired,
     ProcessorFenced,
     RestartRequired,
-    TransactionalWriter,
     TxnAction,
     classify_error,
 )
+from tests.unit.streams.fake_producer import FakeProducer, FakeWriter
 
 
 def test_fencing_renews_the_producer() -> None:
@@ -58,33 +58,6 @@ def test_unmarked_error_aborts_rather_than_stops() -> None:
     # e.g. a record the broker refuses as too large: the batch is replayed (and, if it keeps
     # failing, the processor gives up after a bounded number of aborts).
     assert classify_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)) is TxnAction.ABORT
-
-
-class FakeProducer:
-    """Records the transactional calls; ``fail`` maps a call's name to the error it raises."""
-
-    def __init__(self, fail: dict[str, KafkaError]) -> None:
-        self.fail = fail
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*_: Any, **__: Any) -> None:
-            self.calls.append(name)
-            if name in self.fail:
-                raise KafkaException(self.fail[name])
-
-        return call
-
-
-class FakeWriter(TransactionalWriter):
-    def __init__(self, fails: list[dict[str, KafkaError]]) -> None:
-        self.fails = fails
-        self.producers: list[FakeProducer] = []
-        super().__init__({"transactional.id": "group-p1"})
-
-    def _new_producer(self) -> Any:
-        self.producers.append(FakeProducer(self.fails.pop(0) if self.fails else {}))
-        return self.producers[-1]
 
 
 FENCED = KafkaError(KafkaError._FENCED, fatal=True)
