@@ -21,8 +21,9 @@ log = logging.getLogger("streams.stall_watch")
 
 # Often enough that a report comes within a second of its due time; a look costs nothing.
 CHECK_EVERY_S = 1.0
-# Innermost frames in a report: the client call, and the processor code that made it.
-FRAMES_SHOWN = 4
+# Innermost frames in a report: the client call, the bounded call's wait (four frames),
+# and the processor code that made it.
+FRAMES_SHOWN = 8
 
 
 class StallWatch:
