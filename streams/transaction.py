@@ -158,7 +158,8 @@ class TransactionalWriter:
         self._awaiting: set[int] = set()
         # The error that left the producer unusable; ``abort`` replaces the producer.
         self._spent: KafkaError | None = None
-        # A call of the spent producer never returned: it must not be purged or closed.
+        # A call of the spent producer never returned, or a commit goes on inside it: it must
+        # not be purged, closed or asked to abort.
         self._hung = False
         self._renewed_at: list[float] = []
         self._calls = CallRunner(self.transactional_id)
@@ -255,7 +256,8 @@ class TransactionalWriter:
 
         Raises:
             AbortRequired: the transaction must be aborted; nothing of it is visible.
-            RestartRequired: the commit never returned; whether it committed is unknown.
+            RestartRequired: the commit never returned, or kept timing out; whether it
+                committed is unknown.
             ProcessorFenced: the processor must stop.
         """
         if offsets:
@@ -275,6 +277,17 @@ class TransactionalWriter:
             self._open = False
             raise RestartRequired(f"{hung} for transactional id {self.transactional_id}; whether the "
                                   "transaction committed is unknown") from hung
+        except AbortRequired as err:
+            if classify_error(err.error) is not TxnAction.RETRY:
+                raise
+            # Still timing out at the deadline: the commit goes on inside librdkafka (an abort
+            # now fails with "conflicting commit_transaction call in progress"), its outcome
+            # unknown as above. The producer is left alone, like one whose call hung.
+            self._open = False
+            self._spent, self._hung = err.error, True
+            raise RestartRequired(f"commit_transaction of {self.transactional_id} kept timing out for "
+                                  f"{RETRY_DEADLINE_S:.0f} s ({err}); whether the transaction committed is "
+                                  "unknown") from err
         self._open = False
         if self._awaiting:
             # commit_transaction serves delivery reports; a last poll catches a straggler.

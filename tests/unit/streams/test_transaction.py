@@ -255,3 +255,20 @@ def test_an_init_that_keeps_timing_out_restarts_the_processor_instead_of_stoppin
     with pytest.raises(RestartRequired, match="kept failing") as raised:
         writer.init()
     assert transient(raised.value)
+
+
+def test_a_commit_that_keeps_timing_out_restarts_the_processor_without_an_abort(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in the broker restart: the abort that followed spun for a minute on "conflicting
+    # commit_transaction call in progress", and a replay could repeat a commit that went through.
+    monkeypatch.setattr(transaction, "RETRY_DEADLINE_S", 0.2)
+    monkeypatch.setattr(transaction, "RETRY_BACKOFF_S", 0.01)
+    writer = FakeWriter([{"commit_transaction": KafkaError(KafkaError._TIMED_OUT, retriable=True)}])
+    writer.init()
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(RestartRequired, match="kept timing out") as raised:
+        writer.commit([], None)
+    assert transient(raised.value)
+    writer.close()
+    producer = writer.producers[0]
+    assert producer.calls[-1] == "commit_transaction" and "abort_transaction" not in producer.calls
