@@ -53,6 +53,9 @@ RETRY_BACKOFF_S = 0.1
 QUEUE_FULL_WAIT_S = 0.05
 # Flushing on close: outstanding records belong to an aborted or committed transaction anyway.
 CLOSE_FLUSH_S = 5.0
+# A spent producer's close tries one last abort, which waits for a broker that may still be
+# away (seen: 25 s, until the broker was back); its epoch is fenced by the new one anyway.
+DISCARD_BOUND_S = 10.0
 # send_offsets_to_transaction can block past its timeout, for good, once the group
 # coordinator's broker is lost (librdkafka issues 5456 and 5511, open in 2.16).
 SEND_OFFSETS_TIMEOUT_S = 10.0
@@ -352,13 +355,16 @@ class TransactionalWriter:
         """Drop the producer's queued records (they belong to an aborted transaction) and close it.
 
         A fenced producer's ``close`` tries to abort once more and raises the fencing error
-        after closing; nothing is left to do with it either way.
+        after closing; nothing is left to do with it either way. A step still blocked after
+        ``DISCARD_BOUND_S`` leaves the producer to the collector.
         """
         for step in (self._producer.purge, self._producer.close):
             try:
-                step()
+                self._calls.run(f"{step.__name__} of the spent producer", DISCARD_BOUND_S, step)
             except (KafkaException, RuntimeError) as err:  # RuntimeError: closed already
                 log.info("%s of the spent producer of %s: %s", step.__name__, self.transactional_id, err)
+            except CallHung:
+                return
 
     def abort_quietly(self) -> None:
         """Abort if a transaction is open, logging instead of raising (on the way out).

@@ -272,3 +272,20 @@ def test_a_commit_that_keeps_timing_out_restarts_the_processor_without_an_abort(
     writer.close()
     producer = writer.producers[0]
     assert producer.calls[-1] == "commit_transaction" and "abort_transaction" not in producer.calls
+
+
+@pytest.mark.timeout(10)
+def test_a_spent_producer_whose_close_never_returns_is_left_behind(
+        short_bounds: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in the broker restart: the fenced producer's close waited for the broker to return.
+    monkeypatch.setattr(transaction, "DISCARD_BOUND_S", 0.1)
+    writer = FakeWriter([{"commit_transaction": FENCED}])
+    writer.init()
+    spent = writer.producers[0]
+    hang(spent, "close", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    writer.abort()
+    assert spent.calls[-2:] == ["purge", "close"]
+    assert writer.producers[1].calls == ["init_transactions"]
