@@ -37,13 +37,15 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams import metrics
+from streams.bounded_call import CallHung, CallRunner
 from streams.dlq import dead_letter_headers
 from streams.fencing import DepartedOwnerFencer, owner_metadata
 from streams.handler import Batch, ChangelogEntry, Handler, Record, StatefulHandler
 from streams.restore import ChangelogRestorer
+from streams.stall_watch import StallWatch
 from streams.standby import CATCH_UP_RECORDS, CATCH_UP_RECORDS_BUSY, StandbyReplicas
 from streams.store import PartitionStore, StoreBatch
-from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter
+from streams.transaction import AbortRequired, ProcessorFenced, RestartRequired, TransactionalWriter
 
 __all__ = [
     "Batch",
@@ -68,6 +70,12 @@ MAX_ABORTS_IN_A_ROW = 10
 # Pause before replaying an aborted batch again, growing per abort in a row up to the
 # cap, so a struggling broker is not hammered; the first replay is immediate.
 ABORT_BACKOFF_S, ABORT_BACKOFF_MAX_S = 0.1, 2.0
+# Rewinding a partition only waits for librdkafka's fetcher to take the new offset, but
+# confluent-kafka waits for that without a timeout: this long means it never will.
+SEEK_BOUND_S = 10.0
+# A step of the loop (a consume with its rebalance callbacks, a transaction, the shutdown)
+# lasting this long is logged with where it is; the longest bounded call lasts 65 s.
+STALL_REPORT_S = 20.0
 # A killed process's partitions move after this long: short, for failover within seconds,
 # yet three heartbeats long (heartbeats come from librdkafka's thread, not the interpreter).
 SESSION_TIMEOUT_MS = 3000
@@ -186,6 +194,7 @@ class Processor:
         self._assigned: frozenset[int] = frozenset()
         self._last_punctuate: dict[int, float] = {}
         self._consumer: Consumer | None = None
+        self._consumer_calls = CallRunner(f"{config.transactional_id}-consumer")
         self._writer: TransactionalWriter | None = None
         self._restorer: ChangelogRestorer | None = None
         self._fencer: DepartedOwnerFencer | None = None
@@ -212,37 +221,48 @@ class Processor:
         Raises:
             ProcessorFenced: another process took over this transactional id, or Kafka
                 reported a fatal error.
+            RestartRequired: a Kafka call never returned, or the transaction coordinator
+                did not answer; a fresh start of the processor recovers.
         """
         config = self.config
         log.info("processor %s starting on %s (group %s)", config.transactional_id, config.input_topic,
                  config.group_id)
-        writer = self._writer = TransactionalWriter(config.producer_settings())
-        # Before joining the group: the predecessor's open transaction (same id) is aborted
-        # now, so neither the offset fetch nor the changelog restore waits for its timeout.
-        writer.init()
-        if config.changelog_topic is not None:
-            self._restorer = ChangelogRestorer(config.client, config.changelog_topic)
-        self._fencer = DepartedOwnerFencer(config.client, config.group_id, config.transaction_timeout_ms)
-        if config.changelog_topic is not None and config.standby_replicas > 0:
-            self._standby = StandbyReplicas(config.client, config.changelog_topic, config.group_id,
-                                            config.transactional_id, config.standby_replicas, config.store_folder)
-        consumer = self._consumer = Consumer(metrics.reporting_lag(config.consumer_settings()))
-        consumer.subscribe(
-            [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        timeout_s = config.max_batch_ms / 1000
+        watch = StallWatch(config.transactional_id, STALL_REPORT_S)
+        watch.start()
         try:
+            writer = self._writer = TransactionalWriter(config.producer_settings())
+            # Before joining the group: the predecessor's open transaction (same id) is aborted
+            # now, so neither the offset fetch nor the changelog restore waits for its timeout.
+            with watch.step("init_transactions"):
+                writer.init()
+            if config.changelog_topic is not None:
+                self._restorer = ChangelogRestorer(config.client, config.changelog_topic)
+            self._fencer = DepartedOwnerFencer(config.client, config.group_id, config.transaction_timeout_ms)
+            if config.changelog_topic is not None and config.standby_replicas > 0:
+                self._standby = StandbyReplicas(config.client, config.changelog_topic, config.group_id,
+                                                config.transactional_id, config.standby_replicas,
+                                                config.store_folder)
+            consumer = self._consumer = Consumer(metrics.reporting_lag(config.consumer_settings()))
+            consumer.subscribe(
+                [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            timeout_s = config.max_batch_ms / 1000
             while not self._stopping.is_set():
-                messages = self._next_batch(consumer, timeout_s)
-                self._turn(messages)
+                with watch.step("consume (with its rebalance callbacks)"):
+                    messages = self._next_batch(consumer, timeout_s)
+                with watch.step("transaction"):
+                    self._turn(messages)
                 if self._standby is not None:
-                    self._standby.refresh(self._stores)
-                    # Between transactions (the handler folds in this thread only); little
-                    # after a turn with input, so a burst's transactions are not slowed.
-                    self._standby.catch_up(self._apply_restored, CATCH_UP_RECORDS_BUSY if messages
-                                           else CATCH_UP_RECORDS)
+                    with watch.step("standby catch-up"):
+                        self._standby.refresh(self._stores)
+                        # Between transactions (the handler folds in this thread only); little
+                        # after a turn with input, so a burst's transactions are not slowed.
+                        self._standby.catch_up(self._apply_restored, CATCH_UP_RECORDS_BUSY if messages
+                                               else CATCH_UP_RECORDS)
         finally:
-            self._shutdown()
+            with watch.step("shutdown"):
+                self._shutdown()
+            watch.stop()
         log.info("processor %s stopped", config.transactional_id)
 
     def _next_batch(self, consumer: Consumer, timeout_s: float) -> list[Message]:
@@ -411,11 +431,16 @@ class Processor:
             if partition not in self._stores:
                 continue
             try:
-                self._consumer.seek(TopicPartition(self.config.input_topic, partition, first))
+                self._consumer_calls.run("seek", SEEK_BOUND_S, self._consumer.seek,
+                                         TopicPartition(self.config.input_topic, partition, first))
             except KafkaException as seek_err:
                 # A partition that is being revoked has no position to rewind; its new owner
                 # starts from the committed offset anyway.
                 log.info("could not rewind %s-%d: %s", self.config.input_topic, partition, seek_err)
+            except CallHung as hung:
+                # Not rewound, the partition would go on after the aborted batch and lose it.
+                raise RestartRequired(f"{hung} rewinding {self.config.input_topic}-{partition} for a replay; "
+                                      "restarting the processor, which resumes from the committed offsets") from hung
         # The handler may have cached what the aborted batch did: let it start over.
         for partition in sorted(set(span) | set(due)):
             store = self._stores.get(partition)

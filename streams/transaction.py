@@ -12,18 +12,27 @@ fatal error (``_FENCED``, or ``INVALID_TXN_STATE`` from the new coordinator) and
 producer is done for. Nothing of the transaction is visible, so a new producer with the
 same transactional id (its ``init_transactions`` takes the next epoch) can carry on once
 the consumer is rewound to its committed offsets: the writer renews itself in ``abort``.
+
+Every transactional call runs through a ``CallRunner`` and is waited for at most its own
+timeout plus ``HUNG_CALL_GRACE_S``, since librdkafka does not always return after a broker
+loss. A call given up on leaves the producer spent and untouched; what follows depends on
+the call: ``begin``, ``send_offsets`` or ``abort`` that hung renew the producer (nothing of
+the transaction committed), while a hung ``commit`` (outcome unknown) or ``init`` (no
+producer to carry on with) raise ``RestartRequired`` for the runtime to start the processor
+again.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from streams.bounded_call import CallHung, CallRunner
 
 log = logging.getLogger("streams.transaction")
 
@@ -35,16 +44,23 @@ INIT_TIMEOUT_S = 60.0
 RETRY_DEADLINE_S = 60.0
 # librdkafka's own retries run inside each call; this bounds one attempt of a commit or abort.
 CALL_TIMEOUT_S = 30.0
+# begin_transaction has no timeout and only waits for librdkafka's own thread: a call this
+# long has hung (librdkafka issue 4420: behind a fatal error).
+BEGIN_BOUND_S = 10.0
 # Pause before retrying a retriable error, so a struggling broker is not hammered.
 RETRY_BACKOFF_S = 0.1
 # A full local queue empties as the broker acknowledges; wait this long per try.
 QUEUE_FULL_WAIT_S = 0.05
 # Flushing on close: outstanding records belong to an aborted or committed transaction anyway.
 CLOSE_FLUSH_S = 5.0
+# A spent producer's close tries one last abort, which waits for a broker that may still be
+# away (seen: 25 s, until the broker was back); its epoch is fenced by the new one anyway.
+DISCARD_BOUND_S = 10.0
 # send_offsets_to_transaction can block past its timeout, for good, once the group
-# coordinator's broker is lost (librdkafka issues 5456 and 5511, open in 2.16): each
-# attempt runs on a thread of its own and is given up on this long after its timeout.
+# coordinator's broker is lost (librdkafka issues 5456 and 5511, open in 2.16).
 SEND_OFFSETS_TIMEOUT_S = 10.0
+# Every transactional call runs on a worker thread (streams.bounded_call) and is given up
+# on this long after its own timeout: librdkafka returns within a second of it when it works.
 HUNG_CALL_GRACE_S = 5.0
 # A producer is renewed after a lost broker, once or twice per outage; more renewals than
 # this within the window mean another process runs with the same transactional id (the
@@ -80,6 +96,18 @@ class ProcessorFenced(RuntimeError):
     def __init__(self, message: str, error: KafkaError | None = None) -> None:
         super().__init__(message)
         self.error = error
+
+
+class RestartRequired(KafkaException):
+    """Only a fresh start of the processor clears this: a producer call never returned where
+    replacing the producer is not enough (``init_transactions``), or a commit's outcome is
+    unknown (the consumer position and the stores could disagree with what committed). A
+    retriable Kafka timeout, so the runtime starts the processor again, which restores its
+    stores and resumes from the committed offsets.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(KafkaError(KafkaError._TIMED_OUT, message, retriable=True))
 
 
 class AbortRequired(Exception):
@@ -133,9 +161,11 @@ class TransactionalWriter:
         self._awaiting: set[int] = set()
         # The error that left the producer unusable; ``abort`` replaces the producer.
         self._spent: KafkaError | None = None
-        # A call of the spent producer never returned: it must not be purged or closed.
+        # A call of the spent producer never returned, or a commit goes on inside it: it must
+        # not be purged, closed or asked to abort.
         self._hung = False
         self._renewed_at: list[float] = []
+        self._calls = CallRunner(self.transactional_id)
 
     def _new_producer(self) -> Producer:
         settings = self._settings
@@ -149,11 +179,20 @@ class TransactionalWriter:
         """Register the transactional id; aborts a predecessor's open transaction (same id).
 
         Raises:
-            ProcessorFenced: the producer could not be initialised.
+            ProcessorFenced: the producer was fenced or refused.
+            RestartRequired: the coordinator did not answer in time, or the call hung.
         """
         try:
-            self._call(self._producer.init_transactions, INIT_TIMEOUT_S, what="init_transactions")
+            self._call(self._producer.init_transactions, INIT_TIMEOUT_S, what="init_transactions",
+                       bound_s=INIT_TIMEOUT_S + HUNG_CALL_GRACE_S)
+        except CallHung as hung:
+            raise RestartRequired(f"{hung} for transactional id {self.transactional_id}") from hung
         except AbortRequired as err:
+            if classify_error(err.error) is TxnAction.RETRY:
+                # The broker (or its transaction coordinator) is still away: transient.
+                raise RestartRequired(
+                    f"init_transactions of {self.transactional_id} kept failing for {RETRY_DEADLINE_S:.0f} s: {err}"
+                ) from err
             raise ProcessorFenced(
                 f"init_transactions failed for transactional id {self.transactional_id}: {err}. "
                 "Check that the broker is reachable and allows transactions, and that no other running "
@@ -166,7 +205,10 @@ class TransactionalWriter:
             return
         self.changelog_offsets = {}
         self._awaiting = set()
-        self._call(self._producer.begin_transaction, what="begin_transaction")
+        try:
+            self._call(self._producer.begin_transaction, what="begin_transaction", bound_s=BEGIN_BOUND_S)
+        except CallHung:
+            raise AbortRequired(self._spent) from None  # type: ignore[arg-type]
         self._open = True
 
     def produce(
@@ -217,14 +259,38 @@ class TransactionalWriter:
 
         Raises:
             AbortRequired: the transaction must be aborted; nothing of it is visible.
+            RestartRequired: the commit never returned, or kept timing out; whether it
+                committed is unknown.
             ProcessorFenced: the processor must stop.
         """
         if offsets:
-            self._call(
-                self._bounded(self._producer.send_offsets_to_transaction), offsets, group_metadata,
-                SEND_OFFSETS_TIMEOUT_S, what="send_offsets_to_transaction",
-            )
-        self._call(self._producer.commit_transaction, CALL_TIMEOUT_S, what="commit_transaction")
+            try:
+                self._call(self._producer.send_offsets_to_transaction, offsets, group_metadata,
+                           SEND_OFFSETS_TIMEOUT_S, what="send_offsets_to_transaction",
+                           bound_s=SEND_OFFSETS_TIMEOUT_S + HUNG_CALL_GRACE_S)
+            except CallHung:
+                raise AbortRequired(self._spent) from None  # type: ignore[arg-type]
+        try:
+            self._call(self._producer.commit_transaction, CALL_TIMEOUT_S, what="commit_transaction",
+                       bound_s=CALL_TIMEOUT_S + HUNG_CALL_GRACE_S)
+        except CallHung as hung:
+            # Replaying the batch would repeat it if the commit went through after all, and
+            # keeping its offsets would lose it if not: only a restart (stores restored from
+            # the changelog, input from the committed offsets) is right either way.
+            self._open = False
+            raise RestartRequired(f"{hung} for transactional id {self.transactional_id}; whether the "
+                                  "transaction committed is unknown") from hung
+        except AbortRequired as err:
+            if classify_error(err.error) is not TxnAction.RETRY:
+                raise
+            # Still timing out at the deadline: the commit goes on inside librdkafka (an abort
+            # now fails with "conflicting commit_transaction call in progress"), its outcome
+            # unknown as above. The producer is left alone, like one whose call hung.
+            self._open = False
+            self._spent, self._hung = err.error, True
+            raise RestartRequired(f"commit_transaction of {self.transactional_id} kept timing out for "
+                                  f"{RETRY_DEADLINE_S:.0f} s ({err}); whether the transaction committed is "
+                                  "unknown") from err
         self._open = False
         if self._awaiting:
             # commit_transaction serves delivery reports; a last poll catches a straggler.
@@ -240,20 +306,23 @@ class TransactionalWriter:
         """Abort the open transaction; renew the producer when it cannot abort it itself.
 
         Raises:
-            ProcessorFenced: the producer was renewed too often, or a new one could not be
-                initialised.
+            ProcessorFenced: the producer was renewed too often, or a new one was fenced.
+            RestartRequired: a new one could not be initialised in time.
         """
         if not self._open and self._spent is None:
             return
         self._open = False
         if self._spent is None:
             try:
-                self._call(self._producer.abort_transaction, CALL_TIMEOUT_S, what="abort_transaction")
+                self._call(self._producer.abort_transaction, CALL_TIMEOUT_S, what="abort_transaction",
+                           bound_s=CALL_TIMEOUT_S + HUNG_CALL_GRACE_S)
                 return
             except AbortRequired as err:
                 # Still failing after the retries (e.g. the coordinator gone the whole time):
                 # a new producer's init_transactions aborts the transaction instead.
                 self._spent = err.error
+            except CallHung:
+                pass  # spent: renewed below
         self._renew()
 
     def _renew(self) -> None:
@@ -282,45 +351,20 @@ class TransactionalWriter:
         self._spent = None
         self.init()
 
-    def _bounded(self, method: Any) -> Any:
-        """``method`` run on a thread of its own; a call still blocked ``HUNG_CALL_GRACE_S``
-        after its own timeout (the last argument) leaves the producer spent."""
-
-        def call(*args: Any) -> None:
-            outcome: list[BaseException | None] = []
-
-            def run() -> None:
-                try:
-                    method(*args)
-                    outcome.append(None)
-                except BaseException as err:
-                    outcome.append(err)
-
-            worker = threading.Thread(target=run, name=f"{self.transactional_id}-txn-call", daemon=True)
-            worker.start()
-            waited = args[-1] + HUNG_CALL_GRACE_S
-            worker.join(waited)
-            if not outcome:
-                self._hung = True
-                raise KafkaException(KafkaError(
-                    KafkaError._TIMED_OUT, f"{method.__name__} still blocked {waited:.0f} s after it was called",
-                    fatal=True))
-            if outcome[0] is not None:
-                raise outcome[0]
-
-        return call
-
     def _discard(self) -> None:
         """Drop the producer's queued records (they belong to an aborted transaction) and close it.
 
         A fenced producer's ``close`` tries to abort once more and raises the fencing error
-        after closing; nothing is left to do with it either way.
+        after closing; nothing is left to do with it either way. A step still blocked after
+        ``DISCARD_BOUND_S`` leaves the producer to the collector.
         """
         for step in (self._producer.purge, self._producer.close):
             try:
-                step()
+                self._calls.run(f"{step.__name__} of the spent producer", DISCARD_BOUND_S, step)
             except (KafkaException, RuntimeError) as err:  # RuntimeError: closed already
                 log.info("%s of the spent producer of %s: %s", step.__name__, self.transactional_id, err)
+            except CallHung:
+                return
 
     def abort_quietly(self) -> None:
         """Abort if a transaction is open, logging instead of raising (on the way out).
@@ -342,6 +386,12 @@ class TransactionalWriter:
 
     def close(self) -> None:
         """Abort what is open, flush what is queued and close the producer."""
+        try:
+            self._close_producer()
+        finally:
+            self._calls.close()
+
+    def _close_producer(self) -> None:
         self.abort_quietly()
         if self._spent is not None:
             if not self._hung:
@@ -358,12 +408,24 @@ class TransactionalWriter:
         except KafkaException as err:  # closed, but a fatal state's last abort failed
             log.warning("close of %s: %s", self.transactional_id, err)
 
-    def _call(self, method: Any, *args: Any, what: str) -> None:
+    def _call(self, method: Any, *args: Any, what: str, bound_s: float) -> None:
+        """``method(*args)``, retried while its error is retriable, each attempt waited for at
+        most ``bound_s``.
+
+        Raises:
+            CallHung: an attempt was still blocked after ``bound_s``; the producer is spent
+                and must not be touched again (it is left to the collector).
+            AbortRequired: the call failed; ``ProcessorFenced`` when no producer can fix it.
+        """
         deadline = time.monotonic() + RETRY_DEADLINE_S
         while True:
             try:
-                method(*args)
+                self._calls.run(what, bound_s, method, *args)
                 return
+            except CallHung as hung:
+                self._hung = True
+                self._spent = KafkaError(KafkaError._TIMED_OUT, str(hung), fatal=True)
+                raise
             except KafkaException as err:
                 error = err.args[0]
                 if classify_error(error) is TxnAction.RETRY and time.monotonic() < deadline:

@@ -4,13 +4,22 @@ producer and replay, or stop; and the writer's renewal of a spent producer."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 
+from engine.runtime import transient
 from streams import transaction
-from streams.transaction import AbortRequired, ProcessorFenced, TransactionalWriter, TxnAction, classify_error
+from streams.transaction import (
+    AbortRequired,
+    ProcessorFenced,
+    RestartRequired,
+    TxnAction,
+    classify_error,
+)
+from tests.unit.streams.fake_producer import FakeProducer, FakeWriter
 
 
 def test_fencing_renews_the_producer() -> None:
@@ -49,33 +58,6 @@ def test_unmarked_error_aborts_rather_than_stops() -> None:
     # e.g. a record the broker refuses as too large: the batch is replayed (and, if it keeps
     # failing, the processor gives up after a bounded number of aborts).
     assert classify_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)) is TxnAction.ABORT
-
-
-class FakeProducer:
-    """Records the transactional calls; ``fail`` maps a call's name to the error it raises."""
-
-    def __init__(self, fail: dict[str, KafkaError]) -> None:
-        self.fail = fail
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*_: Any, **__: Any) -> None:
-            self.calls.append(name)
-            if name in self.fail:
-                raise KafkaException(self.fail[name])
-
-        return call
-
-
-class FakeWriter(TransactionalWriter):
-    def __init__(self, fails: list[dict[str, KafkaError]]) -> None:
-        self.fails = fails
-        self.producers: list[FakeProducer] = []
-        super().__init__({"transactional.id": "group-p1"})
-
-    def _new_producer(self) -> Any:
-        self.producers.append(FakeProducer(self.fails.pop(0) if self.fails else {}))
-        return self.producers[-1]
 
 
 FENCED = KafkaError(KafkaError._FENCED, fatal=True)
@@ -160,3 +142,150 @@ def test_a_send_offsets_that_never_returns_spends_the_producer_without_touching_
     assert "purge" not in hung.calls and "close" not in hung.calls
     assert writer.producers[1].calls == ["init_transactions"]
     never.set()
+
+
+# -- calls that never return (a broker lost mid-call) ---------------------------------
+
+
+@pytest.fixture
+def short_bounds(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Bounds of a fraction of a second; the event releases every hung fake call at the end."""
+    for name in ("HUNG_CALL_GRACE_S", "SEND_OFFSETS_TIMEOUT_S", "CALL_TIMEOUT_S", "INIT_TIMEOUT_S", "BEGIN_BOUND_S"):
+        monkeypatch.setattr(transaction, name, 0.1)
+    released = threading.Event()
+    yield released
+    released.set()
+
+
+def hang(producer: FakeProducer, call: str, released: threading.Event) -> None:
+    def blocked(*_: Any) -> None:
+        producer.calls.append(call)
+        released.wait()
+
+    setattr(producer, call, blocked)
+
+
+def untouched_since(producer: FakeProducer, call: str) -> bool:
+    """Nothing was asked of ``producer`` after its ``call`` hung (no purge, close, abort)."""
+    return producer.calls[-1] == call
+
+
+@pytest.mark.timeout(10)
+def test_a_begin_that_never_returns_renews_the_producer(short_bounds: threading.Event) -> None:
+    # librdkafka issue 4420: begin_transaction (no timeout) blocked behind a fatal error.
+    writer = FakeWriter([])
+    writer.init()
+    hung = writer.producers[0]
+    hang(hung, "begin_transaction", short_bounds)
+    with pytest.raises(AbortRequired, match="begin_transaction still blocked"):
+        writer.begin()
+    writer.abort()
+    assert untouched_since(hung, "begin_transaction")
+    assert writer.producers[1].calls == ["init_transactions"]
+    writer.produce("t", b"k", b"v")
+    writer.commit([], None)
+    assert writer.producers[1].calls[-1] == "commit_transaction"
+
+
+@pytest.mark.timeout(10)
+def test_an_abort_that_never_returns_renews_the_producer(short_bounds: threading.Event) -> None:
+    writer = FakeWriter([{"commit_transaction": KafkaError(KafkaError.ILLEGAL_GENERATION, txn_requires_abort=True)}])
+    writer.init()
+    hung = writer.producers[0]
+    hang(hung, "abort_transaction", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    writer.abort()
+    assert untouched_since(hung, "abort_transaction")
+    assert writer.producers[1].calls == ["init_transactions"]
+
+
+@pytest.mark.timeout(10)
+def test_a_commit_that_never_returns_restarts_the_processor(short_bounds: threading.Event) -> None:
+    # Whether it committed is unknown: neither a replay nor going on is right, a restart is.
+    writer = FakeWriter([])
+    writer.init()
+    hung = writer.producers[0]
+    hang(hung, "commit_transaction", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(RestartRequired, match="whether the transaction committed is unknown") as raised:
+        writer.commit([], None)
+    assert transient(raised.value)  # the runtime starts the processor again on it
+    assert not writer.in_transaction
+    writer.close()
+    assert untouched_since(hung, "commit_transaction")
+    assert len(writer.producers) == 1
+
+
+@pytest.mark.timeout(10)
+def test_an_init_that_never_returns_after_a_renewal_restarts_the_processor(short_bounds: threading.Event) -> None:
+    # The flaky broker restart: send_offsets hung, the producer was replaced, and the new
+    # one's init_transactions must not hold the processor either.
+    writer = FakeWriter([])
+    writer.init()
+    first = writer.producers[0]
+    hang(first, "send_offsets_to_transaction", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired, match="still blocked"):
+        writer.commit([object()], None)  # type: ignore[list-item]
+    writer._new_producer = lambda: hung_at_init(writer, short_bounds)  # type: ignore[method-assign]
+    with pytest.raises(RestartRequired, match="init_transactions still blocked") as raised:
+        writer.abort()
+    assert transient(raised.value)
+    writer.close()
+    second = writer.producers[1]
+    assert untouched_since(first, "send_offsets_to_transaction") and untouched_since(second, "init_transactions")
+
+
+def hung_at_init(writer: FakeWriter, released: threading.Event) -> FakeProducer:
+    producer = FakeProducer({})
+    hang(producer, "init_transactions", released)
+    writer.producers.append(producer)
+    return producer
+
+
+def test_an_init_that_keeps_timing_out_restarts_the_processor_instead_of_stopping_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A broker away longer than the retry deadline is transient, not a fencing: before, the
+    # runtime gave up on the processor for good.
+    monkeypatch.setattr(transaction, "RETRY_DEADLINE_S", 0.2)
+    monkeypatch.setattr(transaction, "RETRY_BACKOFF_S", 0.01)
+    writer = FakeWriter([{"init_transactions": KafkaError(KafkaError._TIMED_OUT, retriable=True)}])
+    with pytest.raises(RestartRequired, match="kept failing") as raised:
+        writer.init()
+    assert transient(raised.value)
+
+
+def test_a_commit_that_keeps_timing_out_restarts_the_processor_without_an_abort(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in the broker restart: the abort that followed spun for a minute on "conflicting
+    # commit_transaction call in progress", and a replay could repeat a commit that went through.
+    monkeypatch.setattr(transaction, "RETRY_DEADLINE_S", 0.2)
+    monkeypatch.setattr(transaction, "RETRY_BACKOFF_S", 0.01)
+    writer = FakeWriter([{"commit_transaction": KafkaError(KafkaError._TIMED_OUT, retriable=True)}])
+    writer.init()
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(RestartRequired, match="kept timing out") as raised:
+        writer.commit([], None)
+    assert transient(raised.value)
+    writer.close()
+    producer = writer.producers[0]
+    assert producer.calls[-1] == "commit_transaction" and "abort_transaction" not in producer.calls
+
+
+@pytest.mark.timeout(10)
+def test_a_spent_producer_whose_close_never_returns_is_left_behind(
+        short_bounds: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in the broker restart: the fenced producer's close waited for the broker to return.
+    monkeypatch.setattr(transaction, "DISCARD_BOUND_S", 0.1)
+    writer = FakeWriter([{"commit_transaction": FENCED}])
+    writer.init()
+    spent = writer.producers[0]
+    hang(spent, "close", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired):
+        writer.commit([], None)
+    writer.abort()
+    assert spent.calls[-2:] == ["purge", "close"]
+    assert writer.producers[1].calls == ["init_transactions"]

@@ -1,0 +1,156 @@
+"""An aborted transaction is replayed from its batch's first offsets, also once the producer
+was replaced; a Kafka call on that path that never returns restarts the processor instead
+of stalling it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+from engine.runtime import transient
+from streams import processor as processor_module
+from streams import transaction
+from streams.handler import Batch
+from streams.processor import Processor, ProcessorConfig
+from streams.transaction import RestartRequired
+from tests.unit.streams.fake_producer import FakeWriter
+
+
+class FakeMessage:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def topic(self) -> str:
+        return "in"
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return f"v{self._offset}".encode()
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def headers(self) -> None:
+        return None
+
+
+class FakeConsumer:
+    """Partition 0 of the input, read from a position that ``seek`` moves."""
+
+    def __init__(self, records: int) -> None:
+        self.log = [FakeMessage(offset) for offset in range(records)]
+        self.position = 0
+        self.seeks: list[tuple[int, int]] = []
+
+    def consume(self, limit: int, timeout: float) -> list[FakeMessage]:
+        taken = self.log[self.position:self.position + limit]
+        self.position += len(taken)
+        return taken
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        taken = self.consume(1, timeout)
+        return taken[0] if taken else None
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+        self.position = tp.offset
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+
+class Forwarding:
+    """Emits every record again; remembers the offsets of each batch it was handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> Any:
+        return value
+
+    def process(self, batch: Batch) -> None:
+        self.batches.append([record.offset for record in batch.records])
+        for record in batch.records:
+            batch.emit("out", record.key, record.value)
+
+
+@pytest.fixture
+def released(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Bounds of a fraction of a second; the event releases every hung fake call at the end."""
+    for name in ("HUNG_CALL_GRACE_S", "SEND_OFFSETS_TIMEOUT_S", "CALL_TIMEOUT_S", "INIT_TIMEOUT_S"):
+        monkeypatch.setattr(transaction, name, 0.1)
+    monkeypatch.setattr(processor_module, "SEEK_BOUND_S", 0.1)
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def running(handler: Forwarding, consumer: FakeConsumer, writer: FakeWriter) -> Processor:
+    """A processor in mid-run over partition 0, as after its assignment."""
+    config = ProcessorConfig(group_id="g", input_topic="in", changelog_topic=None, dlq_topic="dlq",
+                             state_dir=Path("/state"), process_id="p", client={})
+    processor = Processor(config, handler)
+    processor._stores = {0: object()}  # type: ignore[dict-item]
+    processor._consumer = consumer  # type: ignore[assignment]
+    writer.init()
+    processor._writer = writer
+    return processor
+
+
+def turn(processor: Processor, consumer: FakeConsumer) -> None:
+    processor._turn(processor._next_batch(consumer, 0.01))  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(10)
+def test_a_batch_whose_send_offsets_hung_is_replayed_with_a_new_producer(released: threading.Event) -> None:
+    handler, consumer, writer = Forwarding(), FakeConsumer(3), FakeWriter([])
+    processor = running(handler, consumer, writer)
+    writer.producers[0].send_offsets_to_transaction = lambda *_: released.wait()  # type: ignore[method-assign]
+    turn(processor, consumer)
+    assert consumer.seeks == [(0, 0)]
+    assert writer.producers[1].calls == ["init_transactions"]
+    turn(processor, consumer)
+    assert handler.batches == [[0, 1, 2], [0, 1, 2]]
+    assert writer.producers[1].calls[-2:] == ["send_offsets_to_transaction", "commit_transaction"]
+    turn(processor, consumer)  # nothing left: an idle turn
+    assert handler.batches == [[0, 1, 2], [0, 1, 2]]
+
+
+@pytest.mark.timeout(10)
+def test_a_rewind_that_never_returns_restarts_the_processor(released: threading.Event) -> None:
+    abortable = KafkaError(KafkaError.ILLEGAL_GENERATION, txn_requires_abort=True)
+    handler, consumer, writer = Forwarding(), FakeConsumer(3), FakeWriter([{"commit_transaction": abortable}])
+    processor = running(handler, consumer, writer)
+    consumer.seek = lambda _tp: released.wait()  # type: ignore[assignment,method-assign,misc]
+    with pytest.raises(RestartRequired, match="rewinding in-0") as raised:
+        turn(processor, consumer)
+    assert transient(raised.value)  # the runtime starts the processor again on it
+
+
+@pytest.mark.timeout(10)
+def test_a_commit_that_never_returns_after_a_renewal_restarts_the_processor_without_a_replay(
+        released: threading.Event) -> None:
+    handler, consumer, writer = Forwarding(), FakeConsumer(3), FakeWriter([])
+    processor = running(handler, consumer, writer)
+    writer.producers[0].send_offsets_to_transaction = lambda *_: released.wait()  # type: ignore[method-assign]
+    turn(processor, consumer)
+    writer.producers[1].commit_transaction = lambda *_: released.wait()  # type: ignore[method-assign]
+    with pytest.raises(RestartRequired, match="committed is unknown"):
+        turn(processor, consumer)
+    assert consumer.seeks == [(0, 0)]  # the unknown outcome was not replayed
