@@ -452,9 +452,14 @@ class Processor:
                 self._on_ready(partition, store)
 
     def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            raise ProcessorFenced(
-                f"the consumer of group {self.config.group_id} hit a fatal error: {error.str()}. Restart the processor."
+        # A consumer's only fatal error is a static member fenced by another with its
+        # group.instance.id: after a broker restart, librdkafka's own rejoin can do that to
+        # itself. A new consumer clears it; a real second process with this ID keeps
+        # fencing, and the runtime stops restarting after a few in a row.
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            raise RestartRequired(
+                f"the consumer of group {self.config.group_id} hit a fatal error: {error.str()}; "
+                "starting the processor again with a new consumer"
             )
         now = time.monotonic()
         if now - self._error_logged_at > ERROR_LOG_INTERVAL_S:

@@ -10,6 +10,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -69,41 +70,42 @@ def test_instances_complete_across_a_broker_restart_without_restarting_the_runti
     runs_dir.mkdir()
     with runtime_processes(settings, tmp_path) as process:
         runtime = process("p0", KWF_TEST_RUNS_DIR=str(runs_dir))
-        client = WorkflowClient(settings=settings)
-        # Timers from 1 to 12 s: some fire before the stop, some while the broker is down,
-        # some after it is back.
-        timers = [f"timer-{i}" for i in range(TIMERS)]
-        for i, instance_id in enumerate(timers):
-            client.schedule_new_workflow("timer_then_activity", input=1.0 + i, instance_id=instance_id)
-        client.schedule_new_workflow("fan_out_recorded", input=FAN_OUT, instance_id="fan-out")
-        time.sleep(1.5)
+        # Closed before the broker stops, so its reader does not go on trying to reach it.
+        with closing(WorkflowClient(settings=settings)) as client:
+            # Timers from 1 to 12 s: some fire before the stop, some while the broker is down,
+            # some after it is back.
+            timers = [f"timer-{i}" for i in range(TIMERS)]
+            for i, instance_id in enumerate(timers):
+                client.schedule_new_workflow("timer_then_activity", input=1.0 + i, instance_id=instance_id)
+            client.schedule_new_workflow("fan_out_recorded", input=FAN_OUT, instance_id="fan-out")
+            time.sleep(1.5)
 
-        stopped_at = time.monotonic()
-        restart_broker.stop()
-        time.sleep(DOWN_S)
-        restart_broker.start()
-        back_at = time.monotonic()
-        # New work after the restart flows too.
-        client.schedule_new_workflows("timer_then_activity", [("after-restart", 0.5)])
-        # One deadline for all of them, not a timeout each in turn.
-        deadline = back_at + DONE_WITHIN_S
+            stopped_at = time.monotonic()
+            restart_broker.stop()
+            time.sleep(DOWN_S)
+            restart_broker.start()
+            back_at = time.monotonic()
+            # New work after the restart flows too.
+            client.schedule_new_workflows("timer_then_activity", [("after-restart", 0.5)])
+            # One deadline for all of them, not a timeout each in turn.
+            deadline = back_at + DONE_WITHIN_S
 
-        def left() -> float:
-            return max(0.1, deadline - time.monotonic())
+            def left() -> float:
+                return max(0.1, deadline - time.monotonic())
 
-        try:
-            states = {i: client.wait_for_workflow_completion(i, timeout_in_seconds=left())
-                      for i in [*timers, "fan-out", "after-restart"]}
-        except TimeoutError as err:
+            try:
+                states = {i: client.wait_for_workflow_completion(i, timeout_in_seconds=left())
+                          for i in [*timers, "fan-out", "after-restart"]}
+            except TimeoutError as err:
+                log = runtime.current_log()
+                raise AssertionError(f"{err}; restarts (announced, started again): {processor_restarts(log)}; "
+                                     f"runtime log:\n{log[-6000:]}") from err
+            done_at = time.monotonic()
+            runtime.check_alive()  # the same process throughout (never exited): it reconnected by itself
+            # A restart announced last starts its processor after its pause (at most the cap).
+            wait_until(lambda: len(set(processor_restarts(runtime.current_log()))) == 1, RESTART_PAUSE_CAP_S + 30,
+                       lambda: f"announced restarts did not happen: {processor_restarts(runtime.current_log())}")
             log = runtime.current_log()
-            raise AssertionError(f"{err}; restarts (announced, started again): {processor_restarts(log)}; "
-                                 f"runtime log:\n{log[-6000:]}") from err
-        done_at = time.monotonic()
-        runtime.check_alive()  # the same process throughout (never exited): it reconnected by itself
-        # A restart announced last starts its processor after its pause (at most the cap).
-        wait_until(lambda: len(set(processor_restarts(runtime.current_log()))) == 1, RESTART_PAUSE_CAP_S + 30,
-                   lambda: f"announced restarts did not happen: {processor_restarts(runtime.current_log())}")
-        log = runtime.current_log()
 
     # Every processor the runtime said it would start again did start again, and it never gave up.
     announced, started_again = processor_restarts(log)

@@ -154,3 +154,22 @@ def test_a_commit_that_never_returns_after_a_renewal_restarts_the_processor_with
     with pytest.raises(RestartRequired, match="committed is unknown"):
         turn(processor, consumer)
     assert consumer.seeks == [(0, 0)]  # the unknown outcome was not replayed
+
+
+class FatalMessage(FakeMessage):
+    """How librdkafka hands a consumer its fatal error: as a message whose error is ``_FATAL``."""
+
+    def error(self) -> KafkaError:  # type: ignore[override]
+        return KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other consumer "
+                                              "with same group.instance.id")
+
+
+@pytest.mark.timeout(10)
+def test_a_fenced_static_consumer_restarts_the_processor_instead_of_going_silent() -> None:
+    handler, consumer, writer = Forwarding(), FakeConsumer(0), FakeWriter([])
+    consumer.log = [FatalMessage(0)]
+    processor = running(handler, consumer, writer)
+    with pytest.raises(RestartRequired, match="Static consumer fenced") as raised:
+        turn(processor, consumer)
+    assert transient(raised.value)  # the runtime starts the processor again, with a new consumer
+    assert handler.batches == []
