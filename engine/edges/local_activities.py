@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ from streams.handler import Headers
 # Handed-over runs remembered for the worker: far more than one step hands over (eight at
 # most), so only a worker that stopped reading its tasks lets claims go unused.
 MAX_CLAIMS = 10_000
+# The longest the worker waits for a reserved early run to be started (it is started right
+# after its transaction commits; this bound only guards against a stopped orchestrator).
+RESERVATION_WAIT_S = 5.0
 
 RunFuture = Future[tuple[ActivityOutcome, bool]]
 ClaimKey = tuple[str, str, int]
@@ -72,7 +76,11 @@ class LocalActivities:
         self.max_payload_bytes = worker.settings.max_payload_bytes
         self._max_claims = max_claims
         self._claims: OrderedDict[ClaimKey, _Claim] = OrderedDict()
-        self._lock = threading.Lock()  # claims are added by the orchestrator, taken by the worker
+        # Claims are added by the orchestrator, taken by the worker.
+        self._lock = threading.Condition(threading.Lock())
+        # Early runs a transaction will start once it commits: the worker can read their
+        # tasks the moment it commits, before the run is started and claimed here.
+        self._reserved: set[ClaimKey] = set()
         worker.claimed = self.take
 
     def can_run(self, name: str) -> bool:
@@ -86,13 +94,25 @@ class LocalActivities:
         future = self._worker.submit(task, headers)
         return None if future is None else LocalRun(self, task, future)
 
+    def reserve_early(self, task: ActivityTask) -> None:
+        with self._lock:
+            self._reserved.add(_key(task))
+
+    def unreserve_early(self, task: ActivityTask) -> None:
+        with self._lock:
+            self._reserved.discard(_key(task))
+            self._lock.notify_all()
+
     def start_early(self, task: ActivityTask, headers: Headers | None) -> EarlyRun | None:
-        future = self._worker.submit(task, headers)
-        if future is None:
-            return None
-        claim = _Claim(future, recorded=Future())
-        self._remember(_key(task), claim)
-        return EarlyRun(self, task, claim)
+        try:
+            future = self._worker.submit(task, headers)
+            if future is None:
+                return None
+            claim = _Claim(future, recorded=Future())
+            self._remember(_key(task), claim)
+            return EarlyRun(self, task, claim)
+        finally:
+            self.unreserve_early(task)
 
     def take(self, task: ActivityTask) -> RunFuture | None:
         """The run of a task read from Kafka, if this process has it (it is then forgotten).
@@ -101,8 +121,13 @@ class LocalActivities:
         offset is committed, as for any plain task. An early run whose result a transaction
         recorded gives an outcome of None: nothing to deliver.
         """
+        key = _key(task)
         with self._lock:
-            claim = self._claims.pop(_key(task), None)
+            # Read between its step's commit and its early run's start: wait for the claim.
+            deadline = time.monotonic() + RESERVATION_WAIT_S
+            while key in self._reserved and deadline > time.monotonic():
+                self._lock.wait(deadline - time.monotonic())
+            claim = self._claims.pop(key, None)
             if claim is None:
                 return None
             if claim.recorded is None or claim.recorded.done():

@@ -99,6 +99,15 @@ class LocalActivityRunner(Protocol):
         """Start the task at once; None if it cannot start (the worker has stopped)."""
         ...
 
+    def reserve_early(self, task: ActivityTask) -> None:
+        """Before the commit: the worker reading this task waits for ``start_early`` or
+        ``unreserve_early`` instead of running it itself."""
+        ...
+
+    def unreserve_early(self, task: ActivityTask) -> None:
+        """The transaction that would have started it aborted."""
+        ...
+
     def start_early(self, task: ActivityTask, headers: Headers | None) -> EarlyActivity | None:
         """Start a committed task at once, kept for the worker that reads it until
         ``recorded`` or ``released``; None if it cannot start."""

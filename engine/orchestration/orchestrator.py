@@ -331,6 +331,9 @@ class Orchestrator:
                 early.recorded()
             else:
                 early.released()
+        if not committed and self.local_activities is not None:
+            for _, task, _ in txn.early:
+                self.local_activities.unreserve_early(task)
         if committed and txn.early and self.local_activities is not None:
             until = time.monotonic() + self.settings.local_activity_budget_ms / 1000
             for partition, task, headers in txn.early:
@@ -597,8 +600,9 @@ class Orchestrator:
         for event in pick_local(own, refused, runner.can_run, MAX_LOCAL_PER_STEP):
             payload = event.event
             assert isinstance(payload, TaskScheduled)
-            self._txn.early.append((batch.partition, self._task(state, event, payload, now),
-                                    self._spans.headers(event.instance_id)))
+            task = self._task(state, event, payload, now)
+            runner.reserve_early(task)
+            self._txn.early.append((batch.partition, task, self._spans.headers(event.instance_id)))
 
     def _local_results(self, state: InstanceState,
                        finished: dict[int, TaskCompleted | TaskFailed]) -> list[HistoryEvent]:

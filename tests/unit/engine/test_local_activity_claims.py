@@ -3,6 +3,7 @@ which run the worker's Kafka copy of a task gets, and when each run's slot is gi
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
@@ -181,3 +182,31 @@ def test_an_early_run_released_and_ended_before_its_task_is_read_frees_its_slot_
     assert read is not None
     outcome, holds_slot = read.result(0)
     assert outcome.result == "7" and not holds_slot and worker.freed == 1
+
+
+def test_a_task_read_between_its_commit_and_its_early_start_waits_for_the_early_run() -> None:
+    worker, local = make()
+    local.reserve_early(task(1))  # its step reserved it; the transaction has just committed
+    taken: list[Any] = []
+    reader = threading.Thread(target=lambda: taken.append(local.take(task(1))))
+    reader.start()  # the worker reads the task before the orchestrator starts the run
+    reader.join(0.2)
+    assert reader.is_alive(), "the worker waits for the reserved early run instead of running it again"
+    run = local.start_early(task(1), None)
+    reader.join(5)
+    assert run is not None and taken and taken[0] is not None, "the worker got the early run's claim"
+    finish(worker, 1, "7")
+    run.recorded()
+    assert taken[0].result(1) == (None, False), "recorded: nothing to send, and nothing ran twice"
+    assert list(worker.runs) == [1]
+
+
+def test_a_reservation_dropped_by_an_abort_lets_the_worker_run_the_task() -> None:
+    worker, local = make()
+    local.reserve_early(task(1))
+    taken: list[Any] = []
+    reader = threading.Thread(target=lambda: taken.append(local.take(task(1))))
+    reader.start()
+    local.unreserve_early(task(1))
+    reader.join(5)
+    assert taken == [None], "no claim: the worker runs the task itself"

@@ -128,6 +128,7 @@ class StandInRunner:
         self.early: list[ActivityTask] = []  # started once a start step committed
         self.recorded: list[ActivityTask] = []
         self.released: list[ActivityTask] = []
+        self.reserved: set[int] = set()
 
     def can_run(self, name: str) -> bool:
         return name in self.outcomes
@@ -136,7 +137,15 @@ class StandInRunner:
         self.started.append(task)
         return StandInRun(self, task, self.outcomes[task.name](task))
 
+    def reserve_early(self, task: ActivityTask) -> None:
+        self.reserved.add(task.task_id)
+
+    def unreserve_early(self, task: ActivityTask) -> None:
+        self.reserved.discard(task.task_id)
+
     def start_early(self, task: ActivityTask, headers: Headers | None) -> StandInEarlyRun:
+        assert task.task_id in self.reserved  # reserved by its step, before the commit
+        self.reserved.discard(task.task_id)
         self.early.append(task)
         return StandInEarlyRun(self, task, self.outcomes[task.name](task))
 
