@@ -94,7 +94,8 @@ def test_an_activity_longer_than_the_budget_is_handed_over_and_runs_once(
 
     assert state is not None and state.runtime_status is WorkflowStatus.COMPLETED, state
     assert state.serialized_output == '"slept 0.3"'
-    assert tasks_of(settings, instance_id) == [0, 1], "not done within the budget: an ordinary task"
+    # Sorted: the two tasks' records may sit in different partitions of the activities topic.
+    assert sorted(tasks_of(settings, instance_id)) == [0, 1], "not done within the budget: an ordinary task"
     # (Task 0's early run goes through the inbox too when the loaded machine runs it past the budget.)
     assert 1 in inbox_results_of(settings, instance_id), "the handed-over run's result goes through the inbox"
     starts = [r for r in read_runs(runs_dir) if r.what == "start"]
