@@ -5,6 +5,7 @@ from __future__ import annotations
 import random as _random
 import string
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,10 @@ class WorkflowContext:
     __slots__ = ("_run",)
 
     def __init__(self, run: WorkflowRun) -> None:
-        self._run = run
+        # Weak: the run holds this context and its generator does too, so a strong reference
+        # back would make every finished run a cycle only the collector frees (RSS grew with
+        # each instance ever run between full collections).
+        self._run = weakref.proxy(run)
 
     @property
     def instance_id(self) -> str:
