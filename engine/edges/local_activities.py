@@ -29,7 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.core.history import FailureDetails, TaskCompleted, TaskFailed
 from engine.edges.activities import ActivityOutcome, result_event
@@ -53,11 +53,18 @@ def _key(task: ActivityTask) -> ClaimKey:
 
 
 @dataclass
+class _Slot:
+    # Given back, or someone else's to give back: the run ended before the worker read its
+    # task, or the claim was dropped.
+    settled: bool = False
+
+
+@dataclass
 class _Claim:
     future: RunFuture
-    # Its slot was given back, or is someone else's to give back: the run ended before the
-    # worker read its task, or the claim was dropped.
-    slot_settled: bool = False
+    # Apart from the claim so that the run's callbacks can hold it: a callback holding the
+    # claim, which holds the run, would make a cycle only the cycle collector frees.
+    slot: _Slot = field(default_factory=_Slot)
     # An early run's fate: True once a transaction recorded its result, False once released;
     # None for a run handed over by a step.
     recorded: Future[bool] | None = None
@@ -131,7 +138,7 @@ class LocalActivities:
             if claim is None:
                 return None
             if claim.recorded is None or claim.recorded.done():
-                settled, claim.slot_settled = claim.slot_settled, True
+                settled, claim.slot.settled = claim.slot.settled, True
             else:
                 settled = False  # decided by ``EarlyRun``, which knows whether it was taken
         if claim.recorded is None:
@@ -147,7 +154,8 @@ class LocalActivities:
         """Keep a run the step did not wait out for the worker that reads its task."""
         claim = _Claim(future)
         self._remember(_key(task), claim)
-        future.add_done_callback(lambda _: self._ended_unclaimed(claim))
+        slot = claim.slot
+        future.add_done_callback(lambda done: self._ended_unclaimed(slot, done))
 
     def _remember(self, key: ClaimKey, claim: _Claim) -> None:
         dropped = []
@@ -158,19 +166,19 @@ class LocalActivities:
                 dropped.append(replaced)
             while len(self._claims) > self._max_claims:
                 dropped.append(self._claims.popitem(last=False)[1])
-            unsettled = [old for old in dropped if not old.slot_settled]
+            unsettled = [old for old in dropped if not old.slot.settled]
             for old in dropped:
-                old.slot_settled = True
+                old.slot.settled = True
         for old in unsettled:
             self.release_when_done(old.future)
 
-    def _ended_unclaimed(self, claim: _Claim) -> None:
+    def _ended_unclaimed(self, slot: _Slot, run: RunFuture) -> None:
         # Its task may be read by another process's worker, or never: do not keep the slot.
         with self._lock:
-            if claim.slot_settled:
+            if slot.settled:
                 return
-            claim.slot_settled = True
-        self.release_when_done(claim.future)
+            slot.settled = True
+        self.release_when_done(run)
 
     def release_when_done(self, future: RunFuture) -> None:
         """No one will deliver this run's result: give its slot back once it ends."""
@@ -219,7 +227,7 @@ class EarlyRun:
         assert claim.recorded is not None
         # Decided under the lock, so that ``take`` sees either no decision or this one whole.
         with owner._lock:
-            settled, claim.slot_settled = claim.slot_settled, True
+            settled, claim.slot.settled = claim.slot.settled, True
             claim.recorded.set_result(True)
         if not settled:
             owner.release_when_done(claim.future)  # its result is durable: the slot is free
@@ -231,20 +239,22 @@ class EarlyRun:
             waiting = owner._claims.get(_key(self._task)) is claim
             claim.recorded.set_result(False)
         if waiting:  # not read yet: a handed-over run from now on
-            claim.future.add_done_callback(lambda _: owner._ended_unclaimed(claim))
+            slot = claim.slot
+            claim.future.add_done_callback(lambda done: owner._ended_unclaimed(slot, done))
 
 
 def _after_decision(claim: _Claim, settled: bool) -> RunFuture:
     """What the worker delivers for an early run it read: nothing once recorded, else the run's outcome."""
     assert claim.recorded is not None
     answer: RunFuture = Future()
+    run = claim.future  # not the claim: it holds ``recorded``, whose callback this is
 
     def decided(recorded: Future[bool]) -> None:
         if recorded.result():
             answer.set_result((None, False))  # type: ignore[arg-type]
         else:
-            run = _without_slot(claim.future) if settled else claim.future
-            run.add_done_callback(lambda done: answer.set_result(done.result()))
+            delivered = _without_slot(run) if settled else run
+            delivered.add_done_callback(lambda done: answer.set_result(done.result()))
 
     claim.recorded.add_done_callback(decided)
     return answer

@@ -3,6 +3,7 @@ which run the worker's Kafka copy of a task gets, and when each run's slot is gi
 
 from __future__ import annotations
 
+import gc
 import threading
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -210,3 +211,40 @@ def test_a_reservation_dropped_by_an_abort_lets_the_worker_run_the_task() -> Non
     local.unreserve_early(task(1))
     reader.join(5)
     assert taken == [None], "no claim: the worker runs the task itself"
+
+
+# -- memory: a run's bookkeeping is freed by reference counting alone ---------------------
+
+
+def claim_paths(worker: StandInWorker, local: LocalActivities) -> None:
+    """Every way a claim ends: handed over and read, handed over and ended first, early and
+    recorded, early read before its record, early released before and after its read."""
+    for task_id in (1, 2):
+        run = local.start(task(task_id), None)
+        assert run is not None
+        run.handed_over()
+    assert local.take(task(1)) is not None
+    finish(worker, 1)
+    finish(worker, 2)
+    assert local.take(task(2)) is not None
+    for task_id, read_first, record in ((3, False, True), (4, True, True), (5, True, False), (6, False, False)):
+        early = local.start_early(task(task_id), None)
+        assert early is not None
+        read = local.take(task(task_id)) if read_first else None
+        finish(worker, task_id)
+        early.recorded() if record else early.released()
+        read = read or local.take(task(task_id))
+        assert read is not None and read.result(0) is not None
+
+
+def test_ended_claims_leave_nothing_for_the_cycle_collector() -> None:
+    worker, local = make()
+    gc.collect()
+    gc.disable()
+    try:
+        claim_paths(worker, local)
+        worker.runs.clear()
+        assert local.claims == 0
+        assert gc.collect() == 0, "a claim's run, its callbacks and the claim formed a cycle"
+    finally:
+        gc.enable()
