@@ -2,7 +2,9 @@
 
 Every route answers JSON; errors are ``{"errorCode": "ERR_...", "message": ...}`` with
 400 for bad input, 401 for a missing or wrong ``dapr-api-token``, 404 for an unknown
-instance, 409 for a start of a running ID, 413 for an oversized payload.
+instance, 409 for a start of a running ID, 413 for an oversized payload. ``/kwf/v1/status``
+answers other clients whose own status view is still catching up (``engine.api.runtime_reads``);
+once this process's view is current the API announces itself in ``{prefix}.runtimes``.
 """
 
 from __future__ import annotations
