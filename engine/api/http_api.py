@@ -486,7 +486,6 @@ class ApiServer:
     client: WorkflowClient = field(repr=False)  # its settings hold Kafka credentials
     url: str = ""
     announcement: Announcement | None = None
-    announced: threading.Event = field(default_factory=threading.Event)
 
     def announce_when_ready(self) -> None:
         """Warm this process's status view, then announce the API in ``{prefix}.runtimes``
@@ -501,11 +500,10 @@ class ApiServer:
                 break
             except TimeoutError:
                 continue
-        else:
+        if self.server.should_exit:
             return
         try:
             self.announcement = Announcement(self.client.settings, self.url)
-            self.announced.set()
         except Exception as err:  # the API still serves; clients configured with its URL reach it
             log.warning("could not announce the HTTP API at %s: %s", self.url, err)
 
