@@ -16,6 +16,7 @@ the inbox and its view follows the status topic, whichever process came first.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -53,6 +54,8 @@ from engine.state.codec import StatusRecord, encode_event
 from engine.state.config import Settings
 from engine.state.instance_state import ENDED
 from engine.state.topics import INBOX, ensure_workflow_topics
+
+log = logging.getLogger("engine.api.client")
 
 # How long a management call waits to see its effect before saying so.
 DEFAULT_ACK_TIMEOUT_S = 30.0
@@ -174,6 +177,7 @@ class WorkflowClient:
         self._closed = False
         self._inbox = self.settings.topic(INBOX)
         self._view: StatusView | None = None
+        self._view_starting = threading.Event()
         self._delivery_errors: list[str] = []
         self._topics_ready = False
         # Held by the one thread that serves the producer's acknowledgements for every caller.
@@ -193,16 +197,51 @@ class WorkflowClient:
             self._view = StatusView.shared(self.settings, wait=False)
         return self._view
 
+    def _running_view(self) -> StatusView | None:
+        """The view this process already runs for these topics, caught up or not (None: none yet)."""
+        if self._view is None:
+            self._view = StatusView.running(self.settings)
+        return self._view
+
     def _asking_runtime(self) -> RuntimeReads | None:
-        """Whom to ask while the own view is not caught up (None: the view is, or no one to ask)."""
-        return None if self.runtime_reads is None or self._started_view().caught_up else self.runtime_reads
+        """Whom to ask while the own view is not caught up (None: the view is, or no one to ask).
+
+        Before this process has a view, the runtime is asked first and the view started after
+        its answer: a first answer waits neither for the view's set-up nor shares the
+        interpreter with its first reads of the topic.
+        """
+        view = self._running_view()
+        return None if self.runtime_reads is None or (view is not None and view.caught_up) else self.runtime_reads
+
+    def _overlaid(self, instance_id: str, status: StatusRecord | None) -> StatusRecord | None:
+        """A runtime's answer as this process gives it: its own starts over it (read-your-writes).
+
+        Without a view in this process there are none (a start runs the view); the view is
+        then started in the background, to answer once it is caught up.
+        """
+        view = self._running_view()
+        if view is None:
+            self._start_view_in_background()
+            return status
+        return view.overlay(instance_id, status)
+
+    def _start_view_in_background(self) -> None:
+        if self._running_view() is None and not self._view_starting.is_set():
+            self._view_starting.set()
+            threading.Thread(target=self._start_view, name="kwf-client-view", daemon=True).start()
+
+    def _start_view(self) -> None:
+        try:
+            self._started_view()
+        except Exception as err:  # the next read that needs the view raises it
+            log.warning("the status view did not start: %s", err)
 
     def _status(self, instance_id: str) -> StatusRecord | None:
         """The instance's status: from a runtime while the own view catches up, else from the view."""
         runtime = self._asking_runtime()
         answer = None if runtime is None else runtime.status(instance_id)
         if answer is not None:
-            return self._started_view().overlay(instance_id, answer.record)
+            return self._overlaid(instance_id, answer.record)
         return self.view.get(instance_id)
 
     def _wait_for_status(self, instance_id: str, until: str, accept: Callable[[StatusRecord | None], bool],
@@ -214,12 +253,13 @@ class WorkflowClient:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise not_reached(instance_id, timeout, self._status(instance_id))
-            replaced = self._started_view().replaced_by_start(instance_id)
+            view = self._running_view()
+            replaced = None if view is None else view.replaced_by_start(instance_id)
             answer = runtime.wait(instance_id, until, replaced,
                                   REMOTE_WAIT_SLICE_S if remaining is None else min(remaining, REMOTE_WAIT_SLICE_S))
             if answer is None:
                 break
-            status = self._started_view().overlay(instance_id, answer.record)
+            status = self._overlaid(instance_id, answer.record)
             if accept(status):
                 return status
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -357,7 +397,9 @@ class WorkflowClient:
                            None if created_before is None else created_ms(created_before))
         runtime = self._asking_runtime()
         page = None if runtime is None else runtime.page(query, page_size, continuation_token)
-        if page is None:
+        if page is not None:
+            self._start_view_in_background()
+        else:
             page = self.view.list_page(query, page_size, continuation_token)
         return WorkflowPage([WorkflowState.of(s, fetch_payloads) for s in page.records], page.continuation_token)
 

@@ -132,6 +132,14 @@ class StatusView:
         return view
 
     @classmethod
+    def running(cls, settings: Settings) -> StatusView | None:
+        """The shared view of these topics if this process runs one, caught up or not."""
+        key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
+        with cls._shared_lock:
+            view = cls._shared.get(key)
+        return None if view is None or view._mirror.stopped else view
+
+    @classmethod
     def close_shared(cls, topic_prefix: str | None = None) -> None:
         """Close the shared views of ``topic_prefix`` (None: every one), status and history,
         before the topics or the broker they read go away."""
