@@ -177,7 +177,8 @@ class WorkflowClient:
         self._closed = False
         self._inbox = self.settings.topic(INBOX)
         self._view: StatusView | None = None
-        self._view_starting = threading.Event()
+        # Starts the view after a runtime answered this client's first read (see _overlaid).
+        self._view_start: threading.Thread | None = None
         self._delivery_errors: list[str] = []
         self._topics_ready = False
         # Held by the one thread that serves the producer's acknowledgements for every caller.
@@ -226,9 +227,9 @@ class WorkflowClient:
         return view.overlay(instance_id, status)
 
     def _start_view_in_background(self) -> None:
-        if self._running_view() is None and not self._view_starting.is_set():
-            self._view_starting.set()
-            threading.Thread(target=self._start_view, name="kwf-client-view", daemon=True).start()
+        if self._running_view() is None and self._view_start is None:
+            self._view_start = threading.Thread(target=self._start_view, name="kwf-client-view", daemon=True)
+            self._view_start.start()
 
     def _start_view(self) -> None:
         try:
@@ -461,6 +462,9 @@ class WorkflowClient:
         """Deliver what is pending and close the Kafka producer; the client is unusable after."""
         if self._closed:
             return
+        if self._view_start is not None:
+            # Its view is then registered and closed with the others (StatusView.close_shared).
+            self._view_start.join(DELIVERY_TIMEOUT_S)
         self._flush()
         # Closed here rather than left to the garbage collector: a producer still referenced
         # somewhere keeps reconnecting (and logging) after its broker has gone.
