@@ -8,6 +8,10 @@ Then, as rows of JSON:
 * ``first_answer_cold_s``: a new client's ``WorkflowClient()`` + ``get_workflow_state`` with
   no view folder (it reads the whole status topic), and ``first_answer_s`` the same for a
   new client that resumes the folder the first one left (it reads only the tail);
+* ``first_answer_runtime_s``: the same cold client while a second process serving the HTTP
+  API runs (started then, ``--role worker``): the client finds it in ``{prefix}.runtimes``
+  and asks it; ``first_answer_runtime_url_s`` given its URL; ``runtime_announced_s`` how
+  long after its start that process announced itself (its own view read the topic first);
 * ``first_page_ms``: ``list_workflows_page(page_size=100)``, the first page, and
   ``page_p99_ms`` over 100 first pages of random filters (status, name, created range);
 * ``history_view_cold_s``: the first history read of a process with no history folder (it
@@ -49,11 +53,13 @@ from bench.common import (
     broker,
     delete_topics,
     emit,
+    free_port,
     fresh_settings,
     note,
 )
 from engine.api.client import WorkflowClient
 from engine.api.history_reader import read_history
+from engine.api.runtime_directory import find_runtimes
 from engine.api.status_view import StatusView
 from engine.core.history import WorkflowStatus
 from engine.state.config import Settings
@@ -135,13 +141,16 @@ def measure(settings: Settings, runtime: RuntimeProcess, count: int, suffix: str
     shutil.rmtree(settings.view_dir, ignore_errors=True)
     for cold in (True, False):
         began = time.perf_counter()
-        fresh = WorkflowClient(settings=settings)
+        fresh = WorkflowClient(settings=settings, ask_runtimes=False)
         fresh.get_workflow_state(ids[0])
         emit(WORKLOAD, system, ("first_answer_cold_s" if cold else "first_answer_s") + suffix,
              time.perf_counter() - began, "s")
         if cold:
             fresh.close()
             StatusView.close_shared()  # the next client resumes the folder this one left
+            # A second process, serving the HTTP API, started now: its view reads the topic first.
+            asked_runtime(WORKLOAD, replace(settings, process_id=settings.process_id + "-api"), system, ids[0],
+                          suffix, role="worker")
     began = time.perf_counter()
     first = fresh.list_workflows_page(page_size=100)
     emit(WORKLOAD, system, "first_page_ms" + suffix, (time.perf_counter() - began) * 1000, "ms")
@@ -170,6 +179,37 @@ def measure(settings: Settings, runtime: RuntimeProcess, count: int, suffix: str
     records, _ = runtime.restored()
     emit(WORKLOAD, f"kwf n={count}", "restored_records" + suffix, records, "records")
     emit(WORKLOAD, f"kwf n={count}", "state_disk_mb_restored" + suffix, disk_mb(runtime.state_dir), "MB")
+
+
+def asked_runtime(workload: str, settings: Settings, system: str, instance: str, suffix: str = "",
+                  role: str = "all") -> None:
+    """The first answer of new clients with no view folder while a runtime serving the HTTP API
+    (started here, as ``role``) runs on the topics: found in ``{prefix}.runtimes``
+    (``first_answer_runtime_s``) and given by URL (``first_answer_runtime_url_s``)."""
+    runtime = bench_runtime(settings, env={"KWF_VIEW_DIR": str(settings.state_dir / "runtime-views")},
+                            http_port=free_port())
+    runtime.role = role
+    emit(workload, system, "runtime_ready_s" + suffix, runtime.start(), "s")
+    try:
+        began = time.perf_counter()
+        url = f"http://127.0.0.1:{runtime.http_port}"
+        while url not in [entry.url for entry in find_runtimes(settings)]:
+            runtime.check_alive()
+            time.sleep(0.1)
+        emit(workload, system, "runtime_announced_s" + suffix, time.perf_counter() - began, "s")
+        for figure, given in (("first_answer_runtime_s", None), ("first_answer_runtime_url_s", url)):
+            StatusView.close_shared()
+            asking = replace(settings, view_dir=settings.state_dir / "views-asking")
+            shutil.rmtree(asking.view_dir, ignore_errors=True)
+            began = time.perf_counter()
+            client = WorkflowClient(settings=asking, runtime_url=given)
+            assert client.get_workflow_state(instance) is not None
+            emit(workload, system, figure + suffix, time.perf_counter() - began, "s")
+            assert client.runtime_reads is not None and client.runtime_reads.answers == 1, "the runtime was not asked"
+            client.close()
+    finally:
+        StatusView.close_shared()
+        runtime.stop()
 
 
 def page_p99_ms(client: WorkflowClient, ids: list[str]) -> float:

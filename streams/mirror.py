@@ -190,7 +190,25 @@ class TopicMirror:
         Raises:
             TimeoutError: not caught up within ``timeout`` (the topic may not exist yet).
         """
-        self._thread.start()
+        self.begin()
+        self.wait_caught_up(timeout)
+
+    def begin(self) -> None:
+        """Start reading in the background and return at once (``caught_up`` says when it is current)."""
+        if self._thread.ident is None:  # not started yet
+            self._thread.start()
+
+    @property
+    def caught_up(self) -> bool:
+        """True once every partition there is has been read to its end (it stays true)."""
+        return self._caught_up.is_set()
+
+    def wait_caught_up(self, timeout: float) -> None:
+        """Return once ``caught_up``.
+
+        Raises:
+            TimeoutError: not caught up within ``timeout`` (the topic may not exist yet).
+        """
         if not self._caught_up.wait(timeout):
             raise TimeoutError(f"the copy of {self.topic} did not catch up within {timeout:.0f} s: "
                                f"{self._error or 'no answer'}")

@@ -4,6 +4,11 @@ Commands are ``HistoryEvent`` records produced to ``kwf.inbox`` keyed by instanc
 reads come from a ``StatusView`` of ``kwf.status``. Each management call waits (bounded)
 until the view shows its effect, so a read right after it sees the change.
 
+A new client's view may still be reading the status topic (no folder to resume on this
+machine): until it has, reads are asked of a running runtime's HTTP API
+(``engine.api.runtime_reads``), whose view is current, and the client's own starts still
+overlay the answers (read-your-writes).
+
 A client may start before any runtime: before its first command or read it creates the
 runtime's topics where missing (the same specs the runtime uses), so its commands wait on
 the inbox and its view follows the status topic, whichever process came first.
@@ -11,19 +16,21 @@ the inbox and its view follows the status topic, whichever process came first.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Producer
 
 from engine.api.bulk import BulkOperation, bulk_command, send_bulk
+from engine.api.runtime_reads import RuntimeReads
 from engine.api.status_index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ListFilter, created_ms
-from engine.api.status_view import StatusView
+from engine.api.status_view import StatusView, not_reached
 from engine.core import payload
 from engine.core.bulk import PURGE, TERMINATE
 from engine.core.clock import now_utc
@@ -48,12 +55,17 @@ from engine.state.config import Settings
 from engine.state.instance_state import ENDED
 from engine.state.topics import INBOX, ensure_workflow_topics
 
+log = logging.getLogger("engine.api.client")
+
 # How long a management call waits to see its effect before saying so.
 DEFAULT_ACK_TIMEOUT_S = 30.0
 # Delivery of one command to the broker; beyond this the broker is unreachable.
 DELIVERY_TIMEOUT_S = 30.0
 # One wait for acknowledgements while a command is in flight.
 DELIVERY_POLL_S = 0.002
+# A wait asked of a runtime is held there this long at most; then the own view is looked at
+# again, and takes over once it is caught up.
+REMOTE_WAIT_SLICE_S = 5.0
 
 
 class InstanceExists(Exception):
@@ -148,12 +160,25 @@ class WorkflowClient:
     """
 
     def __init__(self, host: str | None = None, port: str | None = None, *, settings: Settings | None = None,
-                 **_: Any) -> None:
+                 runtime_url: str | None = None, ask_runtimes: bool = True, **_: Any) -> None:
+        """Args:
+            settings: Broker, topics and the rest (default: ``Settings.from_env()``).
+            runtime_url: A runtime's HTTP API to ask while this process's status view is not
+                caught up (comma-separated for several); wins over ``KWF_RUNTIME_URL`` and
+                over the runtimes' announcements.
+            ask_runtimes: False: never ask a runtime, wait for the own view instead.
+        """
         self.settings = settings or Settings.from_env()
+        if runtime_url:
+            self.settings = replace(self.settings, runtime_urls=tuple(u.strip() for u in runtime_url.split(",")
+                                                                      if u.strip()))
+        self.runtime_reads = RuntimeReads(self.settings) if ask_runtimes else None
         self._producer = Producer(self.settings.producer())
         self._closed = False
         self._inbox = self.settings.topic(INBOX)
         self._view: StatusView | None = None
+        # Starts the view after a runtime answered this client's first read (see _overlaid).
+        self._view_start: threading.Thread | None = None
         self._delivery_errors: list[str] = []
         self._topics_ready = False
         # Held by the one thread that serves the producer's acknowledgements for every caller.
@@ -161,10 +186,85 @@ class WorkflowClient:
 
     @property
     def view(self) -> StatusView:
+        """This process's status view, once it has read the topic to its end."""
+        view = self._started_view()
+        view.wait_caught_up()
+        return view
+
+    def _started_view(self) -> StatusView:
+        """This process's status view, started but perhaps still reading the topic."""
         if self._view is None:
             self._ensure_topics()
-            self._view = StatusView.shared(self.settings)
+            self._view = StatusView.shared(self.settings, wait=False)
         return self._view
+
+    def _running_view(self) -> StatusView | None:
+        """The view this process already runs for these topics, caught up or not (None: none yet)."""
+        if self._view is None:
+            self._view = StatusView.running(self.settings)
+        return self._view
+
+    def _asking_runtime(self) -> RuntimeReads | None:
+        """Whom to ask while the own view is not caught up (None: the view is, or no one to ask).
+
+        Before this process has a view, the runtime is asked first and the view started after
+        its answer: a first answer waits neither for the view's set-up nor shares the
+        interpreter with its first reads of the topic.
+        """
+        view = self._running_view()
+        return None if self.runtime_reads is None or (view is not None and view.caught_up) else self.runtime_reads
+
+    def _overlaid(self, instance_id: str, status: StatusRecord | None) -> StatusRecord | None:
+        """A runtime's answer as this process gives it: its own starts over it (read-your-writes).
+
+        Without a view in this process there are none (a start runs the view); the view is
+        then started in the background, to answer once it is caught up.
+        """
+        view = self._running_view()
+        if view is None:
+            self._start_view_in_background()
+            return status
+        return view.overlay(instance_id, status)
+
+    def _start_view_in_background(self) -> None:
+        if self._running_view() is None and self._view_start is None:
+            self._view_start = threading.Thread(target=self._start_view, name="kwf-client-view", daemon=True)
+            self._view_start.start()
+
+    def _start_view(self) -> None:
+        try:
+            self._started_view()
+        except Exception as err:  # the next read that needs the view raises it
+            log.warning("the status view did not start: %s", err)
+
+    def _status(self, instance_id: str) -> StatusRecord | None:
+        """The instance's status: from a runtime while the own view catches up, else from the view."""
+        runtime = self._asking_runtime()
+        answer = None if runtime is None else runtime.status(instance_id)
+        if answer is not None:
+            return self._overlaid(instance_id, answer.record)
+        return self.view.get(instance_id)
+
+    def _wait_for_status(self, instance_id: str, until: str, accept: Callable[[StatusRecord | None], bool],
+                         timeout: float | None) -> StatusRecord | None:
+        """Wait until ``accept(status)``: on a runtime while the own view catches up (a slice at
+        a time, so the view takes over once it is current), then on the view."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (runtime := self._asking_runtime()) is not None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise not_reached(instance_id, timeout, self._status(instance_id))
+            view = self._running_view()
+            replaced = None if view is None else view.replaced_by_start(instance_id)
+            answer = runtime.wait(instance_id, until, replaced,
+                                  REMOTE_WAIT_SLICE_S if remaining is None else min(remaining, REMOTE_WAIT_SLICE_S))
+            if answer is None:
+                break
+            status = self._overlaid(instance_id, answer.record)
+            if accept(status):
+                return status
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._started_view().wait_for(instance_id, accept, remaining)
 
     # -- starting ------------------------------------------------------------------------
 
@@ -237,7 +337,7 @@ class WorkflowClient:
 
     def get_workflow_state(self, instance_id: str, *, fetch_payloads: bool = True) -> WorkflowState | None:
         """The instance's latest state, or None if no such instance exists."""
-        status = self.view.get(instance_id)
+        status = self._status(instance_id)
         return None if status is None else WorkflowState.of(status, fetch_payloads)
 
     def wait_for_workflow_start(self, instance_id: str, *, fetch_payloads: bool = False,
@@ -247,8 +347,8 @@ class WorkflowClient:
         Raises:
             TimeoutError: the time ran out first.
         """
-        status = self.view.wait_for(
-            instance_id, lambda s: s is not None and s.runtime_status is not WorkflowStatus.PENDING,
+        status = self._wait_for_status(
+            instance_id, "started", lambda s: s is not None and s.runtime_status is not WorkflowStatus.PENDING,
             timeout_in_seconds or None)
         return None if status is None else WorkflowState.of(status, fetch_payloads)
 
@@ -259,8 +359,8 @@ class WorkflowClient:
         Raises:
             TimeoutError: the time ran out first.
         """
-        status = self.view.wait_for(instance_id, lambda s: s is not None and s.runtime_status in ENDED,
-                                    timeout_in_seconds or None)
+        status = self._wait_for_status(instance_id, "ended", lambda s: s is not None and s.runtime_status in ENDED,
+                                       timeout_in_seconds or None)
         return None if status is None else WorkflowState.of(status, fetch_payloads)
 
     def list_workflows(self, *, status: WorkflowStatus | None = None, name: str | None = None,
@@ -296,7 +396,12 @@ class WorkflowClient:
             raise ValueError(f"page_size is between 1 and {MAX_PAGE_SIZE}, not {page_size}")
         query = ListFilter(status, name, None if created_after is None else created_ms(created_after),
                            None if created_before is None else created_ms(created_before))
-        page = self.view.list_page(query, page_size, continuation_token)
+        runtime = self._asking_runtime()
+        page = None if runtime is None else runtime.page(query, page_size, continuation_token)
+        if page is not None:
+            self._start_view_in_background()
+        else:
+            page = self.view.list_page(query, page_size, continuation_token)
         return WorkflowPage([WorkflowState.of(s, fetch_payloads) for s in page.records], page.continuation_token)
 
     # -- managing ------------------------------------------------------------------------
@@ -357,6 +462,9 @@ class WorkflowClient:
         """Deliver what is pending and close the Kafka producer; the client is unusable after."""
         if self._closed:
             return
+        if self._view_start is not None:
+            # Its view is then registered and closed with the others (StatusView.close_shared).
+            self._view_start.join(DELIVERY_TIMEOUT_S)
         self._flush()
         # Closed here rather than left to the garbage collector: a producer still referenced
         # somewhere keeps reconnecting (and logging) after its broker has gone.

@@ -2,13 +2,16 @@
 
 Every route answers JSON; errors are ``{"errorCode": "ERR_...", "message": ...}`` with
 400 for bad input, 401 for a missing or wrong ``dapr-api-token``, 404 for an unknown
-instance, 409 for a start of a running ID, 413 for an oversized payload.
+instance, 409 for a start of a running ID, 413 for an oversized payload. ``/kwf/v1/status``
+answers other clients whose own status view is still catching up (``engine.api.runtime_reads``);
+once this process's view is current the API announces itself in ``{prefix}.runtimes``.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,11 +25,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api.client import InstanceExists, PayloadTooLarge, WorkflowClient, WorkflowState
 from engine.api.history_reader import read_history
-from engine.api.status_index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from engine.api.runtime_directory import Announcement, advertised_url
+from engine.api.runtime_reads import ROUTE, UNTIL, record_to_wire
+from engine.api.status_index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, BadContinuationToken, ListFilter
+from engine.api.status_view import StatusView
 from engine.api.timeline import timeline_rows
 from engine.api.web_ui import mount_ui
 from engine.core.history import WorkflowStatus, validate_event_name, validate_instance_id
 from engine.observability.exposition import mount_metrics
+from engine.state.codec import StatusRecord
+
+log = logging.getLogger("engine.api.http_api")
 
 PREFIXES = ("/v1.0-beta1", "/v1.0")
 COMPONENT = "dapr"
@@ -34,6 +43,8 @@ COMPONENT = "dapr"
 MAX_PAGE = MAX_PAGE_SIZE
 # uvicorn finishes open requests before it stops; one still running past this is cut off.
 STOP_TIMEOUT_S = 10.0
+# The longest one status wait another client may hold open here; it asks again after.
+MAX_REMOTE_WAIT_S = 60.0
 
 
 class ApiError(Exception):
@@ -128,6 +139,7 @@ def create_app(client: WorkflowClient) -> FastAPI:
     for prefix in PREFIXES:
         app.include_router(_routes(client), prefix=prefix)
         app.include_router(_bulk_routes(client), prefix=prefix)
+    app.include_router(_status_routes(client))
     mount_ui(app)
     mount_metrics(app)
     return app
@@ -320,6 +332,60 @@ def _bulk_routes(client: WorkflowClient) -> APIRouter:
     return router
 
 
+def _status_routes(client: WorkflowClient) -> APIRouter:
+    """The status reads other clients ask while their own view catches up (``engine.api.runtime_reads``).
+
+    Records go out as the status topic holds them (Avro, base64), so the asking client
+    decodes the same record its own view would hold. 503 while this process's view has not
+    read the topic to its end: the asker tries another runtime or waits for its own view.
+    """
+    router = APIRouter()
+
+    def caught_up_view() -> StatusView:
+        view = StatusView.shared(client.settings, wait=False)
+        if not view.caught_up:
+            raise ApiError(503, "ERR_VIEW_NOT_READY", "this runtime's status view is still catching up")
+        return view
+
+    @router.get(ROUTE + "/{instance_id}")
+    def status(instance_id: str, until: str | None = None, replaced: str | None = None,
+               timeout: float = Query(default=0, ge=0, le=MAX_REMOTE_WAIT_S)) -> dict[str, Any]:
+        view = caught_up_view()
+        _instance_id(instance_id)
+        if until is None:
+            return {"record": record_to_wire(view.get(instance_id))}
+        if until not in UNTIL:
+            raise ApiError(400, "ERR_BAD_REQUEST", f"until is one of {', '.join(UNTIL)}, not {until!r}")
+        reached = UNTIL[until]
+
+        def accept(s: StatusRecord | None) -> bool:
+            return s is not None and s.execution_id != replaced and reached(s)
+
+        try:
+            return {"record": record_to_wire(view.wait_for(instance_id, accept, timeout)), "reached": True}
+        except TimeoutError:
+            return {"record": record_to_wire(view.get(instance_id)), "reached": False}
+
+    @router.get(ROUTE)
+    def page(status: str | None = None, name: str | None = None, created_after_ms: int | None = None,
+             created_before_ms: int | None = None,
+             page_size: int = Query(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE),
+             continuation_token: str | None = None) -> dict[str, Any]:
+        view = caught_up_view()
+        try:
+            wanted = None if status is None else WorkflowStatus[status]
+        except KeyError as err:
+            raise ApiError(400, "ERR_BAD_REQUEST", f"unknown status {status!r}") from err
+        try:
+            found = view.list_page(ListFilter(wanted, name, created_after_ms, created_before_ms), page_size,
+                                   continuation_token)
+        except BadContinuationToken as err:
+            raise ApiError(400, "ERR_BAD_REQUEST", str(err)) from err
+        return {"records": [record_to_wire(r) for r in found.records], "continuationToken": found.continuation_token}
+
+    return router
+
+
 def _moment(value: Any, what: str) -> datetime | None:
     if value is None:
         return None
@@ -418,10 +484,34 @@ class ApiServer:
     server: Any  # uvicorn.Server
     thread: threading.Thread
     client: WorkflowClient = field(repr=False)  # its settings hold Kafka credentials
+    url: str = ""
+    announcement: Announcement | None = None
+
+    def announce_when_ready(self) -> None:
+        """Warm this process's status view, then announce the API in ``{prefix}.runtimes``
+        (on a thread of its own: the runtime is ready before its view has read the topic)."""
+        threading.Thread(target=self._announce, name="kwf-http-announce", daemon=True).start()
+
+    def _announce(self) -> None:
+        view = StatusView.shared(self.client.settings, wait=False)
+        while not self.server.should_exit:
+            try:
+                view.wait_caught_up(1.0)
+                break
+            except TimeoutError:
+                continue
+        if self.server.should_exit:
+            return
+        try:
+            self.announcement = Announcement(self.client.settings, self.url)
+        except Exception as err:  # the API still serves; clients configured with its URL reach it
+            log.warning("could not announce the HTTP API at %s: %s", self.url, err)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Stop serving, wait for the thread, close the API's Kafka client."""
+        """Withdraw the announcement, stop serving, wait for the thread, close the API's Kafka client."""
         self.server.should_exit = True
+        if self.announcement is not None:
+            self.announcement.withdraw()
         self.thread.join(timeout)
         # The app's routes (and FastAPI's caches of them) keep the client referenced: its
         # producer is closed here, not when the last reference goes.
@@ -432,7 +522,8 @@ def serve_in_thread(runtime: Any, host: str, port: int) -> ApiServer:
     """Serve the API for ``runtime``'s settings on a daemon thread; ``stop()`` the result."""
     import uvicorn
 
-    client = WorkflowClient(settings=runtime.settings)
+    # Its reads come from this process's own view: it is what others ask.
+    client = WorkflowClient(settings=runtime.settings, ask_runtimes=False)
     server = uvicorn.Server(uvicorn.Config(create_app(client), host=host, port=port, log_level="warning",
                                            access_log=False))
     thread = threading.Thread(target=server.run, name="kwf-http", daemon=True)
@@ -444,4 +535,6 @@ def serve_in_thread(runtime: Any, host: str, port: int) -> ApiServer:
         server.should_exit = True
         client.close()
         raise RuntimeError(f"the HTTP API could not listen on {host}:{port} (port taken?)")
-    return ApiServer(server, thread, client)
+    api = ApiServer(server, thread, client, advertised_url(runtime.settings, host, port))
+    api.announce_when_ready()
+    return api

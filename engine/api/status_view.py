@@ -117,16 +117,27 @@ class StatusView:
         return self._mirror
 
     @classmethod
-    def shared(cls, settings: Settings) -> StatusView:
-        """One started view per (cluster, topic prefix, application) in this process."""
+    def shared(cls, settings: Settings, wait: bool = True) -> StatusView:
+        """One started view per (cluster, topic prefix, application) in this process; with
+        ``wait``, once it has read the topic up to its end (else it may still be reading)."""
         key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
         with cls._shared_lock:
             view = cls._shared.get(key)
             if view is None or view._mirror.stopped:
                 view = cls._shared[key] = cls(settings)
-                view.start()
+                view._mirror.begin()
                 atexit.register(view.close)
-            return view
+        if wait:
+            view.wait_caught_up()
+        return view
+
+    @classmethod
+    def running(cls, settings: Settings) -> StatusView | None:
+        """The shared view of these topics if this process runs one, caught up or not."""
+        key = (settings.bootstrap_servers, settings.topic_prefix, settings.app_id)
+        with cls._shared_lock:
+            view = cls._shared.get(key)
+        return None if view is None or view._mirror.stopped else view
 
     @classmethod
     def close_shared(cls, topic_prefix: str | None = None) -> None:
@@ -147,12 +158,30 @@ class StatusView:
             raise TimeoutError(f"the status view did not catch up with {self.topic} within {timeout:.0f} s "
                                f"(broker {self.settings.bootstrap_servers}): {err}") from err
 
+    @property
+    def caught_up(self) -> bool:
+        """True once the view has read the whole topic (as it stood when it started) once."""
+        return self._mirror.caught_up
+
+    def wait_caught_up(self, timeout: float = CATCH_UP_TIMEOUT_S) -> None:
+        """Return once ``caught_up``; raise TimeoutError after ``timeout``."""
+        try:
+            self._mirror.wait_caught_up(timeout)
+        except TimeoutError as err:
+            raise TimeoutError(f"the status view did not catch up with {self.topic} within {timeout:.0f} s "
+                               f"(broker {self.settings.bootstrap_servers}): {err}") from err
+
     def close(self) -> None:
         self._mirror.close()
 
     def get(self, instance_id: str) -> StatusRecord | None:
         raw = self._mirror.get(instance_id.encode())
-        status = None if raw is None else decode_status(raw)
+        return self.overlay(instance_id, None if raw is None else decode_status(raw))
+
+    def overlay(self, instance_id: str, status: StatusRecord | None) -> StatusRecord | None:
+        """``status`` (the topic's word, from this view or another process's) as this process
+        answers it: its own start made durable since (read-your-writes) shows instead, until
+        the topic shows an execution other than the one that start replaced."""
         provisional = self._provisional.get(instance_id)
         if provisional is None:
             return status
@@ -195,6 +224,11 @@ class StatusView:
             while len(self._provisional) > PROVISIONAL_LIMIT:
                 self._provisional.popitem(last=False)
             self._changed.notify_instance(record.instance_id)
+
+    def replaced_by_start(self, instance_id: str) -> str | None:
+        """The execution a start of this process replaces, while it answers for that start."""
+        provisional = self._provisional.get(instance_id)
+        return None if provisional is None else provisional[1]
 
     def wait_for(self, instance_id: str, accept: Callable[[StatusRecord | None], bool],
                  timeout: float | None) -> StatusRecord | None:

@@ -52,6 +52,10 @@ class Settings:
             kept by other processes (``streams.standby``); none while a process runs alone.
         view_dir: ``KWF_VIEW_DIR``, where clients keep their persistent copies of the status
             and history topics (default: ``$XDG_CACHE_HOME/kwf/views`` or ``~/.cache/kwf/views``).
+        runtime_urls: ``KWF_RUNTIME_URL`` (comma-separated), the HTTP APIs a client asks while
+            its own status view is not caught up; empty: those runtimes announce themselves.
+        advertised_url: ``KWF_ADVERTISED_URL``, the base URL clients reach this process's
+            HTTP API at; unset: from the address it listens on.
 
     The API token and the Kafka settings (SASL passwords) are left out of ``repr``, so a
     logged ``Settings`` shows no secret.
@@ -83,6 +87,8 @@ class Settings:
     # of a starved machine being dropped, whose producer its partitions' taker then fences.
     session_timeout_ms: int = 3000
     view_dir: Path = field(default_factory=lambda: default_view_dir(os.environ))
+    runtime_urls: tuple[str, ...] = ()
+    advertised_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -108,6 +114,8 @@ class Settings:
             standby_replicas=int(env.get("KWF_STANDBY_REPLICAS", "1")),
             session_timeout_ms=int(env.get("KWF_SESSION_TIMEOUT_MS", "3000")),
             view_dir=default_view_dir(env),
+            runtime_urls=tuple(url.strip() for url in env.get("KWF_RUNTIME_URL", "").split(",") if url.strip()),
+            advertised_url=env.get("KWF_ADVERTISED_URL") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.app_id:
