@@ -482,7 +482,7 @@ class Processor:
             self._standby.release(fresh)
         if fresh and self._fencer is not None:
             # Before the restore: a departed owner's open transaction would stall it.
-            self._fencer.fence_departed(self.config.input_topic, fresh, self.config.transactional_id)
+            self._fencer.fence_departed(consumer, self.config.input_topic, fresh, self.config.transactional_id)
         opened: dict[int, PartitionStore] = {}
         try:
             for partition in fresh:
@@ -548,7 +548,9 @@ class Processor:
         if self._restorer is not None:
             self._restorer.close()
             self._restorer = None
-        self._fencer = None
+        if self._fencer is not None:
+            self._fencer.close()
+            self._fencer = None
         if self._standby is not None:
             self._standby.close()
             self._standby = None
