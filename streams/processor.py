@@ -558,7 +558,6 @@ class Processor:
             self._writer.close()
             self._writer = None
 
-
     def _close_consumer(self, consumer: Consumer) -> None:
         """Leave the group and close the consumer, waiting at most ``CONSUMER_CLOSE_BOUND_S``.
 
