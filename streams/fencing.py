@@ -9,11 +9,18 @@ the old producer and aborts what it left open (KIP-98's zombie fencing, done by 
 
 To know whose ID to fence, every transaction commits its input offsets with the committing
 transactional ID as the offset metadata (``owner_metadata``). When partitions are
-assigned, the taker reads that metadata (without waiting for pending commits) and the
-group's live members (each member's ``group.instance.id`` is its transactional ID), and
-fences the owners that have left the group (``owners_to_fence``). An owner still in the
-group gave its partitions up in a rebalance, between transactions, so nothing of it is in
-the way; fencing it would only abort its current work.
+assigned, the taker reads that metadata with its own consumer (without waiting for pending
+commits) and, only when another process committed last, the group's live members (each
+member's ``group.instance.id`` is its transactional ID), and fences the owners that have
+left the group (``owners_to_fence``). An owner still in the group gave its partitions up in
+a rebalance, between transactions, so nothing of it is in the way; fencing it would only
+abort its current work.
+
+The group's members are read with an admin client made for that one request and dropped
+after it. A long-lived admin client whose group request is pending while its broker goes
+away and comes back can abort the process (librdkafka issue 4605, an
+``eonce->refcnt > 0`` assertion in its coordinator requests); the offsets are read by the
+consumer for the same reason.
 
 ``owners_to_fence`` is the decision, a plain function; ``DepartedOwnerFencer`` does the I/O.
 """
@@ -25,8 +32,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from streams.bounded_call import CallHung, CallRunner, close_when_returned
 
 log = logging.getLogger("streams.fencing")
 
@@ -38,6 +47,10 @@ OWNER_PREFIX = "txn:"
 ADMIN_TIMEOUT_S = 5.0
 # init_transactions on the dead ID waits for the coordinator to write the abort markers.
 FENCE_TIMEOUT_S = 10.0
+# librdkafka returns within a second of a call's own timeout when it works (streams.transaction).
+HUNG_CALL_GRACE_S = 5.0
+# The fencing producer's close only stops its threads once init_transactions has returned.
+CLOSE_BOUND_S = 5.0
 
 
 def owner_metadata(transactional_id: str) -> str:
@@ -52,6 +65,17 @@ def owner_of(metadata: str | None) -> str | None:
     return metadata[len(OWNER_PREFIX):] or None
 
 
+def other_owners(owners: Iterable[str | None], own_id: str) -> set[str]:
+    """The last committers of the taken partitions other than this process; with none, the
+    group's members need not be read.
+
+    Args:
+        owners: The transactional ID of each taken partition's last commit (None: unknown).
+        own_id: This process's transactional ID (its own predecessor was fenced at start).
+    """
+    return {owner for owner in owners if owner is not None and owner != own_id}
+
+
 def owners_to_fence(owners: Iterable[str | None], own_id: str, live_ids: Iterable[str]) -> set[str]:
     """The last committers of the taken partitions that are neither this process nor in the group.
 
@@ -60,8 +84,7 @@ def owners_to_fence(owners: Iterable[str | None], own_id: str, live_ids: Iterabl
         own_id: This process's transactional ID (its own predecessor was fenced at start).
         live_ids: The ``group.instance.id`` of every current member of the group.
     """
-    live = set(live_ids)
-    return {owner for owner in owners if owner is not None and owner != own_id and owner not in live}
+    return other_owners(owners, own_id) - set(live_ids)
 
 
 class DepartedOwnerFencer:
@@ -77,17 +100,23 @@ class DepartedOwnerFencer:
         self._client = dict(client)
         self._group_id = group_id
         self._transaction_timeout_ms = transaction_timeout_ms
-        self._admin = AdminClient(dict(client))
+        self._calls = CallRunner(f"{group_id}-fencer")
 
-    def fence_departed(self, topic: str, partitions: list[int], own_id: str) -> set[str]:
+    def fence_departed(self, consumer: Consumer, topic: str, partitions: list[int], own_id: str) -> set[str]:
         """Fence the departed owners of ``topic``'s ``partitions``; returns the IDs fenced.
 
         Never raises: a fence that fails leaves the dead transaction to its timeout, which
         is slower but as safe.
+
+        Args:
+            consumer: The group member taking the partitions; reads their committed offsets.
+            topic: The taken partitions' topic.
+            partitions: The taken partitions.
+            own_id: This process's transactional ID.
         """
         try:
-            owners = self._last_owners(topic, partitions)
-            dead = owners_to_fence(owners.values(), own_id, self._live_ids()) if owners else set()
+            owners = self._last_owners(consumer, topic, partitions).values()
+            dead = owners_to_fence(owners, own_id, self._live_ids()) if other_owners(owners, own_id) else set()
         except (KafkaException, TimeoutError, OSError) as err:
             log.warning("could not read who owned %s partitions %s before: %s", topic, partitions, err)
             return set()
@@ -95,18 +124,27 @@ class DepartedOwnerFencer:
             self._fence(transactional_id)
         return dead
 
-    def _last_owners(self, topic: str, partitions: list[int]) -> dict[int, str | None]:
-        request = ConsumerGroupTopicPartitions(self._group_id, [TopicPartition(topic, p) for p in partitions])
-        # require_stable=False: a pending commit of the dead transaction would make a
-        # stable read wait for the very abort this is about to cause.
-        future = self._admin.list_consumer_group_offsets([request], require_stable=False,
-                                                         request_timeout=ADMIN_TIMEOUT_S)[self._group_id]
-        listed = future.result(timeout=ADMIN_TIMEOUT_S)
-        return {tp.partition: owner_of(tp.metadata) for tp in listed.topic_partitions or []}
+    def close(self) -> None:
+        """Let the worker of the fencing producers' calls end."""
+        self._calls.close()
+
+    @staticmethod
+    def _last_owners(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, str | None]:
+        # The consumer's require.stable.offsets is off: a pending commit of the dead
+        # transaction would make a stable read wait for the very abort this is about to cause.
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=ADMIN_TIMEOUT_S)
+        return {tp.partition: owner_of(tp.metadata) for tp in committed if tp.error is None}
 
     def _live_ids(self) -> set[str]:
-        future = self._admin.describe_consumer_groups([self._group_id], request_timeout=ADMIN_TIMEOUT_S)
-        group = future[self._group_id].result(timeout=ADMIN_TIMEOUT_S)
+        client = self._client
+        admin = AdminClient(dict(client))
+        try:
+            future = admin.describe_consumer_groups([self._group_id], request_timeout=ADMIN_TIMEOUT_S)
+            group = future[self._group_id].result(timeout=ADMIN_TIMEOUT_S)
+        finally:
+            # Destroyed now (it has no close): a request given up on must not stay pending in
+            # a client that lives on through the broker's return.
+            del admin
         return {member.group_instance_id for member in group.members if member.group_instance_id}
 
     def _fence(self, transactional_id: str) -> None:
@@ -118,12 +156,23 @@ class DepartedOwnerFencer:
         }
         producer = Producer(settings)
         try:
-            producer.init_transactions(FENCE_TIMEOUT_S)
+            self._calls.run("init_transactions", FENCE_TIMEOUT_S + HUNG_CALL_GRACE_S, producer.init_transactions,
+                            FENCE_TIMEOUT_S)
         except KafkaException as err:
             log.warning("could not fence the producer of departed %s: %s; its open transaction ends at its "
                         "timeout", transactional_id, err.args[0].str())
+        except CallHung as hung:
+            log.warning("could not fence the producer of departed %s: %s; its open transaction ends at its "
+                        "timeout", transactional_id, hung)
+            close_when_returned(hung, f"the fencing producer of {transactional_id}", producer.close)
             return
-        finally:
-            producer.flush(0)
-        log.info("fenced the producer of departed %s (its open transaction aborted) in %.2f s",
-                 transactional_id, time.monotonic() - began)
+        else:
+            log.info("fenced the producer of departed %s (its open transaction aborted) in %.2f s",
+                     transactional_id, time.monotonic() - began)
+        # Closed now: a producer left to the collector keeps reconnecting until it is collected.
+        try:
+            self._calls.run("close", CLOSE_BOUND_S, producer.close)
+        except (KafkaException, RuntimeError) as err:
+            log.info("close of the fencing producer of %s: %s", transactional_id, err)
+        except CallHung as hung:  # goes on by itself, its worker holding the producer
+            log.info("close of the fencing producer of %s %s", transactional_id, hung)

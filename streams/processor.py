@@ -37,7 +37,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams import metrics
-from streams.bounded_call import CallHung, CallRunner
+from streams.bounded_call import CallHung, CallRunner, close_when_returned
 from streams.dlq import dead_letter_headers
 from streams.fencing import DepartedOwnerFencer, owner_metadata
 from streams.handler import Batch, ChangelogEntry, Handler, Record, StatefulHandler
@@ -79,6 +79,9 @@ STALL_REPORT_S = 20.0
 # A killed process's partitions move after this long: short, for failover within seconds,
 # yet three heartbeats long (heartbeats come from librdkafka's thread, not the interpreter).
 SESSION_TIMEOUT_MS = 3000
+# Closing the consumer waits for its group coordinator (and runs the revoke callback): this
+# long means the broker is gone, and the process shuts down without waiting for it.
+CONSUMER_CLOSE_BOUND_S = 10.0
 
 
 @dataclass
@@ -195,6 +198,8 @@ class Processor:
         self._last_punctuate: dict[int, float] = {}
         self._consumer: Consumer | None = None
         self._consumer_calls = CallRunner(f"{config.transactional_id}-consumer")
+        # A consumer call that never returned: the consumer is closed once it does, never before.
+        self._consumer_stuck: CallHung | None = None
         self._writer: TransactionalWriter | None = None
         self._restorer: ChangelogRestorer | None = None
         self._fencer: DepartedOwnerFencer | None = None
@@ -438,6 +443,7 @@ class Processor:
                 # starts from the committed offset anyway.
                 log.info("could not rewind %s-%d: %s", self.config.input_topic, partition, seek_err)
             except CallHung as hung:
+                self._consumer_stuck = hung
                 # Not rewound, the partition would go on after the aborted batch and lose it.
                 raise RestartRequired(f"{hung} rewinding {self.config.input_topic}-{partition} for a replay; "
                                       "restarting the processor, which resumes from the committed offsets") from hung
@@ -476,7 +482,7 @@ class Processor:
             self._standby.release(fresh)
         if fresh and self._fencer is not None:
             # Before the restore: a departed owner's open transaction would stall it.
-            self._fencer.fence_departed(self.config.input_topic, fresh, self.config.transactional_id)
+            self._fencer.fence_departed(consumer, self.config.input_topic, fresh, self.config.transactional_id)
         opened: dict[int, PartitionStore] = {}
         try:
             for partition in fresh:
@@ -533,24 +539,43 @@ class Processor:
     def _shutdown(self) -> None:
         if self._writer is not None:
             self._writer.abort_quietly()
-        if self._consumer is not None:
-            try:
-                # Leaves the group; the revoke callback closes the stores.
-                self._consumer.close()
-            except Exception as err:
-                log.warning("closing the consumer failed: %s", err)
-            self._consumer = None
+        # Before the consumer's close, whose revoke callback runs on its worker thread: a close
+        # still running when its bound ends must find no store left to close.
         self._release(list(self._stores), "closed")
+        if self._consumer is not None:
+            self._close_consumer(self._consumer)
+            self._consumer = None
         if self._restorer is not None:
             self._restorer.close()
             self._restorer = None
-        self._fencer = None
+        if self._fencer is not None:
+            self._fencer.close()
+            self._fencer = None
         if self._standby is not None:
             self._standby.close()
             self._standby = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    def _close_consumer(self, consumer: Consumer) -> None:
+        """Leave the group and close the consumer, waiting at most ``CONSUMER_CLOSE_BOUND_S``.
+
+        A consumer with a call stuck inside it is closed only once that call returns.
+        """
+        name = f"the consumer of {self.config.transactional_id}"
+        stuck, self._consumer_stuck = self._consumer_stuck, None
+        if stuck is not None:
+            close_when_returned(stuck, name, consumer.close)
+            return
+        try:
+            self._consumer_calls.run("close", CONSUMER_CLOSE_BOUND_S, consumer.close)
+        except CallHung as hung:  # goes on by itself, its worker holding the consumer
+            log.warning("close of %s %s; shutting down without waiting for it", name, hung)
+        except Exception as err:
+            log.warning("closing %s failed: %s", name, err)
+        finally:
+            self._consumer_calls.close()
 
 
 def _no_changelog(*_: Any) -> None:

@@ -89,7 +89,11 @@ class StandbyReplicas:
         self._member_id = member_id
         self._replicas = replicas
         self._store_folder = store_folder
-        self._admin = AdminClient(dict(client))
+        self._client = dict(client)
+        # Made for each describe and dropped once it answered or was given up: a long-lived
+        # admin client whose group request is pending while its broker goes away and comes
+        # back can abort the process (librdkafka issue 4605, streams/fencing.py).
+        self._admin: AdminClient | None = None
         self._consumer = Consumer({
             **client,
             # Assigned partitions only: the group id is required by the client, never joined.
@@ -119,15 +123,17 @@ class StandbyReplicas:
         if self._describing is None:
             if now - self._refreshed_at < REFRESH_INTERVAL_S:
                 return
+            client = self._client
+            self._admin = AdminClient(dict(client))
             self._describing = self._admin.describe_consumer_groups(
                 [self._group_id], request_timeout=DESCRIBE_TIMEOUT_S)[self._group_id]
             self._asked_at = now
             return
         if not self._describing.done():
             if now - self._asked_at > DESCRIBE_TIMEOUT_S:
-                self._describing = None
+                self._describing = self._admin = None
             return
-        future, self._describing = self._describing, None
+        future, self._describing, self._admin = self._describing, None, None
         self._refreshed_at = now
         try:
             group = future.result()
@@ -211,4 +217,5 @@ class StandbyReplicas:
     def close(self) -> None:
         """Close every standby store and the consumer."""
         self.release(list(self._stores))
+        self._describing = self._admin = None
         self._consumer.close()

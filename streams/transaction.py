@@ -15,7 +15,8 @@ the consumer is rewound to its committed offsets: the writer renews itself in ``
 
 Every transactional call runs through a ``CallRunner`` and is waited for at most its own
 timeout plus ``HUNG_CALL_GRACE_S``, since librdkafka does not always return after a broker
-loss. A call given up on leaves the producer spent and untouched; what follows depends on
+loss. A call given up on leaves the producer spent and untouched until that call returns
+(then it is purged and closed on the call's worker, ``close_when_returned``); what follows depends on
 the call: ``begin``, ``send_offsets`` or ``abort`` that hung renew the producer (nothing of
 the transaction committed), while a hung ``commit`` (outcome unknown) or ``init`` (no
 producer to carry on with) raise ``RestartRequired`` for the runtime to start the processor
@@ -32,7 +33,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from streams.bounded_call import CallHung, CallRunner
+from streams.bounded_call import CallHung, CallRunner, close_when_returned
 
 log = logging.getLogger("streams.transaction")
 
@@ -53,6 +54,9 @@ RETRY_BACKOFF_S = 0.1
 QUEUE_FULL_WAIT_S = 0.05
 # Flushing on close: outstanding records belong to an aborted or committed transaction anyway.
 CLOSE_FLUSH_S = 5.0
+# A healthy producer's close (after the flush) only stops its threads: this long means a
+# broker it still waits for is gone; the process goes on shutting down without it.
+CLOSE_BOUND_S = 10.0
 # A spent producer's close tries one last abort, which waits for a broker that may still be
 # away (seen: 25 s, until the broker was back); its epoch is fenced by the new one anyway.
 DISCARD_BOUND_S = 10.0
@@ -164,6 +168,8 @@ class TransactionalWriter:
         # A call of the spent producer never returned, or a commit goes on inside it: it must
         # not be purged, closed or asked to abort.
         self._hung = False
+        # The call that never returned: the spent producer is closed once it does.
+        self._stuck: CallHung | None = None
         self._renewed_at: list[float] = []
         self._calls = CallRunner(self.transactional_id)
 
@@ -341,29 +347,43 @@ class TransactionalWriter:
             )
         log.warning("producer of %s cannot go on (%s); replacing it, which aborts its open transaction",
                     self.transactional_id, spent.str())
-        if self._hung:
-            # Its call still blocks inside it: purge or close would block too. Left to the
-            # collector once the call returns (it ends in the old, fenced epoch).
-            self._hung = False
-        else:
-            self._discard()
+        self._let_go()
         self._producer = self._new_producer()
         self._spent = None
         self.init()
+
+    def _let_go(self) -> None:
+        """Part with the spent producer: closed now, or once the call stuck inside it returns.
+
+        A commit that goes on inside it with no call of ours waiting (it kept timing out)
+        leaves it to the collector, which destroys it once the writer lets go of it.
+        """
+        stuck, hung = self._stuck, self._hung
+        self._stuck, self._hung = None, False
+        if stuck is not None:
+            producer = self._producer
+            close_when_returned(stuck, f"the spent producer of {self.transactional_id}",
+                                lambda: _purge_and_close(producer))
+        elif not hung:
+            self._discard()
 
     def _discard(self) -> None:
         """Drop the producer's queued records (they belong to an aborted transaction) and close it.
 
         A fenced producer's ``close`` tries to abort once more and raises the fencing error
-        after closing; nothing is left to do with it either way. A step still blocked after
-        ``DISCARD_BOUND_S`` leaves the producer to the collector.
+        after closing; nothing is left to do with it either way. A purge still blocked after
+        ``DISCARD_BOUND_S`` has the producer closed once it returns; a close still blocked
+        goes on by itself, its worker holding the producer.
         """
-        for step in (self._producer.purge, self._producer.close):
+        producer = self._producer
+        for name, step in (("purge", producer.purge), ("close", producer.close)):
             try:
-                self._calls.run(f"{step.__name__} of the spent producer", DISCARD_BOUND_S, step)
+                self._calls.run(f"{name} of the spent producer", DISCARD_BOUND_S, step)
             except (KafkaException, RuntimeError) as err:  # RuntimeError: closed already
-                log.info("%s of the spent producer of %s: %s", step.__name__, self.transactional_id, err)
-            except CallHung:
+                log.info("%s of the spent producer of %s: %s", name, self.transactional_id, err)
+            except CallHung as hung:
+                if name == "purge":
+                    close_when_returned(hung, f"the spent producer of {self.transactional_id}", producer.close)
                 return
 
     def abort_quietly(self) -> None:
@@ -394,19 +414,26 @@ class TransactionalWriter:
     def _close_producer(self) -> None:
         self.abort_quietly()
         if self._spent is not None:
-            if not self._hung:
-                self._discard()
+            self._let_go()
             return
+        producer = self._producer
         try:
-            self._producer.flush(CLOSE_FLUSH_S)
+            self._calls.run("flush", CLOSE_FLUSH_S + HUNG_CALL_GRACE_S, producer.flush, CLOSE_FLUSH_S)
         except KafkaException as err:  # a producer in a fatal state has nothing left to send
             log.warning("flush of %s on close failed: %s", self.transactional_id, err)
+        except CallHung as hung:
+            log.warning("flush of %s on close %s; closing the producer once it returns", self.transactional_id, hung)
+            close_when_returned(hung, f"the producer of {self.transactional_id}", producer.close)
+            return
         # Closed now, not when the last reference goes (a traceback can hold the writer long
         # after): an open producer keeps reconnecting, and logging, once its broker is gone.
         try:
-            self._producer.close()
+            self._calls.run("close", CLOSE_BOUND_S, producer.close)
         except KafkaException as err:  # closed, but a fatal state's last abort failed
             log.warning("close of %s: %s", self.transactional_id, err)
+        except CallHung as hung:  # goes on by itself, its worker holding the producer
+            log.warning("close of the producer of %s %s; shutting down without waiting for it",
+                        self.transactional_id, hung)
 
     def _call(self, method: Any, *args: Any, what: str, bound_s: float) -> None:
         """``method(*args)``, retried while its error is retriable, each attempt waited for at
@@ -423,7 +450,7 @@ class TransactionalWriter:
                 self._calls.run(what, bound_s, method, *args)
                 return
             except CallHung as hung:
-                self._hung = True
+                self._hung, self._stuck = True, hung
                 self._spent = KafkaError(KafkaError._TIMED_OUT, str(hung), fatal=True)
                 raise
             except KafkaException as err:
@@ -445,3 +472,9 @@ class TransactionalWriter:
         if action is TxnAction.RENEW:
             self._spent = error
         raise AbortRequired(error)
+
+
+def _purge_and_close(producer: Producer) -> None:
+    """Drop a spent producer's queued records (of an aborted transaction) and close it."""
+    producer.purge()
+    producer.close()

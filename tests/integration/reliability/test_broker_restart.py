@@ -10,12 +10,13 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 
 from engine import WorkflowClient, WorkflowStatus
+from engine.api.status_view import StatusView
 from engine.runtime import RESTART_PAUSE_CAP_S
 from engine.state.config import Settings
 from engine.state.topics import ensure_workflow_topics
@@ -57,6 +58,17 @@ def restart_broker() -> Iterator[LocalBroker]:
         shutil.rmtree(broker.folder, ignore_errors=True)
 
 
+@contextmanager
+def closing_views(topic_prefix: str) -> Iterator[None]:
+    """Closes the status and history views the client shared in this process (a client's
+    close leaves them to other clients) before the test's broker stops: their consumers
+    would go on trying to reach it, and logging, for the rest of the test session."""
+    try:
+        yield
+    finally:
+        StatusView.close_shared(topic_prefix)
+
+
 # The whole test: a broker and a runtime start (READY_TIMEOUT_S each), the downtime, the
 # deadline for the instances, the wait for announced restarts.
 @pytest.mark.slow
@@ -68,9 +80,9 @@ def test_instances_complete_across_a_broker_restart_without_restarting_the_runti
     ensure_workflow_topics(settings)
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
-    with runtime_processes(settings, tmp_path) as process:
+    with runtime_processes(settings, tmp_path) as process, closing_views(settings.topic_prefix):
         runtime = process("p0", KWF_TEST_RUNS_DIR=str(runs_dir))
-        # Closed before the broker stops, so its reader does not go on trying to reach it.
+        # Closed before the broker stops, so its producer does not go on trying to reach it.
         with closing(WorkflowClient(settings=settings)) as client:
             # Timers from 1 to 12 s: some fire before the stop, some while the broker is down,
             # some after it is back.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.fencing import owner_metadata, owner_of, owners_to_fence
+from streams.fencing import other_owners, owner_metadata, owner_of, owners_to_fence
 
 
 def test_the_metadata_names_the_committing_transactional_id_and_nothing_else() -> None:
@@ -26,3 +26,9 @@ def test_an_owner_still_in_the_group_gave_its_partitions_up_between_transactions
 def test_this_process_never_fences_itself() -> None:
     # A restart with the same ID fenced its predecessor when its producer started.
     assert owners_to_fence(["g-me"], own_id="g-me", live_ids=set()) == set()
+
+
+def test_the_group_is_read_only_when_another_process_committed_last() -> None:
+    # After a broker restart a lone process finds only its own commits: no admin request is made.
+    assert other_owners(["g-me", None, "g-me"], own_id="g-me") == set()
+    assert other_owners(["g-me", "g-other", None], own_id="g-me") == {"g-other"}

@@ -1,6 +1,7 @@
 """An aborted transaction is replayed from its batch's first offsets, also once the producer
 was replaced; a Kafka call on that path that never returns restarts the processor instead
-of stalling it."""
+of stalling it; and the shutdown neither closes a consumer under a call stuck inside it nor
+waits for a close that hangs."""
 
 from __future__ import annotations
 
@@ -173,3 +174,53 @@ def test_a_fenced_static_consumer_restarts_the_processor_instead_of_going_silent
         turn(processor, consumer)
     assert transient(raised.value)  # the runtime starts the processor again, with a new consumer
     assert handler.batches == []
+
+
+class ClosingConsumer(FakeConsumer):
+    """Records whether it was closed."""
+
+    def __init__(self, records: int) -> None:
+        super().__init__(records)
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class Store:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.timeout(10)
+def test_a_consumer_whose_rewind_hung_is_closed_only_once_the_rewind_returns(released: threading.Event) -> None:
+    # Destroying a librdkafka handle under a call still inside it kills the process.
+    abortable = KafkaError(KafkaError.ILLEGAL_GENERATION, txn_requires_abort=True)
+    handler, consumer, writer = Forwarding(), ClosingConsumer(3), FakeWriter([{"commit_transaction": abortable}])
+    processor = running(handler, consumer, writer)
+    store = Store()
+    processor._stores = {0: store}  # type: ignore[dict-item]
+    consumer.seek = lambda _tp: released.wait()  # type: ignore[assignment,method-assign,misc]
+    with pytest.raises(RestartRequired):
+        turn(processor, consumer)
+    processor._shutdown()
+    assert store.closed
+    assert not consumer.closed.wait(0.3)
+    released.set()
+    assert consumer.closed.wait(5.0)
+
+
+@pytest.mark.timeout(10)
+def test_a_consumer_close_that_hangs_does_not_hold_the_shutdown(
+        released: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processor_module, "CONSUMER_CLOSE_BOUND_S", 0.1)
+    handler, consumer, writer = Forwarding(), ClosingConsumer(0), FakeWriter([])
+    processor = running(handler, consumer, writer)
+    store = Store()
+    processor._stores = {0: store}  # type: ignore[dict-item]
+    consumer.close = lambda: released.wait()  # type: ignore[assignment,method-assign,misc]
+    processor._shutdown()  # returns after the bound, the close still blocked
+    assert store.closed and processor._consumer is None

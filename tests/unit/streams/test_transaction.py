@@ -4,6 +4,7 @@ producer and replay, or stop; and the writer's renewal of a spent producer."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,7 +151,8 @@ def test_a_send_offsets_that_never_returns_spends_the_producer_without_touching_
 @pytest.fixture
 def short_bounds(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Bounds of a fraction of a second; the event releases every hung fake call at the end."""
-    for name in ("HUNG_CALL_GRACE_S", "SEND_OFFSETS_TIMEOUT_S", "CALL_TIMEOUT_S", "INIT_TIMEOUT_S", "BEGIN_BOUND_S"):
+    for name in ("HUNG_CALL_GRACE_S", "SEND_OFFSETS_TIMEOUT_S", "CALL_TIMEOUT_S", "INIT_TIMEOUT_S", "BEGIN_BOUND_S",
+                 "CLOSE_FLUSH_S"):
         monkeypatch.setattr(transaction, name, 0.1)
     released = threading.Event()
     yield released
@@ -289,3 +291,58 @@ def test_a_spent_producer_whose_close_never_returns_is_left_behind(
     writer.abort()
     assert spent.calls[-2:] == ["purge", "close"]
     assert writer.producers[1].calls == ["init_transactions"]
+
+
+def closed_in_time(producer: FakeProducer, *last: str) -> bool:
+    deadline = time.monotonic() + 5.0
+    while producer.calls[-len(last):] != list(last) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return producer.calls[-len(last):] == list(last)
+
+
+@pytest.mark.timeout(10)
+def test_a_renewed_producer_whose_call_hung_is_purged_and_closed_only_once_that_call_returns(
+        short_bounds: threading.Event) -> None:
+    # librdkafka frees a blocked call's request objects when its handle is purged or
+    # destroyed under it, and the process dies on an assertion.
+    writer = FakeWriter([])
+    writer.init()
+    hung = writer.producers[0]
+    hang(hung, "send_offsets_to_transaction", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(AbortRequired, match="still blocked"):
+        writer.commit([object()], None)  # type: ignore[list-item]
+    writer.abort()
+    writer.close()
+    time.sleep(0.2)
+    assert untouched_since(hung, "send_offsets_to_transaction")  # no purge, flush or close while blocked
+    short_bounds.set()
+    assert closed_in_time(hung, "send_offsets_to_transaction", "purge", "close")
+
+
+@pytest.mark.timeout(10)
+def test_a_producer_whose_commit_hung_is_closed_once_the_commit_returns(short_bounds: threading.Event) -> None:
+    writer = FakeWriter([])
+    writer.init()
+    hung = writer.producers[0]
+    hang(hung, "commit_transaction", short_bounds)
+    writer.produce("t", b"k", b"v")
+    with pytest.raises(RestartRequired):
+        writer.commit([], None)
+    writer.close()
+    time.sleep(0.2)
+    assert untouched_since(hung, "commit_transaction")
+    short_bounds.set()
+    assert closed_in_time(hung, "commit_transaction", "purge", "close")
+
+
+@pytest.mark.timeout(10)
+def test_a_flush_on_close_that_hangs_leaves_the_close_to_its_return(short_bounds: threading.Event) -> None:
+    writer = FakeWriter([])
+    writer.init()
+    producer = writer.producers[0]
+    hang(producer, "flush", short_bounds)
+    writer.close()  # returns although the flush still blocks
+    assert untouched_since(producer, "flush")
+    short_bounds.set()
+    assert closed_in_time(producer, "flush", "close")
