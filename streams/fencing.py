@@ -20,6 +20,7 @@ the way; fencing it would only abort its current work.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -86,8 +87,11 @@ class DepartedOwnerFencer:
         is slower but as safe.
         """
         try:
+            # Both asked at once: the taken partitions wait for the answers.
+            members = self._admin.describe_consumer_groups([self._group_id],
+                                                           request_timeout=ADMIN_TIMEOUT_S)[self._group_id]
             owners = self._last_owners(topic, partitions)
-            dead = owners_to_fence(owners.values(), own_id, self._live_ids()) if owners else set()
+            dead = owners_to_fence(owners.values(), own_id, self._live_ids(members)) if owners else set()
         except (KafkaException, TimeoutError, OSError) as err:
             log.warning("could not read who owned %s partitions %s before: %s", topic, partitions, err)
             return set()
@@ -104,9 +108,9 @@ class DepartedOwnerFencer:
         listed = future.result(timeout=ADMIN_TIMEOUT_S)
         return {tp.partition: owner_of(tp.metadata) for tp in listed.topic_partitions or []}
 
-    def _live_ids(self) -> set[str]:
-        future = self._admin.describe_consumer_groups([self._group_id], request_timeout=ADMIN_TIMEOUT_S)
-        group = future[self._group_id].result(timeout=ADMIN_TIMEOUT_S)
+    @staticmethod
+    def _live_ids(members: concurrent.futures.Future) -> set[str]:
+        group = members.result(timeout=ADMIN_TIMEOUT_S)
         return {member.group_instance_id for member in group.members if member.group_instance_id}
 
     def _fence(self, transactional_id: str) -> None:

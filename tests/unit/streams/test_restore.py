@@ -150,8 +150,8 @@ def test_a_listing_that_fails_is_retried_with_a_new_client_until_one_answers(mon
         calls = 0
 
         def list_offsets(self, requests: dict, **_: object) -> dict:
-            Admin.calls += 1
-            return dict.fromkeys(requests, Answer(-1001 if Admin.calls <= 2 else 7))
+            Admin.calls += 1  # two per listing (log start and end): the first two listings fail
+            return dict.fromkeys(requests, Answer(-1001 if Admin.calls <= 4 else 7))
 
     admins: list[Admin] = []
 
