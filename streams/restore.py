@@ -1,7 +1,8 @@
 """Rebuild partition stores from their changelog partitions.
 
 The decisions are plain functions over offsets (``plan_restore``, ``restore_done``); the
-``ChangelogRestorer`` below only moves records from Kafka into the stores.
+``ChangelogRestorer`` below only moves records from Kafka into the stores, a bounded step
+at a time, so the processor folds a restore between its transactions (``streams/takeover.py``).
 
 The end of a restore is the changelog's high watermark when the restore began (read
 uncommitted, so it covers transactions still open at that moment), and a partition is
@@ -28,8 +29,9 @@ from streams.store import PartitionStore, StoreBatch
 
 log = logging.getLogger("streams.restore")
 
-# Records folded into a store per WriteBatch: large enough to amortize the write, small
-# enough that memory stays flat for long changelogs.
+# Records folded per processor turn (each store's share in one WriteBatch): large enough to
+# amortize the write, small enough that the other partitions' next batch waits a few tens
+# of milliseconds for it.
 RESTORE_BATCH_RECORDS = 2000
 # Listing offsets on a busy single broker can take a few seconds.
 LIST_OFFSETS_TIMEOUT_S = 30.0
@@ -210,6 +212,7 @@ class ChangelogRestorer:
             starts.append(TopicPartition(self.topic, partition, plan.start))
         if starts:
             log.info("restoring %s partitions %s", self.topic, sorted(tp.partition for tp in starts))
+            self._progress_logged_at = now
             self._consumer.incremental_assign(starts)
         return current
 
