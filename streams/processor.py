@@ -499,6 +499,9 @@ class Processor:
             raise
         for partition, store in opened.items():
             self._pending[partition] = Pending(store)  # owned from here: closed on revoke or shutdown
+        if self._restorer is not None:
+            # Committed records are folded meanwhile; the end is known after the fence.
+            self._restorer.begin(opened)
         self._takeovers.append(start_takeover(opened, self._prepare_takeover,
                                               f"{self.config.transactional_id}-takeover"))
 
@@ -518,8 +521,8 @@ class Processor:
         return marks
 
     def _advance_takeovers(self) -> None:
-        """Start the restore of taken-over partitions whose fence is done, fold a batch of the
-        changelog into the stores being restored, and hand the caught-up ones to the handler."""
+        """Set where the restores of taken-over partitions whose fence is done end, fold a batch
+        of the changelog into the stores being restored, and hand the caught-up ones to the handler."""
         for takeover in [t for t in self._takeovers if t.watermarks.done()]:
             self._takeovers.remove(takeover)
             # Partitions revoked since (or revoked and assigned again, with a new store) are skipped.
@@ -528,7 +531,11 @@ class Processor:
             if not stores:
                 continue
             marks = takeover.watermarks.result()  # a listing that failed stops the processor
-            self._adopt(self._restorer.begin(stores, marks) if self._restorer is not None else sorted(stores))
+            if self._restorer is None:
+                self._adopt(sorted(stores))
+            else:
+                done = self._restorer.set_ends({p: marks[p] for p in stores})
+                self._adopt([report.partition for report in done])
         if self._restorer is not None and self._restorer.restoring:
             self._adopt([report.partition for report in self._restorer.step(self._apply_restored)])
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams import metrics
@@ -116,7 +116,10 @@ class ChangelogRestorer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
+                # A restore begins before the log's offsets are known (``begin``): a store
+                # ahead of the log, or behind its start, must not be read from elsewhere
+                # silently. Its reading stops with an error, and ``set_ends`` rebuilds it.
+                "auto.offset.reset": "error",
             }
         )
         self._restoring: dict[int, _Restoring] = {}
@@ -183,38 +186,51 @@ class ChangelogRestorer:
         """The partitions being read now."""
         return set(self._restoring)
 
-    def begin(self, stores: Mapping[int, PartitionStore], marks: Mapping[int, tuple[int, int]]) -> list[int]:
-        """Plan each store's restore (see the module docstring) and start reading those behind.
+    def begin(self, stores: Mapping[int, PartitionStore]) -> None:
+        """Start reading each store's changelog after the record it applied last, before the
+        end is known (``set_ends``): what is committed can be folded while the previous
+        owner is being fenced.
 
         Args:
             stores: Open stores by partition number (changelog partition == input partition).
-            marks: (log start, high watermark) of each of their changelog partitions, read
-                after the previous owner was fenced (``watermarks``).
-
-        Returns:
-            The partitions already up to date: nothing to read.
         """
         now = time.monotonic()
-        current: list[int] = []
-        starts: list[TopicPartition] = []
+        starts = []
         for partition, store in stores.items():
-            plan = plan_restore(store.changelog_offset, *marks[partition])
-            if plan is not None and plan.wipe:
-                log.warning(
-                    "store of %s-%d is at changelog offset %s, outside the log [%d, %d): rebuilding it",
-                    self.topic, partition, store.changelog_offset, marks[partition][0], plan.end,
-                )
-                store.wipe()
-            if plan is None or restore_done(plan.start, plan.end):
-                current.append(partition)
-                continue
-            self._restoring[partition] = _Restoring(store, RestoreReport(partition, plan), now)
-            starts.append(TopicPartition(self.topic, partition, plan.start))
+            applied = store.changelog_offset
+            self._restoring[partition] = _Restoring(store, RestoreReport(partition, None), now)
+            starts.append(TopicPartition(self.topic, partition, OFFSET_BEGINNING if applied is None else applied + 1))
         if starts:
             log.info("restoring %s partitions %s", self.topic, sorted(tp.partition for tp in starts))
             self._progress_logged_at = now
             self._consumer.incremental_assign(starts)
-        return current
+
+    def set_ends(self, marks: Mapping[int, tuple[int, int]]) -> list[RestoreReport]:
+        """Plan the rest of each restore begun (see the module docstring) from its changelog's
+        offsets, listed after the previous owner was fenced; returns the reports of those
+        already at their end, no longer read.
+
+        Args:
+            marks: (log start, high watermark) of changelog partitions (``watermarks``).
+        """
+        reports: list[RestoreReport] = []
+        for partition, (low, high) in sorted(marks.items()):
+            restoring = self._restoring.get(partition)
+            if restoring is None:
+                continue
+            store = restoring.store
+            plan = restoring.report.plan = plan_restore(store.changelog_offset, low, high)
+            if plan is not None and plan.wipe:
+                log.warning("store of %s-%d is at changelog offset %s, outside the log [%d, %d): rebuilding it",
+                            self.topic, partition, store.changelog_offset, low, high)
+                store.wipe()
+                # Read again from the log's start: what was fetched for the old position is dropped.
+                tps = [TopicPartition(self.topic, partition, plan.start)]
+                self._consumer.incremental_unassign(tps)
+                self._consumer.incremental_assign(tps)
+            elif plan is None or restore_done(plan.start, plan.end):
+                reports.append(self._finish(partition, time.monotonic(), high))
+        return reports
 
     def step(self, apply: ApplyChangelog, limit: int = RESTORE_BATCH_RECORDS) -> list[RestoreReport]:
         """Fold what has arrived (up to ``limit`` records, without waiting) into the stores
@@ -243,24 +259,20 @@ class ChangelogRestorer:
                 apply(batch, store, record.key(), record.value())
             store.write(batch, changelog_offset=records[-1].offset())
             restoring.report.records += len(records)
-            metrics.restore_progress(self.topic, partition, restoring.end - records[-1].offset() - 1, len(records))
+            if restoring.end is not None:
+                metrics.restore_progress(self.topic, partition, restoring.end - records[-1].offset() - 1,
+                                         len(records))
         return self._finished()
 
     def _finished(self) -> list[RestoreReport]:
+        """The restores that reached their end (once it is known), no longer read."""
         positions = self._consumer.position([TopicPartition(self.topic, p) for p in self._restoring])
         now = time.monotonic()
-        done = [tp.partition for tp in positions if restore_done(tp.offset, self._restoring[tp.partition].end)]
         reports = []
-        for partition in done:
-            restoring = self._restoring.pop(partition)
-            report = restoring.report
-            report.seconds = now - restoring.began
-            metrics.restore_finished(self.topic, partition, report.seconds)
-            log.info("restored %s-%d: %d records up to offset %d in %.2f s",
-                     self.topic, partition, report.records, restoring.end, report.seconds)
-            reports.append(report)
-        if done:
-            self._consumer.incremental_unassign([TopicPartition(self.topic, p) for p in done])
+        for tp in positions:
+            end = self._restoring[tp.partition].end
+            if end is not None and restore_done(tp.offset, end):
+                reports.append(self._finish(tp.partition, now, end))
         if self._restoring and now - self._progress_logged_at > PROGRESS_LOG_INTERVAL_S:
             self._progress_logged_at = now
             log.info(
@@ -269,6 +281,16 @@ class ChangelogRestorer:
                           if tp.partition in self._restoring),
             )
         return reports
+
+    def _finish(self, partition: int, now: float, end: int) -> RestoreReport:
+        restoring = self._restoring.pop(partition)
+        self._consumer.incremental_unassign([TopicPartition(self.topic, partition)])
+        report = restoring.report
+        report.seconds = now - restoring.began
+        metrics.restore_finished(self.topic, partition, report.seconds)
+        log.info("restored %s-%d: %d records up to offset %d in %.2f s", self.topic, partition, report.records,
+                 end, report.seconds)
+        return report
 
     def cancel(self, partitions: Collection[int]) -> None:
         """Stop restoring ``partitions`` (revoked halfway); their stores stay consistent."""
@@ -280,13 +302,12 @@ class ChangelogRestorer:
 
 @dataclass
 class _Restoring:
-    """A store being read up to ``report.plan.end``."""
+    """A store being read up to ``report.plan.end`` (None: not planned yet)."""
 
     store: PartitionStore
     report: RestoreReport
     began: float
 
     @property
-    def end(self) -> int:
-        assert self.report.plan is not None
-        return self.report.plan.end
+    def end(self) -> int | None:
+        return None if self.report.plan is None else self.report.plan.end

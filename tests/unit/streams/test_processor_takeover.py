@@ -97,21 +97,30 @@ class BlockedFencer:
 
 
 class FakeRestorer:
-    """Partition 1's changelog takes ``steps`` loop turns to read; the others are current."""
+    """Partition 1's changelog takes ``steps`` loop turns to read after its end is set; the
+    others are at their end."""
 
     def __init__(self, steps: int) -> None:
         self.steps = steps
         self.restoring: set[int] = set()
+        self.planned = False
         self.cancelled: list[int] = []
 
     def watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         return dict.fromkeys(partitions, (0, 10))
 
-    def begin(self, stores: dict[int, Any], marks: dict[int, tuple[int, int]]) -> list[int]:
-        self.restoring |= set(stores) & {1}
-        return sorted(set(stores) - {1})
+    def begin(self, stores: dict[int, Any]) -> None:
+        self.restoring |= set(stores)
+
+    def set_ends(self, marks: dict[int, tuple[int, int]]) -> list[RestoreReport]:
+        self.planned = True
+        done = sorted(set(marks) & self.restoring - {1})
+        self.restoring -= set(done)
+        return [RestoreReport(p, None) for p in done]
 
     def step(self, apply: Any) -> list[RestoreReport]:
+        if not self.planned:
+            return []
         self.steps -= 1
         if self.steps > 0 or 1 not in self.restoring:
             return []

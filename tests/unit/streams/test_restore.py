@@ -6,7 +6,7 @@ import concurrent.futures
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -224,20 +224,23 @@ def put(batch: StoreBatch, _store: PartitionStore, key: bytes | None, value: byt
     batch.put(key, value)
 
 
-def test_a_restore_is_folded_a_step_at_a_time_and_each_store_handed_back_at_its_end(tmp_path: Path) -> None:
+def test_a_restore_folds_before_its_end_is_known_and_hands_each_store_back_at_its_end(tmp_path: Path) -> None:
     restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
     consumer = restorer._consumer = ScriptedConsumer()  # type: ignore[assignment]
     stores = {p: PartitionStore.open(tmp_path / str(p)) for p in (0, 1, 2)}
     try:
-        # Partition 0's log is empty; 1 and 2 have 3 and 2 records to read.
-        assert restorer.begin(stores, {0: (0, 0), 1: (0, 3), 2: (0, 2)}) == [0]
-        assert consumer.calls == [("assign", [(1, 0), (2, 0)])]
-        assert restorer.step(put) == []  # nothing fetched yet
+        restorer.begin(stores)
+        assert consumer.calls == [("assign", [(0, OFFSET_BEGINNING), (1, OFFSET_BEGINNING), (2, OFFSET_BEGINNING)])]
         consumer.queue = [ChangelogRecord(1, 0), ChangelogRecord(2, 0), ChangelogRecord(2, 1), ChangelogRecord(1, 1)]
-        assert [report.partition for report in restorer.step(put, limit=3)] == [2]
-        assert consumer.calls[-1] == ("unassign", [(2, -1001)])
-        assert restorer.restoring == {1}
+        # Folded while the previous owner is fenced, but none is done before its end is known.
+        assert restorer.step(put, limit=3) == []
         assert stores[1].changelog_offset == 0 and stores[2].changelog_offset == 1
+        # Partition 0's log is empty; 2 has the 2 records already folded; 1 has 3 of which 1 is folded.
+        done = restorer.set_ends({0: (0, 0), 1: (0, 3), 2: (0, 2)})
+        assert [(report.partition, report.records) for report in done] == [(0, 0), (2, 2)]
+        assert consumer.calls[-2:] == [("unassign", [(0, -1001)]), ("unassign", [(2, -1001)])]
+        assert restorer.restoring == {1}
+        assert restorer.step(put) == []  # record 1 folded, the end (3) not reached
         consumer.positions[1] = 3  # past the transaction's commit marker at offset 2
         [report] = restorer.step(put)
         assert (report.partition, report.records) == (1, 2)
@@ -248,12 +251,30 @@ def test_a_restore_is_folded_a_step_at_a_time_and_each_store_handed_back_at_its_
             store.close()
 
 
+def test_a_store_ahead_of_the_log_is_wiped_and_read_again_from_the_start(tmp_path: Path) -> None:
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    consumer = restorer._consumer = ScriptedConsumer()  # type: ignore[assignment]
+    store = PartitionStore.open(tmp_path / "1")
+    try:
+        batch = store.batch()
+        batch.put(b"k", b"v")
+        store.write(batch, changelog_offset=10)
+        restorer.begin({1: store})
+        assert consumer.calls == [("assign", [(1, 11)])]
+        assert restorer.set_ends({1: (0, 5)}) == []  # the log was recreated: 5 records
+        assert consumer.calls[-2:] == [("unassign", [(1, 0)]), ("assign", [(1, 0)])]
+        assert store.changelog_offset is None and store.get(b"k") is None
+        assert restorer.restoring == {1}
+    finally:
+        store.close()
+
+
 def test_a_cancelled_restore_stops_reading_and_skips_what_was_already_fetched(tmp_path: Path) -> None:
     restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
     consumer = restorer._consumer = ScriptedConsumer()  # type: ignore[assignment]
     store = PartitionStore.open(tmp_path / "1")
     try:
-        restorer.begin({1: store}, {1: (0, 5)})
+        restorer.begin({1: store})
         consumer.queue = [ChangelogRecord(1, 0)]
         restorer.cancel([1])
         assert consumer.calls[-1] == ("unassign", [(1, -1001)])
