@@ -551,7 +551,7 @@ class Processor:
             pending = self._pending.pop(partition)
             waited.append(now - pending.assigned_at)
             if pending.skipped is not None:
-                self._rewind(partition, pending.skipped, "before its first batch")
+                self._rewind(partition, pending.skipped, "before its first batch", must=True)
             self._stores[partition] = pending.store
             self._last_punctuate[partition] = now
             if self._on_ready is not None:
@@ -563,12 +563,17 @@ class Processor:
         if not self._pending:
             self.ready.set()
 
-    def _rewind(self, partition: int, offset: int, why: str) -> None:
+    def _rewind(self, partition: int, offset: int, why: str, must: bool = False) -> None:
+        """Seek ``partition`` back to ``offset``; ``must``: records past it were dropped, so a
+        failed seek restarts the processor (from the committed offsets) instead of going on."""
         assert self._consumer is not None
         try:
             self._consumer_calls.run("seek", SEEK_BOUND_S, self._consumer.seek,
                                      TopicPartition(self.config.input_topic, partition, offset))
         except KafkaException as err:
+            if must:
+                raise RestartRequired(f"could not rewind {self.config.input_topic}-{partition} {why}: {err}; "
+                                      "restarting the processor, which resumes from the committed offsets") from err
             # A partition that is being revoked has no position to rewind; its new owner
             # starts from the committed offset anyway.
             log.info("could not rewind %s-%d: %s", self.config.input_topic, partition, err)

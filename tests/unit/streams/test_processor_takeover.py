@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streams.handler import Batch
 from streams.processor import Processor, ProcessorConfig
 from streams.restore import RestorePlan, RestoreReport
+from streams.transaction import RestartRequired
 from tests.unit.streams.fake_producer import FakeWriter
 
 
@@ -235,3 +236,23 @@ def test_a_partition_revoked_while_restoring_is_dropped_and_its_store_closed(tmp
     assert store.closed
     turn(processor, consumer)
     assert processor.assigned_partitions() == {0}
+
+
+@pytest.mark.timeout(20)
+def test_a_partition_that_cannot_be_rewound_over_dropped_records_restarts_the_processor(tmp_path: Path) -> None:
+    handler, consumer, fencer = Recording(), FakeConsumer(), BlockedFencer()
+    processor = owning_partition_0(tmp_path, handler, consumer, changelog=False)
+    processor._fencer = fencer  # type: ignore[assignment]
+
+    def refuse(_tp: TopicPartition) -> None:
+        raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
+
+    consumer.seek = refuse  # type: ignore[method-assign]
+    processor._on_assign(consumer, [TopicPartition("in", 1)])  # type: ignore[arg-type]
+    consumer.queue = [FakeMessage(1, 0)]
+    turn(processor, consumer)  # the record is dropped: partition 1 is not processed yet
+    fencer.done.set()
+    wait_for_takeovers(processor)
+    with pytest.raises(RestartRequired, match="could not rewind in-1"):
+        turn(processor, consumer)
+    assert handler.seen == []
