@@ -14,8 +14,8 @@ confluent-kafka calls ``incremental_assign``/``incremental_unassign`` itself aft
 callback that did not. Membership is static: the consumer's ``group.instance.id`` is the
 transactional ID, so a restarted process gets its partitions back without a rebalance,
 and a process gone longer than the session timeout loses them to the others. A taker
-fences the producer of a departed owner before restoring (``streams/fencing.py``), so a
-transaction the owner left open does not hold up the partitions' readers.
+fences the producer of a departed owner before its restore ends (``streams/fencing.py``),
+so a transaction the owner left open does not hold up the partitions' readers.
 
 Rebalance callbacks only run inside ``consume``, and a transaction never spans a
 ``consume`` call, so when a partition is revoked or lost there

@@ -8,10 +8,11 @@ changelog's offsets first. Done inside the assign callback, that wait held up ev
 partition's work, as the callback runs inside the consumer's poll.
 
 So the callback only pauses the new partitions and opens their stores (``Pending``); a
-helper thread fences and lists the offsets (``start_takeover``), and the processor's loop,
-between transactions, folds the changelog's tail into the stores and resumes each
-partition once its store has caught up. The folding stays in the loop's thread, so the
-handler's ``apply_changelog`` never runs concurrently with its processing.
+helper thread fences and then lists the changelog's offsets (``start_takeover``). The
+processor's loop, between transactions, folds the committed changelog records into the
+stores from the assignment on, sets each restore's end once the listing is done, and
+resumes each partition once its store has reached it. The folding stays in the loop's
+thread, so the handler's ``apply_changelog`` never runs concurrently with its processing.
 """
 
 from __future__ import annotations
