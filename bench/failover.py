@@ -15,6 +15,10 @@ and ``go`` raised to every waiting instance at once.
 * ``assigned_s``, ``restored_s``: from the kill until the survivor's log says it was given
   the killed runtime's partitions, and until their restore was done (null: not logged).
 * ``restored_records``: changelog records the survivor read to restore them.
+* ``ready_s``: from the kill until the survivor's last taken partition was handed to its
+  handler (fenced and restored; null: a checkout that does not log it).
+* ``fence_s``, ``listing_s``: the longest check-and-fence of the departed owner, and the
+  longest listing of the changelog's offsets, among the survivor's takeovers.
 * ``renewals``: producers the runtimes replaced (fenced by a transaction timeout, or the
   processor stopped after too many), read from both logs.
 * ``load``: the one-minute load average at the kill.
@@ -50,12 +54,15 @@ SETTLE_S = 5.0
 # The survivor's log lines that mark the steps of a takeover (streams.processor, streams.restore).
 ASSIGNED = re.compile(r"^assigned \S+ partitions \[(\d.*)\]$")
 RESTORED = re.compile(r"^restored \S+: (\d+) records")
+READY = re.compile(r"^partitions \[[\d, ]+\] of \S+ ready")
+TOOK_OVER = re.compile(r"^took over .* fenced in ([\d.]+) s, changelog offsets listed in ([\d.]+) s$")
 
 
 def takeover_steps(log_path: Path, killed_at: float) -> dict[str, Any]:
     """Seconds from ``killed_at`` (epoch) to the survivor's first assignment and last restore
     after it, read from its JSON log."""
-    steps: dict[str, Any] = {"assigned_s": None, "restored_s": None, "restored_records": 0}
+    steps: dict[str, Any] = {"assigned_s": None, "restored_s": None, "restored_records": 0, "ready_s": None,
+                             "fence_s": None, "listing_s": None}
     if not log_path.exists():
         return steps
     for line in log_path.read_text(errors="replace").splitlines():
@@ -72,6 +79,11 @@ def takeover_steps(log_path: Path, killed_at: float) -> dict[str, Any]:
         if restored := RESTORED.match(message):
             steps["restored_s"] = round(at - killed_at, 2)
             steps["restored_records"] += int(restored.group(1))
+        if READY.match(message):
+            steps["ready_s"] = round(at - killed_at, 2)
+        if took_over := TOOK_OVER.match(message):
+            for key, seconds in zip(("fence_s", "listing_s"), took_over.groups(), strict=True):
+                steps[key] = max(steps[key] or 0.0, float(seconds))
     return steps
 
 

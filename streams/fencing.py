@@ -102,23 +102,37 @@ class DepartedOwnerFencer:
         self._transaction_timeout_ms = transaction_timeout_ms
         self._calls = CallRunner(f"{group_id}-fencer")
 
-    def fence_departed(self, consumer: Consumer, topic: str, partitions: list[int], own_id: str) -> set[str]:
-        """Fence the departed owners of ``topic``'s ``partitions``; returns the IDs fenced.
+    @staticmethod
+    def last_owners(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, str | None]:
+        """The transactional ID of each taken partition's last commit, read by the consumer
+        taking them (None where unknown).
+
+        Never raises: what cannot be read is unknown, and an unknown owner is not fenced.
+        """
+        try:
+            # The consumer's require.stable.offsets is off: a pending commit of the dead
+            # transaction would make a stable read wait for the very abort this is about to cause.
+            committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=ADMIN_TIMEOUT_S)
+        except (KafkaException, RuntimeError) as err:
+            log.warning("could not read who owned %s partitions %s before: %s", topic, partitions, err)
+            return {}
+        return {tp.partition: owner_of(tp.metadata) for tp in committed if tp.error is None}
+
+    def fence_departed(self, owners: Mapping[int, str | None], own_id: str) -> set[str]:
+        """Fence the last owners (``last_owners``) that have left the group; returns the IDs fenced.
 
         Never raises: a fence that fails leaves the dead transaction to its timeout, which
         is slower but as safe.
 
         Args:
-            consumer: The group member taking the partitions; reads their committed offsets.
-            topic: The taken partitions' topic.
-            partitions: The taken partitions.
+            owners: The last committer of each taken partition.
             own_id: This process's transactional ID.
         """
         try:
-            owners = self._last_owners(consumer, topic, partitions).values()
-            dead = owners_to_fence(owners, own_id, self._live_ids()) if other_owners(owners, own_id) else set()
+            others = other_owners(owners.values(), own_id)
+            dead = owners_to_fence(others, own_id, self._live_ids()) if others else set()
         except (KafkaException, TimeoutError, OSError) as err:
-            log.warning("could not read who owned %s partitions %s before: %s", topic, partitions, err)
+            log.warning("could not read the members of group %s: %s", self._group_id, err)
             return set()
         for transactional_id in sorted(dead):
             self._fence(transactional_id)
@@ -127,13 +141,6 @@ class DepartedOwnerFencer:
     def close(self) -> None:
         """Let the worker of the fencing producers' calls end."""
         self._calls.close()
-
-    @staticmethod
-    def _last_owners(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, str | None]:
-        # The consumer's require.stable.offsets is off: a pending commit of the dead
-        # transaction would make a stable read wait for the very abort this is about to cause.
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=ADMIN_TIMEOUT_S)
-        return {tp.partition: owner_of(tp.metadata) for tp in committed if tp.error is None}
 
     def _live_ids(self) -> set[str]:
         client = self._client

@@ -14,14 +14,15 @@ confluent-kafka calls ``incremental_assign``/``incremental_unassign`` itself aft
 callback that did not. Membership is static: the consumer's ``group.instance.id`` is the
 transactional ID, so a restarted process gets its partitions back without a rebalance,
 and a process gone longer than the session timeout loses them to the others. A taker
-fences the producer of a departed owner before restoring (``streams/fencing.py``), so a
-transaction the owner left open does not hold up the partitions' readers.
+fences the producer of a departed owner before its restore ends (``streams/fencing.py``),
+so a transaction the owner left open does not hold up the partitions' readers.
 
 Rebalance callbacks only run inside ``consume``, and a transaction never spans a
 ``consume`` call, so when a partition is revoked or lost there
 is no open transaction left to commit or abort: the batch before was committed (or
-aborted) in full. A partition's store is restored from its changelog inside the assign
-callback, before the consumer fetches any input of it.
+aborted) in full. A newly assigned partition is paused in the assign callback and handed
+to the handler only once its fence and restore are done (``streams/takeover.py``); those
+run beside the loop, so the other partitions' work goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from streams.restore import ChangelogRestorer
 from streams.stall_watch import StallWatch
 from streams.standby import CATCH_UP_RECORDS, CATCH_UP_RECORDS_BUSY, StandbyReplicas
 from streams.store import PartitionStore, StoreBatch
+from streams.takeover import Pending, Takeover, Watermarks, start_takeover
 from streams.transaction import AbortRequired, ProcessorFenced, RestartRequired, TransactionalWriter
 
 __all__ = [
@@ -62,6 +64,9 @@ log = logging.getLogger("streams.processor")
 # A poll's wait while the handler's work without input is under way: it is ready within
 # milliseconds, and input that arrives meanwhile shares its transaction.
 READY_SOON_POLL_S = 0.001
+# A poll's wait while a store is being restored: the loop folds the changelog's tail a
+# batch per turn, and a longer wait would slow the restore; a shorter one burns a core.
+RESTORING_POLL_S = 0.005
 # Repeated consumer errors (e.g. a missing topic) are logged at most this often.
 ERROR_LOG_INTERVAL_S = 10.0
 # A batch whose transaction keeps failing (e.g. the handler emits a record the broker
@@ -195,6 +200,9 @@ class Processor:
         self._stopping = threading.Event()
         self._stores: dict[int, PartitionStore] = {}
         self._assigned: frozenset[int] = frozenset()
+        # Assigned, paused, and waiting for their fence and restore (streams/takeover.py).
+        self._pending: dict[int, Pending] = {}
+        self._takeovers: list[Takeover] = []
         self._last_punctuate: dict[int, float] = {}
         self._consumer: Consumer | None = None
         self._consumer_calls = CallRunner(f"{config.transactional_id}-consumer")
@@ -251,15 +259,19 @@ class Processor:
             consumer.subscribe(
                 [config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
-            timeout_s = config.max_batch_ms / 1000
+            batch_wait_s = config.max_batch_ms / 1000
             while not self._stopping.is_set():
+                if self._pending:
+                    with watch.step("takeover"):
+                        self._advance_takeovers()
+                restoring = self._restorer is not None and self._restorer.restoring
                 with watch.step("consume (with its rebalance callbacks)"):
-                    messages = self._next_batch(consumer, timeout_s)
+                    messages = self._next_batch(consumer, RESTORING_POLL_S if restoring else batch_wait_s)
                 with watch.step("transaction"):
                     self._turn(messages)
                 if self._standby is not None:
                     with watch.step("standby catch-up"):
-                        self._standby.refresh(self._stores)
+                        self._standby.refresh(self._stores.keys() | self._pending.keys())
                         # Between transactions (the handler folds in this thread only); little
                         # after a turn with input, so a burst's transactions are not slowed.
                         self._standby.catch_up(self._apply_restored, CATCH_UP_RECORDS_BUSY if messages
@@ -267,6 +279,8 @@ class Processor:
         finally:
             with watch.step("shutdown"):
                 self._shutdown()
+                # Closing the consumer revokes them too; not when its close failed.
+                self._release(list(self._pending), "closed")
             watch.stop()
         log.info("processor %s stopped", config.transactional_id)
 
@@ -302,7 +316,10 @@ class Processor:
                 continue
             partition = message.partition()
             if partition not in stores:
-                continue  # revoked during this consume call: the new owner reads it again
+                pending = self._pending.get(partition)
+                if pending is not None and pending.skipped is None:
+                    pending.skipped = message.offset()  # fetched before the pause took hold
+                continue  # or revoked during this consume call: the new owner reads it again
             offset = message.offset()
             seen = span.get(partition)
             if seen is None:
@@ -433,20 +450,8 @@ class Processor:
         if self._aborts_in_a_row > 1:
             time.sleep(min(ABORT_BACKOFF_MAX_S, ABORT_BACKOFF_S * self._aborts_in_a_row))
         for partition, (first, _) in span.items():
-            if partition not in self._stores:
-                continue
-            try:
-                self._consumer_calls.run("seek", SEEK_BOUND_S, self._consumer.seek,
-                                         TopicPartition(self.config.input_topic, partition, first))
-            except KafkaException as seek_err:
-                # A partition that is being revoked has no position to rewind; its new owner
-                # starts from the committed offset anyway.
-                log.info("could not rewind %s-%d: %s", self.config.input_topic, partition, seek_err)
-            except CallHung as hung:
-                self._consumer_stuck = hung
-                # Not rewound, the partition would go on after the aborted batch and lose it.
-                raise RestartRequired(f"{hung} rewinding {self.config.input_topic}-{partition} for a replay; "
-                                      "restarting the processor, which resumes from the committed offsets") from hung
+            if partition in self._stores:
+                self._rewind(partition, first, "for a replay")
         # The handler may have cached what the aborted batch did: let it start over.
         for partition in sorted(set(span) | set(due)):
             store = self._stores.get(partition)
@@ -475,38 +480,116 @@ class Processor:
     # -- rebalancing -----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        fresh = sorted(tp.partition for tp in partitions if tp.partition not in self._stores)
+        fresh = sorted(tp.partition for tp in partitions
+                       if tp.partition not in self._stores and tp.partition not in self._pending)
         log.info("assigned %s partitions %s", self.config.input_topic, fresh)
+        # Taken in here rather than after the callback, so they are paused before any fetch.
+        consumer.incremental_assign(partitions)
+        if not fresh:
+            if not self._pending:
+                self.ready.set()
+            return
+        consumer.pause([TopicPartition(self.config.input_topic, p) for p in fresh])
         if self._standby is not None:
             # The standby copy becomes the store: the restore reads only what it had not.
             self._standby.release(fresh)
-        if fresh and self._fencer is not None:
-            # Before the restore: a departed owner's open transaction would stall it.
-            self._fencer.fence_departed(consumer, self.config.input_topic, fresh, self.config.transactional_id)
+            self._standby.refresh_soon()
         opened: dict[int, PartitionStore] = {}
         try:
             for partition in fresh:
                 opened[partition] = PartitionStore.open(self.config.store_folder(partition))
-            if self._restorer is not None and opened:
-                self._restorer.restore(opened, self._apply_restored, self._stopping.is_set)
         except BaseException:
             for store in opened.values():
                 store.close()
             raise
-        if self._stopping.is_set():
-            # The restore may be unfinished: keep these partitions out of processing.
-            for store in opened.values():
-                store.close()
-            return
-        now = time.monotonic()
         for partition, store in opened.items():
-            self._stores[partition] = store  # owned from here: closed on revoke or shutdown
+            self._pending[partition] = Pending(store)  # owned from here: closed on revoke or shutdown
+        if self._restorer is not None:
+            # Committed records are folded meanwhile; the end is known after the fence.
+            self._restorer.begin(opened)
+        # Read here, by the consumer taking them: an admin client's group request pending
+        # across a broker's return can abort the process (fencing.py).
+        owners = self._fencer.last_owners(consumer, self.config.input_topic, fresh) if self._fencer else {}
+        self._takeovers.append(start_takeover(opened, lambda taken: self._prepare_takeover(taken, owners),
+                                              f"{self.config.transactional_id}-takeover"))
+
+    def _prepare_takeover(self, partitions: list[int], owners: dict[int, str | None]) -> Watermarks:
+        """On a helper thread: fence the departed owner, then list the changelog's offsets.
+
+        The listing comes after the fence: a departed owner that still ran (a zombie) could
+        otherwise commit records past the listed end, and the restore would miss them.
+        """
+        began = time.monotonic()
+        if self._fencer is not None:
+            self._fencer.fence_departed(owners, self.config.transactional_id)
+        fenced = time.monotonic()
+        marks = self._restorer.watermarks(partitions) if self._restorer is not None else {}
+        log.info("took over %s partitions %s: owners checked and fenced in %.2f s, changelog offsets listed "
+                 "in %.2f s", self.config.input_topic, partitions, fenced - began, time.monotonic() - fenced)
+        return marks
+
+    def _advance_takeovers(self) -> None:
+        """Set where the restores of taken-over partitions whose fence is done end, fold a batch
+        of the changelog into the stores being restored, and hand the caught-up ones to the handler."""
+        for takeover in [t for t in self._takeovers if t.watermarks.done()]:
+            self._takeovers.remove(takeover)
+            # Partitions revoked since (or revoked and assigned again, with a new store) are skipped.
+            stores = {p: s for p, s in takeover.stores.items()
+                      if p in self._pending and self._pending[p].store is s}
+            if not stores:
+                continue
+            marks = takeover.watermarks.result()  # a listing that failed stops the processor
+            if self._restorer is None:
+                self._adopt(sorted(stores))
+            else:
+                done = self._restorer.set_ends({p: marks[p] for p in stores})
+                self._adopt([report.partition for report in done])
+        if self._restorer is not None and self._restorer.restoring:
+            self._adopt([report.partition for report in self._restorer.step(self._apply_restored)])
+
+    def _adopt(self, partitions: list[int]) -> None:
+        """Hand fenced and restored partitions to the handler and resume their input."""
+        if not partitions:
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        now = time.monotonic()
+        waited = []
+        for partition in partitions:
+            pending = self._pending.pop(partition)
+            waited.append(now - pending.assigned_at)
+            if pending.skipped is not None:
+                self._rewind(partition, pending.skipped, "before its first batch", must=True)
+            self._stores[partition] = pending.store
             self._last_punctuate[partition] = now
-        if self._on_ready is not None:
-            for partition, store in opened.items():
-                self._on_ready(partition, store)
+            if self._on_ready is not None:
+                self._on_ready(partition, pending.store)
+        consumer.resume([TopicPartition(self.config.input_topic, p) for p in partitions])
         self._assigned = frozenset(self._stores)
-        self.ready.set()
+        log.info("partitions %s of %s ready %.2f s after their assignment", sorted(partitions),
+                 self.config.input_topic, max(waited))
+        if not self._pending:
+            self.ready.set()
+
+    def _rewind(self, partition: int, offset: int, why: str, must: bool = False) -> None:
+        """Seek ``partition`` back to ``offset``; ``must``: records past it were dropped, so a
+        failed seek restarts the processor (from the committed offsets) instead of going on."""
+        assert self._consumer is not None
+        try:
+            self._consumer_calls.run("seek", SEEK_BOUND_S, self._consumer.seek,
+                                     TopicPartition(self.config.input_topic, partition, offset))
+        except KafkaException as err:
+            if must:
+                raise RestartRequired(f"could not rewind {self.config.input_topic}-{partition} {why}: {err}; "
+                                      "restarting the processor, which resumes from the committed offsets") from err
+            # A partition that is being revoked has no position to rewind; its new owner
+            # starts from the committed offset anyway.
+            log.info("could not rewind %s-%d: %s", self.config.input_topic, partition, err)
+        except CallHung as hung:
+            self._consumer_stuck = hung  # closed only once the seek returns (``_shutdown``)
+            # Not rewound, the partition would go on past records it never processed.
+            raise RestartRequired(f"{hung} rewinding {self.config.input_topic}-{partition} {why}; "
+                                  "restarting the processor, which resumes from the committed offsets") from hung
 
     def _apply_restored(self, batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None) -> None:
         self._apply_changelog(batch, store, key, value, None)
@@ -520,7 +603,15 @@ class Processor:
     def _release(self, partitions: list[int], why: str) -> None:
         if partitions:
             log.info("%s %s partitions %s", why, self.config.input_topic, sorted(partitions))
+            if self._standby is not None:
+                self._standby.refresh_soon()  # the partitions it lost may be its to follow now
         for partition in partitions:
+            pending = self._pending.pop(partition, None)
+            if pending is not None:
+                if self._restorer is not None:
+                    self._restorer.cancel([partition])
+                pending.store.close()
+                continue
             store = self._stores.pop(partition, None)
             self._last_punctuate.pop(partition, None)
             if store is None:

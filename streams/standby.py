@@ -37,8 +37,9 @@ from streams.store import PartitionStore
 
 log = logging.getLogger("streams.standby")
 
-# How often the group's assignment is read again: a new member or a rebalance changes
-# which partitions to follow, and a takeover within this after it reads a longer tail.
+# How often the group's assignment is read again when this process saw no rebalance (it is
+# read at once after one, ``refresh_soon``): another member's rebalance can change which
+# partitions to follow, and a takeover within this after it reads a longer tail.
 REFRESH_INTERVAL_S = 5.0
 # A describe that has not answered in this long is given up and asked again.
 DESCRIBE_TIMEOUT_S = 10.0
@@ -123,8 +124,7 @@ class StandbyReplicas:
         if self._describing is None:
             if now - self._refreshed_at < REFRESH_INTERVAL_S:
                 return
-            client = self._client
-            self._admin = AdminClient(dict(client))
+            self._admin = self._admin_client()
             self._describing = self._admin.describe_consumer_groups(
                 [self._group_id], request_timeout=DESCRIBE_TIMEOUT_S)[self._group_id]
             self._asked_at = now
@@ -145,6 +145,15 @@ class StandbyReplicas:
             for member in group.members if member.group_instance_id
         }
         self._follow(standby_partitions(assignments, self._member_id, self._replicas) - set(owned))
+
+    def _admin_client(self) -> AdminClient:
+        return AdminClient(dict(self._client))
+
+    def refresh_soon(self) -> None:
+        """Read the assignment again at the next ``refresh``: a rebalance has changed it (an
+        answer asked for before the rebalance is dropped)."""
+        self._describing = None
+        self._refreshed_at = float("-inf")
 
     def _follow(self, wanted: set[int]) -> None:
         stale = set(self._stores) - wanted

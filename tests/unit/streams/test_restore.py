@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import concurrent.futures
+from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.runtime import transient
 from streams import restore
 from streams.restore import ChangelogRestorer, RestorePlan, plan_restore, restore_done
+from streams.store import PartitionStore, StoreBatch
 
 
 def test_empty_store_reads_the_whole_log() -> None:
@@ -150,8 +152,8 @@ def test_a_listing_that_fails_is_retried_with_a_new_client_until_one_answers(mon
         calls = 0
 
         def list_offsets(self, requests: dict, **_: object) -> dict:
-            Admin.calls += 1
-            return dict.fromkeys(requests, Answer(-1001 if Admin.calls <= 2 else 7))
+            Admin.calls += 1  # two per listing (log start and end): the first two listings fail
+            return dict.fromkeys(requests, Answer(-1001 if Admin.calls <= 4 else 7))
 
     admins: list[Admin] = []
 
@@ -167,3 +169,116 @@ def test_a_listing_that_fails_is_retried_with_a_new_client_until_one_answers(mon
     finally:
         restorer.close()
     assert len(admins) == 3
+
+
+class ChangelogRecord:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return f"k{self._offset}".encode()
+
+    def value(self) -> bytes:
+        return b"v"
+
+
+class ScriptedConsumer:
+    """Hands out the queued records; positions are after the last record handed out."""
+
+    def __init__(self) -> None:
+        self.queue: list[ChangelogRecord] = []
+        self.positions: dict[int, int] = {}
+        self.calls: list[tuple[str, list[tuple[int, int]]]] = []
+
+    def incremental_assign(self, tps: list[TopicPartition]) -> None:
+        self.calls.append(("assign", [(tp.partition, tp.offset) for tp in tps]))
+        self.positions.update((tp.partition, -1001) for tp in tps)
+
+    def incremental_unassign(self, tps: list[TopicPartition]) -> None:
+        self.calls.append(("unassign", [(tp.partition, tp.offset) for tp in tps]))
+
+    def consume(self, limit: int, timeout: float) -> list[ChangelogRecord]:
+        taken, self.queue = self.queue[:limit], self.queue[limit:]
+        for record in taken:
+            self.positions[record.partition()] = max(self.positions[record.partition()], record.offset() + 1)
+        return taken
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.positions[tp.partition]) for tp in tps]
+
+    def close(self) -> None:
+        pass
+
+
+def put(batch: StoreBatch, _store: PartitionStore, key: bytes | None, value: bytes | None) -> None:
+    assert key is not None and value is not None
+    batch.put(key, value)
+
+
+def test_a_restore_folds_before_its_end_is_known_and_hands_each_store_back_at_its_end(tmp_path: Path) -> None:
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    consumer = restorer._consumer = ScriptedConsumer()  # type: ignore[assignment]
+    stores = {p: PartitionStore.open(tmp_path / str(p)) for p in (0, 1, 2)}
+    try:
+        restorer.begin(stores)
+        assert consumer.calls == [("assign", [(0, OFFSET_BEGINNING), (1, OFFSET_BEGINNING), (2, OFFSET_BEGINNING)])]
+        consumer.queue = [ChangelogRecord(1, 0), ChangelogRecord(2, 0), ChangelogRecord(2, 1), ChangelogRecord(1, 1)]
+        # Folded while the previous owner is fenced, but none is done before its end is known.
+        assert restorer.step(put, limit=3) == []
+        assert stores[1].changelog_offset == 0 and stores[2].changelog_offset == 1
+        # Partition 0's log is empty; 2 has the 2 records already folded; 1 has 3 of which 1 is folded.
+        done = restorer.set_ends({0: (0, 0), 1: (0, 3), 2: (0, 2)})
+        assert [(report.partition, report.records) for report in done] == [(0, 0), (2, 2)]
+        assert consumer.calls[-2:] == [("unassign", [(0, -1001)]), ("unassign", [(2, -1001)])]
+        assert restorer.restoring == {1}
+        assert restorer.step(put) == []  # record 1 folded, the end (3) not reached
+        consumer.positions[1] = 3  # past the transaction's commit marker at offset 2
+        [report] = restorer.step(put)
+        assert (report.partition, report.records) == (1, 2)
+        assert stores[1].changelog_offset == 1
+        assert restorer.restoring == set()
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+def test_a_store_ahead_of_the_log_is_wiped_and_read_again_from_the_start(tmp_path: Path) -> None:
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    consumer = restorer._consumer = ScriptedConsumer()  # type: ignore[assignment]
+    store = PartitionStore.open(tmp_path / "1")
+    try:
+        batch = store.batch()
+        batch.put(b"k", b"v")
+        store.write(batch, changelog_offset=10)
+        restorer.begin({1: store})
+        assert consumer.calls == [("assign", [(1, 11)])]
+        assert restorer.set_ends({1: (0, 5)}) == []  # the log was recreated: 5 records
+        assert consumer.calls[-2:] == [("unassign", [(1, 0)]), ("assign", [(1, 0)])]
+        assert store.changelog_offset is None and store.get(b"k") is None
+        assert restorer.restoring == {1}
+    finally:
+        store.close()
+
+
+def test_a_cancelled_restore_stops_reading_and_skips_what_was_already_fetched(tmp_path: Path) -> None:
+    restorer = ChangelogRestorer({"bootstrap.servers": "127.0.0.1:1"}, "t.history")
+    consumer = restorer._consumer = ScriptedConsumer()  # type: ignore[assignment]
+    store = PartitionStore.open(tmp_path / "1")
+    try:
+        restorer.begin({1: store})
+        consumer.queue = [ChangelogRecord(1, 0)]
+        restorer.cancel([1])
+        assert consumer.calls[-1] == ("unassign", [(1, -1001)])
+        assert restorer.step(put) == []
+        assert store.changelog_offset is None
+    finally:
+        store.close()
