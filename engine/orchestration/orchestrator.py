@@ -120,6 +120,9 @@ class _Transaction:
     early: list[tuple[int, ActivityTask, Headers | None]] = field(default_factory=list)
     # Early runs whose results it recorded: recorded or released once it has ended.
     early_recorded: list[EarlyActivity] = field(default_factory=list)
+    # Each changed instance's last status (None: purged), written once when the handler
+    # call ends: a chain that runs several steps in one transaction writes one record.
+    statuses: dict[str, InstanceState | None] = field(default_factory=dict)
 
     def began(self, instance_id: str) -> bool:
         """Whether the instance's current execution started in this transaction."""
@@ -224,6 +227,7 @@ class Orchestrator:
             self._step(batch, store, instance_id, [r.value for r in records], now, records)
         for command in commands:
             self._apply_bulk(batch, store, command, now)
+        self._write_statuses(batch)
 
     def _apply_bulk(self, batch: Batch, store: InstanceStore, command: BulkCommand, now: datetime) -> None:
         """Apply a bulk command to one chunk of this partition's instances; pass the rest on.
@@ -276,6 +280,7 @@ class Orchestrator:
         for instance_id, events in due.items():
             self._step(batch, store, instance_id, events, now)
         self._purge_retired(batch, store, now_ms)
+        self._write_statuses(batch)
 
     def _purge_retired(self, batch: Batch, store: InstanceStore, now_ms: int) -> None:
         """Purge instances that have been in a final status longer than the retention policy.
@@ -413,7 +418,7 @@ class Orchestrator:
                     continue
                 self._emit_history(batch, [HistoryEvent(instance_id, state.execution_id, state.next_sequence, now,
                                                         payload)])
-                batch.emit(self.status, instance_id.encode(), None)
+                self._txn.statuses[instance_id] = None
                 self.executor.evict(instance_id)
                 self._txn.states[instance_id] = state = status = None
                 continue
@@ -748,7 +753,17 @@ class Orchestrator:
             batch.emit_changelog(key, None)
 
     def _emit_status(self, batch: Batch, state: InstanceState) -> None:
-        batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
-        metrics.status_emitted(state)
-        self._spans.status_emitted(state)
+        """The instance's new status, written by ``_write_statuses`` (only its last one counts)."""
+        self._txn.statuses[state.instance_id] = state
+
+    def _write_statuses(self, batch: Batch) -> None:
+        """Emit the last status of each instance this handler call changed, one record each."""
+        statuses, self._txn.statuses = self._txn.statuses, {}
+        for instance_id, state in statuses.items():
+            if state is None:
+                batch.emit(self.status, instance_id.encode(), None)
+                continue
+            batch.emit(self.status, instance_id.encode(), encode_status(state.status_record()))
+            metrics.status_emitted(state)
+            self._spans.status_emitted(state)
 

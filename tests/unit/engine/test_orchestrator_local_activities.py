@@ -26,7 +26,7 @@ from engine.core.history import (
 )
 from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP
 from engine.replay.registry import Registry
-from engine.state.codec import ActivityTask
+from engine.state.codec import ActivityTask, decode_status
 from streams.handler import Headers
 from tests.unit.engine.orchestrator_harness import OrchestratorHarness, proposed
 
@@ -279,6 +279,18 @@ def test_the_rest_of_a_chain_completes_in_one_transaction(make: Callable[..., Or
     assert runner.started[0].instance_id == "c" and runner.started[0].workflow_name == "chain3"
     assert runner.started[0].execution_id == execution and runner.started[0].input == "2"
     assert runner.handed_over == []
+
+
+def test_a_chain3_writes_one_status_record_per_transaction(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    start = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
+    assert [decode_status(v).runtime_status for v in start.statuses if v is not None] == [WorkflowStatus.RUNNING]
+    rest = harness.punctuate(0)
+    assert [s.runtime_status for s in harness.statuses(rest)] == [WorkflowStatus.COMPLETED], \
+        "three steps in one transaction, one status record: the last"
+    status = harness.status("c")
+    assert status is not None and status.output == "4"
 
 
 def test_a_local_result_is_taken_only_once_its_transaction_has_ended(
