@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from engine.core.history import HistoryEvent, TaskCompleted, TaskFailed, TaskScheduled
@@ -114,6 +115,15 @@ class LocalActivityRunner(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LocalWait:
+    """A step's local activities, started: it waits for them up to ``budget_s``, together
+    with the other instances' steps of the same handler call (``collect_together``)."""
+
+    runs: Mapping[int, LocalActivity]
+    budget_s: float
+
+
 def pick_local(actions: Sequence[HistoryEvent], refused: Mapping[int, object], can_run: Callable[[str], bool],
                allowance: int) -> list[HistoryEvent]:
     """The scheduled activities of a step to run here: registered here, not refused (input
@@ -140,3 +150,12 @@ def collect(started: Mapping[int, LocalActivity], deadline: float) -> dict[int, 
         else:
             finished[task_id] = result
     return finished
+
+
+def collect_together(waits: Sequence[LocalWait], began: float,
+                     cap_s: float) -> list[dict[int, TaskCompleted | TaskFailed]]:
+    """``collect`` for the waits of several steps, whose runs all started before ``began``
+    (``time.monotonic``): each waits until ``began`` plus its budget, at most ``cap_s``
+    (the transaction's bound), so the whole costs the longest wait, not the sum of them.
+    Returns each wait's finished results, in order."""
+    return [collect(wait.runs, began + max(0.0, min(wait.budget_s, cap_s))) for wait in waits]

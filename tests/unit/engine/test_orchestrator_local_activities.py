@@ -293,6 +293,53 @@ def test_a_chain3_writes_one_status_record_per_transaction(make: Callable[..., O
     assert status is not None and status.output == "4"
 
 
+class LoggingRunner(StandInRunner):
+    """Logs when each run starts and when the orchestrator waits for it."""
+
+    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+        super().__init__(outcomes)
+        self.log: list[str] = []
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> StandInRun:
+        self.log.append(f"start {task.instance_id}{task.task_id}")
+        run = super().start(task, headers)
+        waited = run.wait
+        run.wait = lambda timeout_s: (self.log.append(f"wait {task.instance_id}{task.task_id}"), waited(timeout_s))[1]
+        return run
+
+
+def test_the_instances_of_a_batch_wait_for_their_local_activities_together(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = LoggingRunner({"step": add_one})
+    harness = make(runner)
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in ("a", "b")]
+    emitted = harness.feed([proposed(instance_id, TaskCompleted(0, "2"), execution)
+                            for instance_id, execution in zip(("a", "b"), executions, strict=True)])
+    assert runner.log == ["start a1", "start b1", "wait a1", "wait b1", "start a2", "start b2", "wait a2", "wait b2"]
+    assert [(s.instance_id, s.runtime_status, s.output) for s in harness.statuses(emitted)] == \
+        [("a", WorkflowStatus.COMPLETED, "4"), ("b", WorkflowStatus.COMPLETED, "4")]
+
+
+def test_a_step_that_fails_leaves_no_local_run_of_its_batch_untold(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in ("a", "b")]
+    starting = runner.start
+
+    def start(task: ActivityTask, headers: Headers | None) -> StandInRun:
+        if task.instance_id == "b":
+            raise RuntimeError("the worker broke")
+        return starting(task, headers)
+
+    runner.start = start  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        harness.driven.process(*[proposed(instance_id, TaskCompleted(0, "2"), execution)
+                                 for instance_id, execution in zip(("a", "b"), executions, strict=True)])
+    harness.driven.abort()
+    assert [(t.instance_id, t.task_id) for t in runner.taken] == [("a", 1)], "its slot is given back"
+
+
 def test_a_local_result_is_taken_only_once_its_transaction_has_ended(
         make: Callable[..., OrchestratorHarness]) -> None:
     runner = StandInRunner({"step": add_one})
