@@ -155,7 +155,8 @@ def collect(started: Mapping[int, LocalActivity], deadline: float) -> dict[int, 
 def collect_together(waits: Sequence[LocalWait], began: float,
                      cap_s: float) -> list[dict[int, TaskCompleted | TaskFailed]]:
     """``collect`` for the waits of several steps, whose runs all started before ``began``
-    (``time.monotonic``): each waits until ``began`` plus its budget, at most ``cap_s``
-    (the transaction's bound), so the whole costs the longest wait, not the sum of them.
-    Returns each wait's finished results, in order."""
-    return [collect(wait.runs, began + max(0.0, min(wait.budget_s, cap_s))) for wait in waits]
+    (``time.monotonic``), in turn: each waits up to its budget from when its turn comes, as
+    it would alone, and all of them no longer than ``cap_s`` after ``began`` (the
+    transaction's bound). The runs go on meanwhile, so the whole costs about the longest
+    run, not the sum of them. Returns each wait's finished results, in order."""
+    return [collect(wait.runs, min(time.monotonic() + wait.budget_s, began + cap_s)) for wait in waits]

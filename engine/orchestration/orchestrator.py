@@ -101,6 +101,11 @@ RETENTION_PURGES_PER_TICK = 200
 # Instances a bulk command looks at per transaction: a purge writes a tombstone per event
 # and a terminate replays the instance, so chunks keep transactions short.
 BULK_CHUNK = 200
+# Instances whose steps wait for their local activities together. Each run keeps its worker
+# slot until the commit, so a batch advanced breadth-first spreads the slots over all its
+# instances and finishes none once they run out; groups this small take a chain3's two
+# steps each and leave slots for the next group, while 8 instances still share each wait.
+STEPS_WAITING_TOGETHER = 8
 
 
 # What a step generator gets back for its ``LocalWait``: the runs that finished, by task
@@ -400,9 +405,14 @@ class Orchestrator:
         return store.state(instance_id)
 
     def _steps(self, batch: Batch, store: InstanceStore, inputs: Sequence[_StepInput]) -> None:
-        """Run the steps of distinct instances side by side: each runs until it waits for
-        local activities, then all of them wait at once (``collect_together``) and go on;
-        a batch of chains costs one wait per round, not one per instance."""
+        """Run the steps of distinct instances side by side, ``STEPS_WAITING_TOGETHER`` at a
+        time: each runs until it waits for local activities, then all of them wait at once
+        (``collect_together``) and go on; a group of chains costs one wait per round, not one
+        per instance."""
+        for first in range(0, len(inputs), STEPS_WAITING_TOGETHER):
+            self._steps_together(batch, store, inputs[first:first + STEPS_WAITING_TOGETHER])
+
+    def _steps_together(self, batch: Batch, store: InstanceStore, inputs: Sequence[_StepInput]) -> None:
         running: list[tuple[_StepInput, Stepping]] = [
             (step, self._step(batch, store, step.instance_id, step.proposed, step.now, step.records))
             for step in inputs]

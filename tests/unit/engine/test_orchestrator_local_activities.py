@@ -7,6 +7,7 @@ look only at what the orchestrator decides and emits.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,8 @@ from engine.core.history import (
     TimerCreated,
     WorkflowStatus,
 )
-from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP
+from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP, LocalWait, collect_together
+from engine.orchestration.orchestrator import STEPS_WAITING_TOGETHER
 from engine.replay.registry import Registry
 from engine.state.codec import ActivityTask, decode_status
 from streams.handler import Headers
@@ -318,6 +320,48 @@ def test_the_instances_of_a_batch_wait_for_their_local_activities_together(
     assert runner.log == ["start a1", "start b1", "wait a1", "wait b1", "start a2", "start b2", "wait a2", "wait b2"]
     assert [(s.instance_id, s.runtime_status, s.output) for s in harness.statuses(emitted)] == \
         [("a", WorkflowStatus.COMPLETED, "4"), ("b", WorkflowStatus.COMPLETED, "4")]
+
+
+def test_a_batch_waits_together_in_groups_that_leave_worker_slots_for_the_next(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = LoggingRunner({"step": add_one})
+    harness = make(runner)
+    names = [f"i{n}-" for n in range(STEPS_WAITING_TOGETHER + 1)]
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in names]
+    harness.feed([proposed(instance_id, TaskCompleted(0, "2"), execution)
+                  for instance_id, execution in zip(names, executions, strict=True)])
+    group = names[:STEPS_WAITING_TOGETHER]
+    assert runner.log[:2 * len(group)] == [f"start {n}1" for n in group] + [f"wait {n}1" for n in group]
+    assert runner.log[-4:] == [f"start {names[-1]}1", f"wait {names[-1]}1", f"start {names[-1]}2",
+                               f"wait {names[-1]}2"], "the last instance waits in a group of its own"
+
+
+class TimedRun:
+    """Records the timeouts it was waited with; finishes at once."""
+
+    def __init__(self, timeouts: list[float]) -> None:
+        self.timeouts = timeouts
+
+    def wait(self, timeout_s: float) -> TaskCompleted:
+        self.timeouts.append(timeout_s)
+        return TaskCompleted(0, "1")
+
+    def taken(self) -> None: ...
+
+    def handed_over(self) -> None: ...
+
+
+def test_each_wait_of_a_group_has_its_own_budget_within_the_transactions_bound() -> None:
+    timeouts: list[float] = []
+    waits = [LocalWait({0: TimedRun(timeouts)}, 0.5), LocalWait({0: TimedRun(timeouts)}, 0.5)]
+    assert collect_together(waits, time.monotonic(), 10.0) == [{0: TaskCompleted(0, "1")}] * 2
+    assert all(0.4 < t <= 0.5 for t in timeouts), timeouts
+    timeouts.clear()
+    collect_together(waits, time.monotonic() - 9.8, 10.0)
+    assert all(t <= 0.2 for t in timeouts), timeouts
+    timeouts.clear()
+    collect_together(waits, time.monotonic() - 11.0, 10.0)
+    assert timeouts == [0.0, 0.0], "past the transaction's bound a wait only takes what finished"
 
 
 def test_a_step_that_fails_leaves_no_local_run_of_its_batch_untold(
