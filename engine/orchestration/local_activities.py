@@ -153,10 +153,16 @@ def collect(started: Mapping[int, LocalActivity], deadline: float) -> dict[int, 
 
 
 def collect_together(waits: Sequence[LocalWait], began: float,
-                     cap_s: float) -> list[dict[int, TaskCompleted | TaskFailed]]:
+                     cap_s: float) -> list[tuple[dict[int, TaskCompleted | TaskFailed], float]]:
     """``collect`` for the waits of several steps, whose runs all started before ``began``
     (``time.monotonic``), in turn: each waits up to its budget from when its turn comes, as
     it would alone, and all of them no longer than ``cap_s`` after ``began`` (the
     transaction's bound). The runs go on meanwhile, so the whole costs about the longest
-    run, not the sum of them. Returns each wait's finished results, in order."""
-    return [collect(wait.runs, min(time.monotonic() + wait.budget_s, began + cap_s)) for wait in waits]
+    run, not the sum of them. Returns, for each wait in order, its finished results and the
+    seconds its own turn took (what counts against that step's budget)."""
+    collected = []
+    for wait in waits:
+        turn = time.monotonic()
+        finished = collect(wait.runs, min(turn + wait.budget_s, began + cap_s))
+        collected.append((finished, time.monotonic() - turn))
+    return collected

@@ -109,7 +109,7 @@ STEPS_WAITING_TOGETHER = 8
 
 
 # What a step generator gets back for its ``LocalWait``: the runs that finished, by task
-# ID, and the seconds the handler call spent waiting.
+# ID, and the seconds its own turn of the wait took.
 LocalDone = tuple[dict[int, TaskCompleted | TaskFailed], float]
 # A step of one instance, run as a generator: it yields when it waits for local activities,
 # so that one handler call waits for the activities of all its instances at once.
@@ -431,11 +431,9 @@ class Orchestrator:
                 raise
             began = time.monotonic()
             cap_s = MAX_LOCAL_WAIT_PER_TRANSACTION_S - self._txn.local_wait_s
-            finished = collect_together([wait for _, _, wait in waiting], began, cap_s)
-            waited = time.monotonic() - began
-            self._txn.local_wait_s += waited
+            answers = list(collect_together([wait for _, _, wait in waiting], began, cap_s))
+            self._txn.local_wait_s += time.monotonic() - began
             running = [(step, stepping) for step, stepping, _ in waiting]
-            answers = [(results, waited) for results in finished]
 
     @staticmethod
     def _advance(step: _StepInput, stepping: Stepping, answer: LocalDone | None) -> LocalWait | None:

@@ -336,6 +336,32 @@ def test_a_batch_waits_together_in_groups_that_leave_worker_slots_for_the_next(
                                f"wait {names[-1]}2"], "the last instance waits in a group of its own"
 
 
+class SlowRunner(StandInRunner):
+    """Each run takes ``seconds`` to be waited out."""
+
+    def __init__(self, outcomes: dict[str, Outcome], seconds: float) -> None:
+        super().__init__(outcomes)
+        self.seconds = seconds
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> StandInRun:
+        run = super().start(task, headers)
+        waited = run.wait
+        run.wait = lambda timeout_s: (time.sleep(min(timeout_s, self.seconds)), waited(timeout_s))[1]
+        return run
+
+
+def test_a_step_of_a_group_spends_only_its_own_turns_of_the_wait_from_its_budget(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = SlowRunner({"step": add_one}, seconds=0.03)
+    harness = make(runner, budget_ms=50)
+    names = ["a", "b", "c"]
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in names]
+    emitted = harness.feed([proposed(instance_id, TaskCompleted(0, "2"), execution)
+                            for instance_id, execution in zip(names, executions, strict=True)])
+    assert harness.tasks(emitted) == [], "a round of 90 ms left each step 20 ms of its own 50"
+    assert [s.runtime_status for s in harness.statuses(emitted)] == [WorkflowStatus.COMPLETED] * 3
+
+
 class TimedRun:
     """Records the timeouts it was waited with; finishes at once."""
 
@@ -354,7 +380,7 @@ class TimedRun:
 def test_each_wait_of_a_group_has_its_own_budget_within_the_transactions_bound() -> None:
     timeouts: list[float] = []
     waits = [LocalWait({0: TimedRun(timeouts)}, 0.5), LocalWait({0: TimedRun(timeouts)}, 0.5)]
-    assert collect_together(waits, time.monotonic(), 10.0) == [{0: TaskCompleted(0, "1")}] * 2
+    assert [found for found, _ in collect_together(waits, time.monotonic(), 10.0)] == [{0: TaskCompleted(0, "1")}] * 2
     assert all(0.4 < t <= 0.5 for t in timeouts), timeouts
     timeouts.clear()
     collect_together(waits, time.monotonic() - 9.8, 10.0)
