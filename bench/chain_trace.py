@@ -16,7 +16,10 @@ the end. Segments (medians over the chains, ms):
 
 Prints JSON lines (``bench.common.emit``) and a summary on stderr.
 
-    python -m bench.chain_trace [--count 100] [--callers 1] [--local-off]
+    python -m bench.chain_trace [--count 100] [--callers 1] [--local-off] [--profile FILE]
+
+``--profile FILE`` runs the runtime under py-spy (collapsed stacks into FILE, for
+``python -m bench.profile FILE``).
 """
 
 from __future__ import annotations
@@ -68,9 +71,9 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(bootstrap: str, count: int, callers: int, env: dict[str, str]) -> None:
+def run(bootstrap: str, count: int, callers: int, env: dict[str, str], profile_to: Path | None = None) -> None:
     settings = fresh_settings(bootstrap, "chain_trace")
-    with running_runtime(settings, None, env) as runtime, WorkflowClient(settings=settings) as client:
+    with running_runtime(settings, profile_to, env) as runtime, WorkflowClient(settings=settings) as client:
         for _ in range(WARM_UP_CALLS):
             traced_chain(client)
         traced: list[tuple[str, float, float]] = []
@@ -116,9 +119,11 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=1)
     parser.add_argument("--local-off", action="store_true", help="KWF_LOCAL_ACTIVITY_BUDGET_MS=0")
     parser.add_argument("--broker-warm-up", type=float, default=3.0)
+    parser.add_argument("--profile", type=Path, help="py-spy the runtime into this file (collapsed stacks)")
     args = parser.parse_args()
     with broker(args.broker_warm_up) as bootstrap:
-        run(bootstrap, args.count, args.callers, {"KWF_LOCAL_ACTIVITY_BUDGET_MS": "0"} if args.local_off else {})
+        run(bootstrap, args.count, args.callers, {"KWF_LOCAL_ACTIVITY_BUDGET_MS": "0"} if args.local_off else {},
+            args.profile)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from engine.core.history import HistoryEvent, TaskCompleted, TaskFailed, TaskScheduled
@@ -114,6 +115,15 @@ class LocalActivityRunner(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LocalWait:
+    """A step's local activities, started: it waits for them up to ``budget_s``, together
+    with the other instances' steps of the same handler call (``collect_together``)."""
+
+    runs: Mapping[int, LocalActivity]
+    budget_s: float
+
+
 def pick_local(actions: Sequence[HistoryEvent], refused: Mapping[int, object], can_run: Callable[[str], bool],
                allowance: int) -> list[HistoryEvent]:
     """The scheduled activities of a step to run here: registered here, not refused (input
@@ -140,3 +150,19 @@ def collect(started: Mapping[int, LocalActivity], deadline: float) -> dict[int, 
         else:
             finished[task_id] = result
     return finished
+
+
+def collect_together(waits: Sequence[LocalWait], began: float,
+                     cap_s: float) -> list[tuple[dict[int, TaskCompleted | TaskFailed], float]]:
+    """``collect`` for the waits of several steps, whose runs all started before ``began``
+    (``time.monotonic``), in turn: each waits up to its budget from when its turn comes, as
+    it would alone, and all of them no longer than ``cap_s`` after ``began`` (the
+    transaction's bound). The runs go on meanwhile, so the whole costs about the longest
+    run, not the sum of them. Returns, for each wait in order, its finished results and the
+    seconds its own turn took (what counts against that step's budget)."""
+    collected = []
+    for wait in waits:
+        turn = time.monotonic()
+        finished = collect(wait.runs, min(turn + wait.budget_s, began + cap_s))
+        collected.append((finished, time.monotonic() - turn))
+    return collected

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -63,7 +63,8 @@ from engine.orchestration.local_activities import (
     EarlyActivity,
     LocalActivity,
     LocalActivityRunner,
-    collect,
+    LocalWait,
+    collect_together,
     pick_local,
 )
 from engine.orchestration.step_watchdog import StepTimeLimitExceeded, StepWatchdog
@@ -100,6 +101,29 @@ RETENTION_PURGES_PER_TICK = 200
 # Instances a bulk command looks at per transaction: a purge writes a tombstone per event
 # and a terminate replays the instance, so chunks keep transactions short.
 BULK_CHUNK = 200
+# Instances whose steps wait for their local activities together. Each run keeps its worker
+# slot until the commit, so a batch advanced breadth-first spreads the slots over all its
+# instances and finishes none once they run out; groups this small take a chain3's two
+# steps each and leave slots for the next group, while 8 instances still share each wait.
+STEPS_WAITING_TOGETHER = 8
+
+
+# What a step generator gets back for its ``LocalWait``: the runs that finished, by task
+# ID, and the seconds its own turn of the wait took.
+LocalDone = tuple[dict[int, TaskCompleted | TaskFailed], float]
+# A step of one instance, run as a generator: it yields when it waits for local activities,
+# so that one handler call waits for the activities of all its instances at once.
+Stepping = Generator[LocalWait, LocalDone, InstanceState | None]
+
+
+@dataclass(frozen=True)
+class _StepInput:
+    """One instance's step: the events proposed for it, the step's time, their inbox records."""
+
+    instance_id: str
+    proposed: Sequence[HistoryEvent]
+    now: datetime
+    records: Sequence[Record] = ()
 
 
 @dataclass
@@ -120,6 +144,9 @@ class _Transaction:
     early: list[tuple[int, ActivityTask, Headers | None]] = field(default_factory=list)
     # Early runs whose results it recorded: recorded or released once it has ended.
     early_recorded: list[EarlyActivity] = field(default_factory=list)
+    # Each changed instance's last status (None: purged), written once when the handler
+    # call ends: a chain that runs several steps in one transaction writes one record.
+    statuses: dict[str, InstanceState | None] = field(default_factory=dict)
 
     def began(self, instance_id: str) -> bool:
         """Whether the instance's current execution started in this transaction."""
@@ -220,10 +247,11 @@ class Orchestrator:
                 continue
             by_instance.setdefault(event.instance_id, []).append(record)
         now = now_utc()
-        for instance_id, records in by_instance.items():
-            self._step(batch, store, instance_id, [r.value for r in records], now, records)
+        self._steps(batch, store, [_StepInput(instance_id, [r.value for r in records], now, records)
+                                   for instance_id, records in by_instance.items()])
         for command in commands:
             self._apply_bulk(batch, store, command, now)
+        self._write_statuses(batch)
 
     def _apply_bulk(self, batch: Batch, store: InstanceStore, command: BulkCommand, now: datetime) -> None:
         """Apply a bulk command to one chunk of this partition's instances; pass the rest on.
@@ -238,19 +266,16 @@ class Orchestrator:
         else:
             states = store.states_after(command.resume_after, BULK_CHUNK)
             resume_after = states[-1].instance_id if len(states) == BULK_CHUNK else None
-        matched = 0
-        for state in states:
-            if not command.matches(state.status, state.name, state.created_ms):
-                continue
-            matched += 1
-            event: Any = PurgeRequested() if command.action == PURGE else ExecutionTerminated(
-                f"bulk terminate {command.command_id}", command.output, True)
-            self._step(batch, store, state.instance_id, [HistoryEvent(state.instance_id, "", -1, now, event)], now)
+        event: Any = PurgeRequested() if command.action == PURGE else ExecutionTerminated(
+            f"bulk terminate {command.command_id}", command.output, True)
+        matched = [_StepInput(state.instance_id, [HistoryEvent(state.instance_id, "", -1, now, event)], now)
+                   for state in states if command.matches(state.status, state.name, state.created_ms)]
+        self._steps(batch, store, matched)
         if resume_after is not None:
             rest = replace(command, resume_after=resume_after)
             batch.emit(self.inbox, command.command_id.encode(), encode_bulk(rest), partition=batch.partition)
         log.info("bulk %s %s on partition %d: %d of %d instances%s", command.action.lower(), command.command_id,
-                 batch.partition, matched, len(states), ", continuing" if resume_after is not None else ", done")
+                 batch.partition, len(matched), len(states), ", continuing" if resume_after is not None else ", done")
 
     def ready_partitions(self) -> Collection[int]:
         """Partitions whose early runs a transaction can record now: all finished, or the
@@ -273,9 +298,9 @@ class Orchestrator:
             fired = TimerFired(timer_id, from_ms(fire_ms))
             due.setdefault(instance_id, []).append(HistoryEvent(instance_id, "", -1, from_ms(fire_ms), fired))
         now = now_utc()
-        for instance_id, events in due.items():
-            self._step(batch, store, instance_id, events, now)
+        self._steps(batch, store, [_StepInput(instance_id, events, now) for instance_id, events in due.items()])
         self._purge_retired(batch, store, now_ms)
+        self._write_statuses(batch)
 
     def _purge_retired(self, batch: Batch, store: InstanceStore, now_ms: int) -> None:
         """Purge instances that have been in a final status longer than the retention policy.
@@ -292,7 +317,8 @@ class Orchestrator:
                 if instance_id in self._txn.states:
                     continue  # changed in this transaction: the index entry is stale until it commits
                 log.info("purging %s: %s longer than its retention", instance_id, status.name)
-                self._step(batch, store, instance_id, [HistoryEvent(instance_id, "", -1, now, PurgeRequested())], now)
+                purge = HistoryEvent(instance_id, "", -1, now, PurgeRequested())
+                self._steps(batch, store, [_StepInput(instance_id, [purge], now)])
 
     def apply_changelog(
         self, store_batch: StoreBatch, store: PartitionStore, key: bytes | None, value: bytes | None, decoded: Any
@@ -363,8 +389,7 @@ class Orchestrator:
                 HistoryEvent(task.instance_id, task.execution_id, -1, now_utc(), result))
         self._txn.local_wait_s += time.monotonic() - began
         now = now_utc()  # the step's time: once the results are in, as for results from the inbox
-        for instance_id, events in results.items():
-            self._step(batch, store, instance_id, events, now)
+        self._steps(batch, store, [_StepInput(instance_id, events, now) for instance_id, events in results.items()])
 
     # -- one instance, one step ----------------------------------------------------------
 
@@ -379,11 +404,52 @@ class Orchestrator:
             return self._txn.states[instance_id]
         return store.state(instance_id)
 
-    @logs.for_instance_step
+    def _steps(self, batch: Batch, store: InstanceStore, inputs: Sequence[_StepInput]) -> None:
+        """Run the steps of distinct instances side by side, ``STEPS_WAITING_TOGETHER`` at a
+        time: each runs until it waits for local activities, then all of them wait at once
+        (``collect_together``) and go on; a group of chains costs one wait per round, not one
+        per instance."""
+        for first in range(0, len(inputs), STEPS_WAITING_TOGETHER):
+            self._steps_together(batch, store, inputs[first:first + STEPS_WAITING_TOGETHER])
+
+    def _steps_together(self, batch: Batch, store: InstanceStore, inputs: Sequence[_StepInput]) -> None:
+        running: list[tuple[_StepInput, Stepping]] = [
+            (step, self._step(batch, store, step.instance_id, step.proposed, step.now, step.records))
+            for step in inputs]
+        answers: list[LocalDone | None] = [None] * len(running)
+        while running:
+            waiting: list[tuple[_StepInput, Stepping, LocalWait]] = []
+            try:
+                for (step, stepping), answer in zip(running, answers, strict=True):
+                    wait = self._advance(step, stepping, answer)
+                    if wait is not None:
+                        waiting.append((step, stepping, wait))
+            except BaseException:
+                # The transaction aborts: the runs started for it hold slots until told.
+                for _, _, wait in waiting:
+                    self._txn.local_runs += wait.runs.values()
+                raise
+            began = time.monotonic()
+            cap_s = MAX_LOCAL_WAIT_PER_TRANSACTION_S - self._txn.local_wait_s
+            answers = list(collect_together([wait for _, _, wait in waiting], began, cap_s))
+            self._txn.local_wait_s += time.monotonic() - began
+            running = [(step, stepping) for step, stepping, _ in waiting]
+
+    @staticmethod
+    def _advance(step: _StepInput, stepping: Stepping, answer: LocalDone | None) -> LocalWait | None:
+        """Run one instance's step on to its next wait for local activities; None once it ended."""
+        first = step.proposed[0].event if step.proposed else None
+        workflow = first.name if isinstance(first, ExecutionStarted) else None
+        with logs.bound(instance_id=step.instance_id, workflow=workflow):
+            try:
+                return stepping.send(answer) if answer is not None else next(stepping)
+            except StopIteration:
+                return None
+
     def _step(
         self, batch: Batch, store: InstanceStore, instance_id: str, proposed: Sequence[HistoryEvent], now: datetime,
         records: Sequence[Record] = (),
-    ) -> None:
+    ) -> Stepping:
         """Accept or refuse each proposed event in order, then run the instance over the accepted.
 
         ``records`` are the inbox records the events came from (none for fired timers).
@@ -399,13 +465,13 @@ class Orchestrator:
                     log.warning("refused a start of %s: %s", instance_id, reason)
                     metrics.event_dropped(payload)
                     continue
-                state = self._run(batch, store, state, pending, now)
+                state = yield from self._run(batch, store, state, pending, now)
                 pending = []
-                state = self._start(batch, store, instance_id, state, event, now)
+                state = yield from self._start(batch, store, instance_id, state, event, now)
                 status = state.status if state else None
                 continue
             if isinstance(payload, PurgeRequested):
-                state = self._run(batch, store, state, pending, now)
+                state = yield from self._run(batch, store, state, pending, now)
                 pending = []
                 reason = purge_refusal(state)
                 if reason is not None or state is None:
@@ -413,7 +479,7 @@ class Orchestrator:
                     continue
                 self._emit_history(batch, [HistoryEvent(instance_id, state.execution_id, state.next_sequence, now,
                                                         payload)])
-                batch.emit(self.status, instance_id.encode(), None)
+                self._txn.statuses[instance_id] = None
                 self.executor.evict(instance_id)
                 self._txn.states[instance_id] = state = status = None
                 continue
@@ -440,7 +506,7 @@ class Orchestrator:
             if item is not None:
                 self._txn.closed.add((instance_id, item[0]))
             pending.append(HistoryEvent(instance_id, state.execution_id, -1, now, payload))
-        self._run(batch, store, state, pending, now)
+        return (yield from self._run(batch, store, state, pending, now))
 
     def _dead_letter_unknown(self, batch: Batch, record: Record, event: HistoryEvent) -> None:
         """An event from another topic (the pub/sub bridge) for an instance that does not exist.
@@ -466,7 +532,7 @@ class Orchestrator:
                        open_kind=opened.kind if opened else None)
 
     def _start(self, batch: Batch, store: InstanceStore, instance_id: str, previous: InstanceState | None,
-               event: HistoryEvent, now: datetime) -> InstanceState | None:
+               event: HistoryEvent, now: datetime) -> Stepping:
         if previous is not None:
             self.executor.evict(instance_id)
         execution_id = event.execution_id or uuid.uuid4().hex
@@ -478,20 +544,20 @@ class Orchestrator:
             self._emit_status(batch, state)
             self._txn.states[instance_id] = state
             return state
-        return self._execute(batch, store, None, [], [started], now)
+        return (yield from self._execute(batch, store, None, [], [started], now))
 
     def _run(self, batch: Batch, store: InstanceStore, state: InstanceState | None, pending: list[HistoryEvent],
-             now: datetime) -> InstanceState | None:
+             now: datetime) -> Stepping:
         if state is None or not pending:
             return state
         numbered = [HistoryEvent(e.instance_id, state.execution_id, state.next_sequence + i, now, e.event)
                     for i, e in enumerate(pending)]
         if state.awaiting_start:
-            return self._run_pending(batch, store, state, numbered, now)
-        return self._execute(batch, store, state, self._history(store, state), numbered, now)
+            return (yield from self._run_pending(batch, store, state, numbered, now))
+        return (yield from self._execute(batch, store, state, self._history(store, state), numbered, now))
 
     def _run_pending(self, batch: Batch, store: InstanceStore, state: InstanceState, events: list[HistoryEvent],
-                     now: datetime) -> InstanceState | None:
+                     now: datetime) -> Stepping:
         """Events for an instance whose start is deferred: history only, until it begins.
 
         It begins once its time has come and it is not suspended: the start timer fires, or a
@@ -508,11 +574,11 @@ class Orchestrator:
         if after is None or after.awaiting_start or after.ended:
             return after
         # The start is due: the executor sees the whole execution so far as its first step.
-        return self._execute(batch, store, after, [], [*stored, *events], now, emitted=True)
+        return (yield from self._execute(batch, store, after, [], [*stored, *events], now, emitted=True))
 
     def _execute(self, batch: Batch, store: InstanceStore, state: InstanceState | None,
                  history: Sequence[HistoryEvent], events: list[HistoryEvent], now: datetime,
-                 emitted: bool = False) -> InstanceState | None:
+                 emitted: bool = False) -> Stepping:
         """Run the executor over ``events`` and emit them (unless ``emitted``) and its actions."""
         instance_id = events[0].instance_id
         # Time spent waiting for local activities counts against the budget, not replay time.
@@ -534,7 +600,7 @@ class Orchestrator:
                     and not begins and not self._txn.began(instance_id):
                 # (Not in the step that starts an execution: its activities run once the
                 # start is committed, so their effects never precede a visible RUNNING.)
-                started, finished, waited = self._run_local(state, actions, refused, now, local_budget_s,
+                started, finished, waited = yield from self._run_local(state, actions, refused, now, local_budget_s,
                                                             local_allowance)
                 local_budget_s -= waited
             elif result.continued_as_new is None and state is not None and not state.ended:
@@ -562,14 +628,14 @@ class Orchestrator:
 
     def _run_local(self, state: InstanceState, actions: list[HistoryEvent], refused: dict[int, Any],
                    now: datetime, budget_s: float,
-                   allowance: int) -> tuple[int, dict[int, TaskCompleted | TaskFailed], float]:
-        """Start the step's activities this process can run; return how many started, the
-        results of those that finished within ``budget_s`` (the others are handed over), and
-        the seconds spent waiting."""
+                   allowance: int) -> Generator[LocalWait, LocalDone, tuple[int, dict[int, TaskCompleted | TaskFailed],
+                                                                             float]]:
+        """Start the step's activities this process can run and wait for them (yielded to
+        ``_steps``); return how many started, the results of those that finished within
+        ``budget_s`` (the others are handed over), and the seconds spent waiting."""
         runner = self.local_activities
         if runner is None or allowance <= 0 or budget_s <= 0:
             return 0, {}, 0.0
-        began = time.monotonic()
         started = {}
         # Another application's activities run in its own processes, whatever is registered here.
         own = [e for e in actions
@@ -582,9 +648,7 @@ class Orchestrator:
                 started[payload.task_id] = run
         if not started:
             return 0, {}, 0.0
-        finished = collect(started, began + budget_s)
-        waited = time.monotonic() - began
-        self._txn.local_wait_s += waited
+        finished, waited = yield LocalWait(started, budget_s)
         self._txn.local_runs += [started[task_id] for task_id in finished]
         return len(started), finished, waited
 
@@ -748,7 +812,17 @@ class Orchestrator:
             batch.emit_changelog(key, None)
 
     def _emit_status(self, batch: Batch, state: InstanceState) -> None:
-        batch.emit(self.status, state.instance_id.encode(), encode_status(state.status_record()))
-        metrics.status_emitted(state)
-        self._spans.status_emitted(state)
+        """The instance's new status, written by ``_write_statuses`` (only its last one counts)."""
+        self._txn.statuses[state.instance_id] = state
+
+    def _write_statuses(self, batch: Batch) -> None:
+        """Emit the last status of each instance this handler call changed, one record each."""
+        statuses, self._txn.statuses = self._txn.statuses, {}
+        for instance_id, state in statuses.items():
+            if state is None:
+                batch.emit(self.status, instance_id.encode(), None)
+                continue
+            batch.emit(self.status, instance_id.encode(), encode_status(state.status_record()))
+            metrics.status_emitted(state)
+            self._spans.status_emitted(state)
 

@@ -7,6 +7,7 @@ look only at what the orchestrator decides and emits.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,10 @@ from engine.core.history import (
     TimerCreated,
     WorkflowStatus,
 )
-from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP
+from engine.orchestration.local_activities import MAX_LOCAL_PER_STEP, LocalWait, collect_together
+from engine.orchestration.orchestrator import STEPS_WAITING_TOGETHER
 from engine.replay.registry import Registry
-from engine.state.codec import ActivityTask
+from engine.state.codec import ActivityTask, decode_status
 from streams.handler import Headers
 from tests.unit.engine.orchestrator_harness import OrchestratorHarness, proposed
 
@@ -279,6 +281,133 @@ def test_the_rest_of_a_chain_completes_in_one_transaction(make: Callable[..., Or
     assert runner.started[0].instance_id == "c" and runner.started[0].workflow_name == "chain3"
     assert runner.started[0].execution_id == execution and runner.started[0].input == "2"
     assert runner.handed_over == []
+
+
+def test_a_chain3_writes_one_status_record_per_transaction(make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    start = harness.deliver(proposed("c", ExecutionStarted("chain3", "1")))
+    assert [decode_status(v).runtime_status for v in start.statuses if v is not None] == [WorkflowStatus.RUNNING]
+    rest = harness.punctuate(0)
+    assert [s.runtime_status for s in harness.statuses(rest)] == [WorkflowStatus.COMPLETED], \
+        "three steps in one transaction, one status record: the last"
+    status = harness.status("c")
+    assert status is not None and status.output == "4"
+
+
+class LoggingRunner(StandInRunner):
+    """Logs when each run starts and when the orchestrator waits for it."""
+
+    def __init__(self, outcomes: dict[str, Outcome]) -> None:
+        super().__init__(outcomes)
+        self.log: list[str] = []
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> StandInRun:
+        self.log.append(f"start {task.instance_id}{task.task_id}")
+        run = super().start(task, headers)
+        waited = run.wait
+        run.wait = lambda timeout_s: (self.log.append(f"wait {task.instance_id}{task.task_id}"), waited(timeout_s))[1]
+        return run
+
+
+def test_the_instances_of_a_batch_wait_for_their_local_activities_together(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = LoggingRunner({"step": add_one})
+    harness = make(runner)
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in ("a", "b")]
+    emitted = harness.feed([proposed(instance_id, TaskCompleted(0, "2"), execution)
+                            for instance_id, execution in zip(("a", "b"), executions, strict=True)])
+    assert runner.log == ["start a1", "start b1", "wait a1", "wait b1", "start a2", "start b2", "wait a2", "wait b2"]
+    assert [(s.instance_id, s.runtime_status, s.output) for s in harness.statuses(emitted)] == \
+        [("a", WorkflowStatus.COMPLETED, "4"), ("b", WorkflowStatus.COMPLETED, "4")]
+
+
+def test_a_batch_waits_together_in_groups_that_leave_worker_slots_for_the_next(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = LoggingRunner({"step": add_one})
+    harness = make(runner)
+    names = [f"i{n}-" for n in range(STEPS_WAITING_TOGETHER + 1)]
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in names]
+    harness.feed([proposed(instance_id, TaskCompleted(0, "2"), execution)
+                  for instance_id, execution in zip(names, executions, strict=True)])
+    group = names[:STEPS_WAITING_TOGETHER]
+    assert runner.log[:2 * len(group)] == [f"start {n}1" for n in group] + [f"wait {n}1" for n in group]
+    assert runner.log[-4:] == [f"start {names[-1]}1", f"wait {names[-1]}1", f"start {names[-1]}2",
+                               f"wait {names[-1]}2"], "the last instance waits in a group of its own"
+
+
+class SlowRunner(StandInRunner):
+    """Each run takes ``seconds`` to be waited out."""
+
+    def __init__(self, outcomes: dict[str, Outcome], seconds: float) -> None:
+        super().__init__(outcomes)
+        self.seconds = seconds
+
+    def start(self, task: ActivityTask, headers: Headers | None) -> StandInRun:
+        run = super().start(task, headers)
+        waited = run.wait
+        run.wait = lambda timeout_s: (time.sleep(min(timeout_s, self.seconds)), waited(timeout_s))[1]
+        return run
+
+
+def test_a_step_of_a_group_spends_only_its_own_turns_of_the_wait_from_its_budget(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = SlowRunner({"step": add_one}, seconds=0.03)
+    harness = make(runner, budget_ms=50)
+    names = ["a", "b", "c"]
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in names]
+    emitted = harness.feed([proposed(instance_id, TaskCompleted(0, "2"), execution)
+                            for instance_id, execution in zip(names, executions, strict=True)])
+    assert harness.tasks(emitted) == [], "a round of 90 ms left each step 20 ms of its own 50"
+    assert [s.runtime_status for s in harness.statuses(emitted)] == [WorkflowStatus.COMPLETED] * 3
+
+
+class TimedRun:
+    """Records the timeouts it was waited with; finishes at once."""
+
+    def __init__(self, timeouts: list[float]) -> None:
+        self.timeouts = timeouts
+
+    def wait(self, timeout_s: float) -> TaskCompleted:
+        self.timeouts.append(timeout_s)
+        return TaskCompleted(0, "1")
+
+    def taken(self) -> None: ...
+
+    def handed_over(self) -> None: ...
+
+
+def test_each_wait_of_a_group_has_its_own_budget_within_the_transactions_bound() -> None:
+    timeouts: list[float] = []
+    waits = [LocalWait({0: TimedRun(timeouts)}, 0.5), LocalWait({0: TimedRun(timeouts)}, 0.5)]
+    assert [found for found, _ in collect_together(waits, time.monotonic(), 10.0)] == [{0: TaskCompleted(0, "1")}] * 2
+    assert all(0.4 < t <= 0.5 for t in timeouts), timeouts
+    timeouts.clear()
+    collect_together(waits, time.monotonic() - 9.8, 10.0)
+    assert all(t <= 0.2 for t in timeouts), timeouts
+    timeouts.clear()
+    collect_together(waits, time.monotonic() - 11.0, 10.0)
+    assert timeouts == [0.0, 0.0], "past the transaction's bound a wait only takes what finished"
+
+
+def test_a_step_that_fails_leaves_no_local_run_of_its_batch_untold(
+        make: Callable[..., OrchestratorHarness]) -> None:
+    runner = StandInRunner({"step": add_one})
+    harness = make(runner)
+    executions = [started(harness, instance_id, "chain3", "1") for instance_id in ("a", "b")]
+    starting = runner.start
+
+    def start(task: ActivityTask, headers: Headers | None) -> StandInRun:
+        if task.instance_id == "b":
+            raise RuntimeError("the worker broke")
+        return starting(task, headers)
+
+    runner.start = start  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        harness.driven.process(*[proposed(instance_id, TaskCompleted(0, "2"), execution)
+                                 for instance_id, execution in zip(("a", "b"), executions, strict=True)])
+    harness.driven.abort()
+    assert [(t.instance_id, t.task_id) for t in runner.taken] == [("a", 1)], "its slot is given back"
 
 
 def test_a_local_result_is_taken_only_once_its_transaction_has_ended(
