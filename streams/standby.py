@@ -147,7 +147,8 @@ class StandbyReplicas:
         self._follow(standby_partitions(assignments, self._member_id, self._replicas) - set(owned))
 
     def _admin_client(self) -> AdminClient:
-        return AdminClient(dict(self._client))
+        client = self._client  # the processor's client settings (security included)
+        return AdminClient(dict(client))
 
     def refresh_soon(self) -> None:
         """Read the assignment again at the next ``refresh``: a rebalance has changed it (an

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from engine.api.client import WorkflowPage, WorkflowState
 from engine.api.http_api import create_app
+from engine.api.status_view import StatusView
 from engine.core.history import WorkflowStatus
 from engine.state.config import MIB, Settings
 
@@ -84,6 +85,7 @@ def test_the_token_guards_every_route_not_only_one() -> None:
     # Only the health check and the page's files are open: they hold no instance data.
     assert client.get("/healthz").status_code == 200
     assert client.get("/ui/").status_code == 200
+    StatusView.close_shared()  # the status routes opened this process's view (of no broker)
 
 
 def test_the_list_filters_by_status_and_pages() -> None:
