@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from totals_harness import ProcessorProcess, TopicReader, TotalsTopics, assert_exactly_once, increments, produce
+from totals_harness import (
+    ProcessorProcess,
+    TopicReader,
+    TotalsTopics,
+    assert_exactly_once,
+    cleaned_up,
+    increments,
+    produce,
+)
 
 
 def test_failed_transaction_is_aborted_and_replayed(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
@@ -15,7 +23,7 @@ def test_failed_transaction_is_aborted_and_replayed(kafka_bootstrap: str, topic_
     proc = ProcessorProcess(kafka_bootstrap, topics, f"{topic_prefix}.totals", tmp_path / "state", "p1", tmp_path,
                             module="faulty_totals")
     output = TopicReader(kafka_bootstrap, topics.output)
-    try:
+    with cleaned_up(proc, output=output):
         proc.start()
         output.wait_for(len(pairs), alive=proc)
         output.poll(1.0)
@@ -24,10 +32,3 @@ def test_failed_transaction_is_aborted_and_replayed(kafka_bootstrap: str, topic_
         log = proc.log_path.read_text()
         assert "transaction aborted" in log
         assert "handler: partition" in log  # the handler was told to drop what the batch cached
-    except BaseException:
-        print(proc.logs())
-        raise
-    finally:
-        if proc.alive():
-            proc.kill()
-        output.close()

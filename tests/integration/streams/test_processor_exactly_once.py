@@ -12,6 +12,7 @@ from totals_harness import (
     TopicReader,
     TotalsTopics,
     assert_exactly_once,
+    cleaned_up,
     increments,
     prefix_sums,
     produce_increments,
@@ -64,7 +65,7 @@ def test_lost_state_folder_is_rebuilt_from_the_changelog(
     group, state = f"{topic_prefix}.totals", tmp_path / "state"
     proc = ProcessorProcess(kafka_bootstrap, topics, group, state, "p1", tmp_path)
     output = TopicReader(kafka_bootstrap, topics.output)
-    try:
+    with cleaned_up(proc, output=output):
         produce_increments(kafka_bootstrap, topics.input, first)
         proc.start()
         output.wait_for(len(first), alive=proc)
@@ -78,10 +79,3 @@ def test_lost_state_folder_is_rebuilt_from_the_changelog(
         assert proc.stop() == 0
         assert "restored" in proc.log_path.read_text()
         assert stored_totals(state, group, topics.input) == final_totals(first + second)
-    except BaseException:
-        print(proc.logs())
-        raise
-    finally:
-        if proc.alive():
-            proc.kill()
-        output.close()

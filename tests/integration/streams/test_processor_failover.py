@@ -14,6 +14,7 @@ from totals_harness import (
     TopicReader,
     TotalsTopics,
     assert_exactly_once,
+    cleaned_up,
     increments,
     produce,
     produce_increments,
@@ -38,7 +39,7 @@ def test_a_taker_fences_the_open_transaction_of_a_killed_owner_with_another_id(
                              module="faulty_totals", env={"STALL_MARKER": str(marker)})
     taker = ProcessorProcess(kafka_bootstrap, topics, group, tmp_path / "state-2", "p2", tmp_path, *timeout)
     output = TopicReader(kafka_bootstrap, topics.output)
-    try:
+    with cleaned_up(owner, taker, output=output):
         produce_increments(kafka_bootstrap, topics.input, before)
         owner.start()
         # Every partition has a commit of p1 behind it (naming p1) before the stall.
@@ -57,15 +58,6 @@ def test_a_taker_fences_the_open_transaction_of_a_killed_owner_with_another_id(
         assert_exactly_once(output.by_key, everything)
         assert f"fenced the producer of departed {group}-p1" in taker.logs()
         assert taker.stop() == 0
-    except BaseException:
-        print(owner.logs())
-        print(taker.logs())
-        raise
-    finally:
-        for proc in (owner, taker):
-            if proc.alive():
-                proc.kill()
-        output.close()
 
 
 RESTORED = re.compile(r"restored \S+-(\d+): (\d+) records")
@@ -85,7 +77,7 @@ def test_a_standby_copy_makes_the_takeover_read_only_the_tail(
     owner = ProcessorProcess(kafka_bootstrap, topics, group, tmp_path / "state-1", "p1", tmp_path, *standby)
     taker = ProcessorProcess(kafka_bootstrap, topics, group, tmp_path / "state-2", "p2", tmp_path, *standby)
     output = TopicReader(kafka_bootstrap, topics.output)
-    try:
+    with cleaned_up(owner, taker, output=output):
         owner.start()
         taker.start()
         produce_increments(kafka_bootstrap, topics.input, before)
@@ -111,12 +103,3 @@ def test_a_standby_copy_makes_the_takeover_read_only_the_tail(
         written = sum(1 for key, _ in before if partition_for(key, PARTITIONS) in taken)
         assert restored < written // 10, (taken, restored, written)
         assert taker.stop() == 0
-    except BaseException:
-        print(owner.logs())
-        print(taker.logs())
-        raise
-    finally:
-        for proc in (owner, taker):
-            if proc.alive():
-                proc.kill()
-        output.close()

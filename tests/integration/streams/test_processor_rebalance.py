@@ -12,6 +12,7 @@ from totals_harness import (
     TopicReader,
     TotalsTopics,
     assert_exactly_once,
+    cleaned_up,
     increments,
     produce_increments,
 )
@@ -41,7 +42,7 @@ def test_survivor_takes_over_and_totals_stay_exact(kafka_bootstrap: str, topic_p
             time.sleep(CHUNK_PAUSE_S)
 
     feeder = threading.Thread(target=feed, daemon=True)
-    try:
+    with cleaned_up(first, second, output=output):
         first.start()
         second.start()
         feeder.start()
@@ -57,11 +58,3 @@ def test_survivor_takes_over_and_totals_stay_exact(kafka_bootstrap: str, topic_p
         assert second.stop() == 0
         survivor_log = second.log_path.read_text()
         assert "restored" in survivor_log, "the survivor should have restored the partitions it took over"
-    except BaseException:
-        print(first.logs() + second.logs())
-        raise
-    finally:
-        for proc in (first, second):
-            if proc.alive():
-                proc.kill()
-        output.close()

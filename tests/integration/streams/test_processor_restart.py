@@ -13,6 +13,7 @@ from totals_harness import (
     TopicReader,
     TotalsTopics,
     assert_exactly_once,
+    cleaned_up,
     increments,
     produce,
     produce_increments,
@@ -41,7 +42,7 @@ def test_restart_is_not_stalled_by_the_predecessors_open_transaction(
         module="faulty_totals", env={"STALL_MARKER": str(marker)},
     )
     output = TopicReader(kafka_bootstrap, topics.output)
-    try:
+    with cleaned_up(proc, output=output):
         proc.start()
         deadline = time.monotonic() + WAIT_S
         while not marker.exists():
@@ -67,10 +68,3 @@ def test_restart_is_not_stalled_by_the_predecessors_open_transaction(
         output.poll(1.0)
         assert_exactly_once(output.by_key, everything)
         assert proc.stop() == 0
-    except BaseException:
-        print(proc.logs())
-        raise
-    finally:
-        if proc.alive():
-            proc.kill()
-        output.close()

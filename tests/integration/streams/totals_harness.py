@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,3 +193,20 @@ def stored_totals(state_dir: Path, group: str, topic: str) -> dict[bytes, int]:
             for key, value in store.scan_prefix(b""):
                 totals[key] = int(value)
     return totals
+
+
+@contextmanager
+def cleaned_up(*processes: ProcessorProcess, output: TopicReader) -> Iterator[None]:
+    """Around a test's body: print the processes' logs if it fails, then kill what is still
+    alive and close the output reader, whatever happened."""
+    try:
+        yield
+    except BaseException:
+        for proc in processes:
+            print(proc.logs())
+        raise
+    finally:
+        for proc in processes:
+            if proc.alive():
+                proc.kill()
+        output.close()
