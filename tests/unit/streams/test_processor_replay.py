@@ -19,36 +19,8 @@ from streams import transaction
 from streams.handler import Batch
 from streams.processor import Processor, ProcessorConfig
 from streams.transaction import RestartRequired
+from tests.unit.streams.fake_message import FakeMessage
 from tests.unit.streams.fake_producer import FakeWriter
-
-
-class FakeMessage:
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def topic(self) -> str:
-        return "in"
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return f"v{self._offset}".encode()
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def headers(self) -> None:
-        return None
 
 
 class FakeConsumer:

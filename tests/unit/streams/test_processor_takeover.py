@@ -16,36 +16,8 @@ from streams.handler import Batch
 from streams.processor import Processor, ProcessorConfig
 from streams.restore import RestorePlan, RestoreReport
 from streams.transaction import RestartRequired
+from tests.unit.streams.fake_message import FakeMessage
 from tests.unit.streams.fake_producer import FakeWriter
-
-
-class FakeMessage:
-    def __init__(self, partition: int, offset: int) -> None:
-        self._partition, self._offset = partition, offset
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def topic(self) -> str:
-        return "in"
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return b"v"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def headers(self) -> None:
-        return None
 
 
 class FakeConsumer:
@@ -185,9 +157,9 @@ def test_a_partition_being_fenced_gets_no_records_while_the_others_go_on(tmp_pat
     processor._fencer = fencer  # type: ignore[assignment]
     processor._on_assign(consumer, [TopicPartition("in", 1)])  # type: ignore[arg-type]
     assert consumer.calls[:2] == [("assign", [(1, -1001)]), ("pause", [(1, -1001)])]
-    consumer.queue = [FakeMessage(0, 0), FakeMessage(1, 0), FakeMessage(1, 1)]
+    consumer.queue = [FakeMessage(0, partition=0), FakeMessage(0, partition=1), FakeMessage(1, partition=1)]
     turn(processor, consumer)
-    consumer.queue = [FakeMessage(0, 1)]
+    consumer.queue = [FakeMessage(1, partition=0)]
     turn(processor, consumer)
     assert handler.seen == [(0, 0), (0, 1)]  # partition 0 went on while partition 1 was fenced
     assert processor.assigned_partitions() == {0}
@@ -200,7 +172,7 @@ def test_a_partition_being_fenced_gets_no_records_while_the_others_go_on(tmp_pat
     assert processor.ready.is_set()
     # The records handed over while it was paused were dropped: it is rewound to the first.
     assert consumer.calls[-2:] == [("seek", [(1, 0)]), ("resume", [(1, -1001)])]
-    consumer.queue = [FakeMessage(1, 0), FakeMessage(1, 1)]
+    consumer.queue = [FakeMessage(0, partition=1), FakeMessage(1, partition=1)]
     turn(processor, consumer)
     assert handler.seen == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
@@ -215,7 +187,7 @@ def test_a_partition_is_handed_to_the_handler_only_once_its_store_caught_up(tmp_
     turn(processor, consumer)
     assert processor.assigned_partitions() == {0, 2}  # partition 2's store was current
     for _ in range(2):
-        consumer.queue = [FakeMessage(1, 5)]
+        consumer.queue = [FakeMessage(5, partition=1)]
         turn(processor, consumer)
         assert processor.assigned_partitions() == {0, 2}
     assert restorer.steps == 1
@@ -253,7 +225,7 @@ def test_a_partition_that_cannot_be_rewound_over_dropped_records_restarts_the_pr
 
     consumer.seek = refuse  # type: ignore[method-assign]
     processor._on_assign(consumer, [TopicPartition("in", 1)])  # type: ignore[arg-type]
-    consumer.queue = [FakeMessage(1, 0)]
+    consumer.queue = [FakeMessage(0, partition=1)]
     turn(processor, consumer)  # the record is dropped: partition 1 is not processed yet
     fencer.done.set()
     wait_for_takeovers(processor)
